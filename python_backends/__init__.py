@@ -1,0 +1,1 @@
+"""Python-backend models copied byte for byte into generated repositories."""
