@@ -1,0 +1,1 @@
+"""Load testing of served models."""
