@@ -7,11 +7,15 @@ import sys
 import traceback
 from typing import Any, Callable
 
-import click
 import typer
 from rich.console import Console
 
 from tritonkit.errors import TritonkitError
+
+try:  # typer >= 0.20 vendors click; older releases use click itself
+    from typer._click import exceptions as _click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as _click_exceptions  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="tritonkit",
@@ -20,6 +24,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+@app.callback()
+def _root() -> None:
+    """Spec to Triton model repository: generate, validate, serve, call, bench and plan."""
+
 
 #: Status lines, progress and errors go to stderr; results go to stdout.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -44,12 +53,12 @@ def handle_errors(run: Callable[[], Any]) -> int:
     except TritonkitError as exc:
         report(exc)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         return 130
-    except click.ClickException as exc:
+    except _click_exceptions.ClickException as exc:
         exc.show(file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,0 +1,59 @@
+"""The objects the model layer hands to render: Triton models as config messages plus their files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Union
+
+from tritonkit.spec.document import Loc
+
+if TYPE_CHECKING:
+    from tritonclient.grpc import model_config_pb2
+
+__all__ = ["FileSource", "ModelUnit", "RepositoryModel"]
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Where the bytes of one generated file come from: a file to copy, or bytes in memory."""
+
+    path: Optional[Path] = None
+    data: Optional[bytes] = None
+
+    def read(self) -> bytes:
+        """Return the file's bytes."""
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        return self.path.read_bytes()
+
+
+@dataclass(frozen=True)
+class ModelUnit:
+    """One model folder of the repository.
+
+    Attributes:
+        name: the model (and folder) name.
+        config: the ``ModelConfig`` message, without a version policy decision of tritonkit's own.
+        version_files: files of each version folder, by name inside it (``model.py``, ``model.onnx``).
+        model_files: files beside ``config.pbtxt`` (label files, ``warmup/`` data), by relative name.
+        spec_loc: where the model is declared in the spec, for error messages.
+        origin: the spec entry that produced it (``models`` or ``llms``) and that entry's name.
+    """
+
+    name: str
+    config: model_config_pb2.ModelConfig
+    version_files: dict[str, FileSource] = field(default_factory=dict)
+    model_files: dict[str, FileSource] = field(default_factory=dict)
+    spec_loc: Loc = ()
+    origin: str = "models"
+
+
+@dataclass(frozen=True)
+class RepositoryModel:
+    """Everything ``generate`` renders: the models and the deployment settings they imply."""
+
+    units: tuple[ModelUnit, ...]
+    triton_version: str
+    extra_files: dict[str, Union[FileSource, bytes]] = field(default_factory=dict)

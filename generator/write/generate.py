@@ -1,0 +1,138 @@
+"""``generate``: spec -> models -> rendered tree -> validated in memory -> written where it changed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from tritonkit.errors import DriftError, Problem, RepositoryError, SpecError
+from tritonkit.model.repository import build_repository
+from tritonkit.model.types import RepositoryModel
+from tritonkit.render.repository import Rendered, render_tree
+from tritonkit.spec.load import LoadedSpec, load_spec
+from tritonkit.validate import validate_tree
+from tritonkit.write.manifest import MANIFEST_NAME, FileRecord, Manifest, read_manifest
+from tritonkit.write.plan import Action, WritePlan, apply_plan, plan_writes
+from tritonkit.write.versions import VersionDecision, decide_versions
+
+__all__ = ["REPOSITORY_DIR", "GenerateResult", "generate", "render_spec"]
+
+#: The model repository's folder inside the output folder (the project's fixed top level).
+REPOSITORY_DIR = "model_repository"
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """What a run did (or would do): the plan, and the version each model is served from."""
+
+    plan: WritePlan
+    versions: dict[str, int]
+    written: bool
+
+
+def _spec_name(spec_path: Path, out_dir: Path) -> str:
+    """The spec as generated files name it: relative to the output folder, never a machine path."""
+    relative = Path(os.path.relpath(spec_path.resolve(), out_dir.resolve())).as_posix()
+    return spec_path.name if relative.startswith("../") else relative
+
+
+def _decide(loaded: LoadedSpec, repository: RepositoryModel, manifest: Manifest) -> dict[str, VersionDecision]:
+    decisions: dict[str, VersionDecision] = {}
+    problems: list[Problem] = []
+    for unit in repository.units:
+        decision = decide_versions(unit, manifest.versions.get(unit.name, {}))
+        if decision.missing:
+            problems.append(loaded.problem(
+                (*unit.spec_loc, "version_policy"),
+                f"asks for version(s) {list(decision.missing)}, which this repository does not have "
+                f"(it has {sorted(decision.digests)})", "name versions that exist, or use latest", model=unit.name))
+        decisions[unit.name] = decision
+    if problems:
+        raise SpecError(problems)
+    return decisions
+
+
+def _kept_files(manifest: Manifest, decisions: dict[str, VersionDecision]) -> set[str]:
+    keep: set[str] = set()
+    for name, decision in decisions.items():
+        for version in decision.kept:
+            if version == decision.current:
+                continue
+            prefix = f"{REPOSITORY_DIR}/{name}/{version}/"
+            keep.update(p for p in manifest.files if p.startswith(prefix))
+    return keep
+
+
+def _check_in_memory(tree: dict[str, Rendered], keep: set[str]) -> None:
+    prefix = REPOSITORY_DIR + "/"
+    files: dict[str, object] = {p[len(prefix):]: data for p, data in tree.items() if p.startswith(prefix)}
+    files.update({p[len(prefix):]: b"" for p in keep if p.startswith(prefix)})
+    report = validate_tree(files, root_name=REPOSITORY_DIR)
+    if report.errors:
+        raise RepositoryError(report.errors)
+
+
+def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str,
+                  decisions: dict[str, VersionDecision]) -> Manifest:
+    changed = bool(plan.changes) or old.spec != spec_name
+    run = old.run + 1 if changed or not old.files else old.run
+    files: dict[str, FileRecord] = {}
+    for action in plan.actions:
+        if action.status == "remove":
+            continue
+        previous = old.files.get(action.path)
+        same = action.status == "same" and previous is not None and previous.sha256 == action.sha256
+        files[action.path] = previous if same and previous else FileRecord(action.sha256, run)
+    return Manifest(spec=spec_name, run=run, files=files,
+                    versions={name: d.digests for name, d in decisions.items()})
+
+
+def render_spec(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".") -> tuple[
+        LoadedSpec, dict[str, Rendered]]:
+    """Render a spec in memory as a first run would, for callers that only need the bytes."""
+    loaded = load_spec(spec_path)
+    repository = build_repository(loaded)
+    tree = render_tree(repository, {}, _spec_name(Path(spec_path), Path(out_dir)), REPOSITORY_DIR)
+    return loaded, tree
+
+
+def generate(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".", *, dry_run: bool = False,
+             check: bool = False, force: bool = False, display_path: Optional[str] = None) -> GenerateResult:
+    """Generate (or check) the repository a spec describes under ``out_dir``.
+
+    Raises:
+        SpecError: the spec is wrong (every problem, located).
+        RepositoryError: the rendered repository breaks a Triton load-time rule.
+        WriteConflictError: a file in the way was not written by tritonkit, or was edited by hand.
+        DriftError: with ``check``, the repository on disk differs from the spec.
+    """
+    out = Path(out_dir)
+    loaded = load_spec(spec_path, display_path)
+    repository = build_repository(loaded)
+    manifest_path = f"{REPOSITORY_DIR}/{MANIFEST_NAME}"
+    manifest = read_manifest(out / manifest_path, str(out / manifest_path))
+    decisions = _decide(loaded, repository, manifest)
+    spec_name = _spec_name(Path(spec_path), out)
+    tree = render_tree(repository, {n: d.current for n, d in decisions.items()}, spec_name, REPOSITORY_DIR)
+    keep = _kept_files(manifest, decisions)
+    _check_in_memory(tree, keep)
+    plan = plan_writes(out, tree, keep, manifest, force)
+    new_manifest = _new_manifest(manifest, plan, spec_name, decisions)
+    manifest_bytes = new_manifest.to_bytes()
+    current = (out / manifest_path).read_bytes() if (out / manifest_path).exists() else None
+    status = "same" if current == manifest_bytes else ("update" if current is not None else "create")
+    plan.actions.append(Action(status, manifest_path, manifest_bytes))
+    plan.manifest = new_manifest
+    versions = {n: d.current for n, d in decisions.items()}
+    if check:
+        if plan.changes or plan.conflicts:
+            raise DriftError([Problem(f"would {a.status}" if a.status in ("create", "update", "remove")
+                                      else a.reason, path=a.path)
+                              for a in plan.changes + plan.conflicts])
+        return GenerateResult(plan, versions, written=False)
+    if dry_run:
+        return GenerateResult(plan, versions, written=False)
+    apply_plan(plan)
+    return GenerateResult(plan, versions, written=True)

@@ -1,0 +1,156 @@
+"""Compare a rendered tree with the disk and the manifest; write only what changed, atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from tritonkit.errors import Problem, WriteConflictError
+from tritonkit.model.types import FileSource
+from tritonkit.render.repository import Rendered
+from tritonkit.write.manifest import FileRecord, Manifest
+
+__all__ = ["Action", "WritePlan", "apply_plan", "plan_writes"]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One path and what happens to it: create, same, update, remove, or a conflict that blocks the run."""
+
+    status: str
+    path: str
+    data: Optional[Rendered] = None
+    sha256: str = ""
+    reason: str = ""
+
+
+@dataclass
+class WritePlan:
+    """Every action of a run, and the manifest as it will be afterwards."""
+
+    root: Path
+    actions: list[Action] = field(default_factory=list)
+    manifest: Optional[Manifest] = None
+
+    @property
+    def changes(self) -> list[Action]:
+        """Actions that would change the disk."""
+        return [a for a in self.actions if a.status in ("create", "update", "remove")]
+
+    @property
+    def conflicts(self) -> list[Action]:
+        """Actions that stop the run: files not ours, or ours but edited by hand."""
+        return [a for a in self.actions if a.status in ("conflict", "modified")]
+
+
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _hash_file(path: Path) -> Optional[str]:
+    try:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _bytes_of(data: Rendered) -> bytes:
+    return data.read() if isinstance(data, FileSource) else data
+
+
+def _plan_file(root: Path, path: str, data: Rendered, manifest: Manifest, force: bool) -> Action:
+    new_hash = _hash_bytes(_bytes_of(data))
+    disk_hash = _hash_file(root / path)
+    record = manifest.files.get(path)
+    if disk_hash is None:
+        return Action("create", path, data, new_hash)
+    if disk_hash == new_hash:
+        return Action("same", path, data, new_hash)
+    if record is None:
+        return Action("conflict", path, data, new_hash, "exists but was not written by tritonkit")
+    if disk_hash != record.sha256 and not force:
+        return Action("modified", path, data, new_hash, "was edited by hand since tritonkit wrote it")
+    return Action("update", path, data, new_hash)
+
+
+def _plan_removal(root: Path, path: str, record: FileRecord, force: bool) -> Optional[Action]:
+    disk_hash = _hash_file(root / path)
+    if disk_hash is None:
+        return None
+    if disk_hash != record.sha256 and not force:
+        return Action("modified", path, reason="was edited by hand; tritonkit would remove it")
+    return Action("remove", path, sha256=record.sha256)
+
+
+def plan_writes(root: Path, tree: Mapping[str, Rendered], keep: set[str], manifest: Manifest,
+                force: bool = False) -> WritePlan:
+    """Plan a run: ``tree`` is what must exist, ``keep`` are recorded files left as they are (old versions)."""
+    plan = WritePlan(root)
+    for path in sorted(tree):
+        plan.actions.append(_plan_file(root, path, tree[path], manifest, force))
+    for path in sorted(keep - set(tree)):
+        if path in manifest.files and (root / path).exists():
+            plan.actions.append(Action("same", path, sha256=manifest.files[path].sha256))
+    for path, record in sorted(manifest.files.items()):
+        if path not in tree and path not in keep:
+            action = _plan_removal(root, path, record, force)
+            if action is not None:
+                plan.actions.append(action)
+    return plan
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, 0o644)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+_CONFLICT_HINTS = {
+    "conflict": "tritonkit never changes files it did not write: move it away, or generate into "
+                "another folder with -o",
+    "modified": "move the change into the spec, or rerun with --force to overwrite it",
+}
+
+
+def _prune_empty_dirs(root: Path, removed: list[str]) -> None:
+    for path in removed:
+        parent = (root / path).parent
+        while parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+
+def apply_plan(plan: WritePlan) -> None:
+    """Carry out a plan without conflicts: writes, then removals, then empty folders left by removals.
+
+    Raises:
+        WriteConflictError: the plan has conflicts (checked again here, so nothing is half-written).
+    """
+    if plan.conflicts:
+        raise WriteConflictError([Problem(a.reason, path=a.path, hint=_CONFLICT_HINTS[a.status])
+                                  for a in plan.conflicts])
+    removed: list[str] = []
+    for action in plan.actions:
+        target = plan.root / action.path
+        if action.status in ("create", "update") and action.data is not None:
+            _write_atomic(target, _bytes_of(action.data))
+        elif action.status == "remove":
+            target.unlink(missing_ok=True)
+            removed.append(action.path)
+    _prune_empty_dirs(plan.root, removed)

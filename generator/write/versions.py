@@ -1,0 +1,51 @@
+"""Choose each model's version: unchanged models keep theirs, changed ones get the next number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tritonclient.grpc import model_config_pb2 as pb
+
+from tritonkit.model.types import ModelUnit
+from tritonkit.render.repository import model_digest
+
+__all__ = ["VersionDecision", "decide_versions"]
+
+
+@dataclass(frozen=True)
+class VersionDecision:
+    """The version a model is served from now, the versions whose folders stay, and all digests."""
+
+    current: int
+    kept: tuple[int, ...]
+    digests: dict[int, str]
+    missing: tuple[int, ...] = ()
+
+
+def _kept(policy: pb.ModelVersionPolicy, known: list[int], current: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Version folders to keep on disk: those the policy can load, and always the current one."""
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return tuple(known), ()
+    if choice == "specific":
+        wanted = set(policy.specific.versions)
+        missing = tuple(sorted(wanted - set(known)))
+        return tuple(v for v in known if v in wanted or v == current), missing
+    count = policy.latest.num_versions if choice == "latest" else 1
+    return tuple(known[-max(count, 1):]), ()
+
+
+def decide_versions(unit: ModelUnit, previous: dict[int, str]) -> VersionDecision:
+    """Decide the version folders of ``unit`` given the digests recorded by earlier runs."""
+    digest = model_digest(unit)
+    digests = dict(previous)
+    if not digests:
+        current = 1
+    else:
+        newest = max(digests)
+        current = newest if digests[newest] == digest else newest + 1
+    digests[current] = digest
+    known = sorted(digests)
+    kept, missing = _kept(unit.config.version_policy, known, current)
+    return VersionDecision(current=current, kept=kept,
+                           digests={v: d for v, d in digests.items() if v in kept}, missing=missing)
