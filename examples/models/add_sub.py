@@ -13,9 +13,13 @@ class TritonPythonModel:
         for request in requests:
             a = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
             b = pb_utils.get_input_tensor_by_name(request, "INPUT1").as_numpy()
+            # Return only what the caller asked for: seen with Triton 2.51, an ensemble step whose
+            # model also returns an output the step does not map hands the next step an empty tensor.
+            wanted = request.requested_output_names()
             outputs = [
-                pb_utils.Tensor("SUM", (a + b).astype(np.float32)),
-                pb_utils.Tensor("DIFF", (a - b).astype(np.float32)),
+                pb_utils.Tensor(name, value.astype(np.float32))
+                for name, value in (("SUM", a + b), ("DIFF", a - b))
+                if not wanted or name in wanted
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
         return responses

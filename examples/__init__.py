@@ -1,0 +1,1 @@
+"""Example specs and the model files they point at; `tritonkit init` copies them."""
