@@ -64,7 +64,7 @@ def handle_errors(run: Callable[[], Any]) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    except Exception:  # noqa: BLE001 - the last line of defence: a bug, reported as one
+    except Exception:
         if os.environ.get("TRITONKIT_DEBUG") == "1":
             traceback.print_exc()
         else:

@@ -19,6 +19,7 @@ def resolve_path(loaded: LoadedSpec, value: str, loc: Loc, *, kind: str = "file"
 
     Raises:
         SpecError: the path escapes the spec's folder tree, or does not exist.
+
     """
     raw = Path(value).expanduser()
     base = loaded.base_dir
@@ -31,8 +32,9 @@ def resolve_path(loaded: LoadedSpec, value: str, loc: Loc, *, kind: str = "file"
                 loc, f"is {value!r}, which leaves the spec's folder",
                 "move the file under the spec's folder, or give an absolute path if you mean it"))
     if not path.exists():
-        raise SpecError(loaded.problem(loc, f"is {value!r}, but no such {kind} exists (looked for {_shown(path, base)})",
-                                       "check the path; relative paths start at the spec file's folder"))
+        raise SpecError(loaded.problem(
+            loc, f"is {value!r}, but no such {kind} exists (looked for {_shown(path, base)})",
+            "check the path; relative paths start at the spec file's folder"))
     return path
 
 
@@ -85,13 +87,14 @@ def read_onnx_io(loaded: LoadedSpec, path: Path, max_batch_size: int,
 
     Raises:
         SpecError: the file is not ONNX, or its shapes cannot be served with this max_batch_size.
+
     """
     import onnx
 
     model_path = path / "model.onnx" if path.is_dir() else path
     try:
         model = onnx.load(str(model_path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - onnx raises many types for a bad file
+    except Exception as exc:
         raise SpecError(loaded.problem(loc, f"could not be read as ONNX: {exc}",
                                        "give a valid .onnx file, or list input and output by hand")) from exc
     initializers = {init.name for init in model.graph.initializer}

@@ -125,6 +125,7 @@ def parse_yaml(text: str, display_path: str) -> tuple[Any, LocationMap]:
 
     Raises:
         SpecError: the text is not YAML, uses anchors/aliases oddly, or repeats a key.
+
     """
     locations = LocationMap(display_path)
     try:
@@ -148,6 +149,7 @@ def read_document(path: Union[str, Path], display_path: Optional[str] = None) ->
 
     Raises:
         SpecError: the file cannot be read or is not valid YAML.
+
     """
     spec_path = Path(path)
     shown = display_path or str(path)

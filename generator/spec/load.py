@@ -151,6 +151,7 @@ def validate_document(document: Document) -> Spec:
 
     Raises:
         SpecError: every problem found, sorted by line.
+
     """
     data = document.data
     if data is None:
@@ -170,6 +171,7 @@ def load_spec(path: Union[str, Path], display_path: Optional[str] = None) -> Loa
 
     Raises:
         SpecError: the file is missing, is not YAML, or breaks the schema (all problems at once).
+
     """
     document = read_document(path, display_path)
     return LoadedSpec(validate_document(document), document)

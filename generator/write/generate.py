@@ -107,6 +107,7 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".", *, dr
         RepositoryError: the rendered repository breaks a Triton load-time rule.
         WriteConflictError: a file in the way was not written by tritonkit, or was edited by hand.
         DriftError: with ``check``, the repository on disk differs from the spec.
+
     """
     out = Path(out_dir)
     loaded = load_spec(spec_path, display_path)

@@ -61,6 +61,7 @@ def read_manifest(path: Path, shown: str) -> Manifest:
 
     Raises:
         WriteConflictError: the file exists but is not a manifest tritonkit can read.
+
     """
     try:
         raw = path.read_bytes()

@@ -141,6 +141,7 @@ def apply_plan(plan: WritePlan) -> None:
 
     Raises:
         WriteConflictError: the plan has conflicts (checked again here, so nothing is half-written).
+
     """
     if plan.conflicts:
         raise WriteConflictError([Problem(a.reason, path=a.path, hint=_CONFLICT_HINTS[a.status])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from tritonkit.errors import SpecError
@@ -106,5 +107,5 @@ models:
 def test_spec_models_are_frozen(tmp_path: Path) -> None:
     path = write(tmp_path, "models:\n  - {name: m, backend: python}\n")
     model = load_spec(path).spec.models[0]
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         model.max_batch_size = 3  # type: ignore[misc]
