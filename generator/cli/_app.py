@@ -52,7 +52,7 @@ def handle_errors(run: Callable[[], Any]) -> int:
         result = run()
     except TritonkitError as exc:
         report(exc)
-        return exc.exit_code
+        return int(exc.exit_code)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

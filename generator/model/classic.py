@@ -108,7 +108,7 @@ def _fill_io(loaded: LoadedSpec, config: pb.ModelConfig, model: ModelSpec, loc: 
              artifact: Optional[object]) -> None:
     inputs, outputs = list(model.input), list(model.output)
     if model.backend == "onnxruntime" and not inputs and not outputs and artifact is not None:
-        inputs, outputs = read_onnx_io(loaded, artifact, model.max_batch_size, (*loc, "artifact"))  # type: ignore[arg-type]
+        inputs, outputs = read_onnx_io(loaded, artifact, model.max_batch_size, (*loc, "artifact"))
     for tensor in inputs:
         _fill_tensor(config.input.add(), tensor)
     for tensor in outputs:
@@ -157,6 +157,7 @@ def build_classic_unit(loaded: LoadedSpec, index: int) -> ModelUnit:
 
     Raises:
         SpecError: a file is missing, a Triton-shaped block has unknown fields, or raw_config is invalid.
+
     """
     model = loaded.spec.models[index]
     loc: Loc = ("models", index)

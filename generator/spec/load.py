@@ -34,7 +34,7 @@ class LoadedSpec:
     @property
     def base_dir(self) -> Path:
         """The folder relative paths in the spec resolve from."""
-        return self.document.base_dir
+        return Path(self.document.base_dir)
 
 
 def suggest(word: str, choices: typing.Iterable[str]) -> Optional[str]:

@@ -64,7 +64,7 @@ def _hash_file(path: Path) -> Optional[str]:
 
 
 def _bytes_of(data: Rendered) -> bytes:
-    return data.read() if isinstance(data, FileSource) else data
+    return bytes(data.read()) if isinstance(data, FileSource) else bytes(data)
 
 
 def _plan_file(root: Path, path: str, data: Rendered, manifest: Manifest, force: bool) -> Action:
