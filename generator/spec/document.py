@@ -74,6 +74,8 @@ def _mark(node: yaml.Node) -> Mark:
 
 
 _CONSTRUCTOR = yaml.SafeLoader("")
+#: libyaml's parser, where PyYAML was built with it, composes the same nodes (with marks) ~10x faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
@@ -129,7 +131,7 @@ def parse_yaml(text: str, display_path: str) -> tuple[Any, LocationMap]:
     """
     locations = LocationMap(display_path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
