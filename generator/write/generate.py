@@ -129,9 +129,12 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".", *, dr
     versions = {n: d.current for n, d in decisions.items()}
     if check:
         if plan.changes or plan.conflicts:
-            raise DriftError([Problem(f"would {a.status}" if a.status in ("create", "update", "remove")
-                                      else a.reason, path=a.path)
-                              for a in plan.changes + plan.conflicts])
+            drift = [Problem(f"would {a.status}" if a.status in ("create", "update", "remove") else a.reason,
+                             path=a.path) for a in plan.changes + plan.conflicts]
+            drift.append(Problem(f"{len(drift)} file(s) differ from the spec", path=loaded.document.display_path,
+                                 hint=f"run `tritonkit generate {loaded.document.display_path} -o {out}` "
+                                      "and commit the result"))
+            raise DriftError(drift)
         return GenerateResult(plan, versions, written=False)
     if dry_run:
         return GenerateResult(plan, versions, written=False)
