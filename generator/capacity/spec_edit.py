@@ -1,0 +1,225 @@
+"""Put a plan's values into the LLM entry of a YAML spec by editing its text, so comments and layout stay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import yaml
+
+from tritonkit.capacity.architecture import PlanError
+from tritonkit.capacity.estimate import GpuPlan
+from tritonkit.errors import Problem
+
+__all__ = ["SpecChange", "SpecEdit", "SpecValues", "edit_spec_text", "spec_values"]
+
+_Pair = tuple[yaml.Node, yaml.Node]
+
+
+@dataclass(frozen=True)
+class SpecValues:
+    """The values ``plan --write`` sets in an ``llms:`` entry."""
+
+    tensor_parallel_size: int
+    max_batch_size: int
+    free_gpu_memory_fraction: float
+    max_tokens: int
+
+    @property
+    def gpus(self) -> list[int]:
+        """The GPUs of one replica: 0 .. tensor_parallel_size - 1."""
+        return list(range(self.tensor_parallel_size))
+
+
+def spec_values(plan: GpuPlan) -> SpecValues:
+    """Return the spec values of a GPU plan (one replica per host: further replicas are further hosts)."""
+    return SpecValues(plan.tensor_parallel, plan.max_batch_size, plan.kv_free_gpu_memory_fraction,
+                      plan.kv_max_tokens)
+
+
+@dataclass(frozen=True)
+class SpecChange:
+    """One key set by the edit: where, the old text (None when the key was added) and the new text."""
+
+    key: str
+    old: Optional[str]
+    new: str
+    line: int
+
+
+@dataclass(frozen=True)
+class SpecEdit:
+    """The edited text and what changed in it."""
+
+    text: str
+    changes: tuple[SpecChange, ...]
+
+
+@dataclass(frozen=True)
+class _Splice:
+    start: int
+    end: int
+    text: str
+    order: int
+
+
+class _Editor:
+    """Collects splices against the original text, then applies them from the end backwards."""
+
+    def __init__(self, text: str, prefix: str) -> None:
+        self.text = text if text.endswith("\n") else text + "\n"
+        self.prefix = prefix
+        self.splices: list[_Splice] = []
+        self.changes: list[SpecChange] = []
+
+    def splice(self, span: tuple[int, int], new: str, change: tuple[str, Optional[str], str, int]) -> None:
+        self.splices.append(_Splice(span[0], span[1], new, len(self.splices)))
+        key, old, value, line = change
+        self.changes.append(SpecChange(f"{self.prefix}.{key}", old, value, line))
+
+    def set_scalar(self, mapping: yaml.MappingNode, key: str, value: str, where: str) -> None:
+        pair = _find(mapping, key)
+        if pair is None:
+            self.insert(mapping, key, value, where)
+            return
+        node = pair[1]
+        old = self.text[node.start_mark.index:_content_end(node)]
+        if old != value:
+            self.splice((node.start_mark.index, _content_end(node)), value,
+                        (f"{where}{key}", old, value, node.start_mark.line + 1))
+
+    def replace_value(self, pair: _Pair, value: str, where: str) -> None:
+        key_node, node = pair
+        old = self.text[node.start_mark.index:_content_end(node)]
+        self.splice((key_node.end_mark.index, _content_end(node)), f": {value}",
+                    (f"{where}{key_node.value}", old, value, key_node.start_mark.line + 1))
+
+    def insert(self, mapping: yaml.MappingNode, key: str, value: str, where: str) -> None:
+        line = mapping.start_mark.line + 1
+        if mapping.flow_style:
+            close = _content_end(mapping) - 1
+            text = f", {key}: {value}" if mapping.value else f"{key}: {value}"
+            self.splice((close, close), text, (f"{where}{key}", None, value, line))
+            return
+        indent = mapping.value[0][0].start_mark.column
+        at = self.text.find("\n", _content_end(mapping.value[-1][1]))
+        at = len(self.text) if at < 0 else at + 1
+        self.splice((at, at), f"{' ' * indent}{key}: {value}\n",
+                    (f"{where}{key}", None, value, self.text.count("\n", 0, at) + 1))
+
+    def result(self) -> str:
+        text = self.text
+        for item in sorted(self.splices, key=lambda s: (s.start, s.order), reverse=True):
+            text = text[:item.start] + item.text + text[item.end:]
+        return text
+
+
+def _find(mapping: yaml.MappingNode, key: str) -> Optional[_Pair]:
+    return next(((k, v) for k, v in mapping.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+
+
+def _name_of(entry: yaml.MappingNode) -> Optional[str]:
+    pair = _find(entry, "name")
+    return str(pair[1].value) if pair is not None and isinstance(pair[1], yaml.ScalarNode) else None
+
+
+def _content_end(node: yaml.Node) -> int:
+    """End of a node's own text: block collections end at their last child, not at the next token."""
+    if isinstance(node, yaml.ScalarNode) or getattr(node, "flow_style", False) or not node.value:
+        return int(node.end_mark.index)
+    last = node.value[-1]
+    return _content_end(last[1] if isinstance(last, tuple) else last)
+
+
+def _flow(values: dict[str, str]) -> str:
+    return "{" + ", ".join(f"{key}: {value}" for key, value in values.items()) + "}"
+
+
+def _compose(text: str, path: str) -> yaml.Node:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise PlanError(Problem(f"not valid YAML: {exc.problem}", path=path,
+                                line=mark.line + 1 if mark else None,
+                                col=mark.column + 1 if mark else None)) from None
+    if not isinstance(root, yaml.MappingNode):
+        raise PlanError(Problem("a spec is a YAML mapping with an llms: section", path=path, line=1))
+    return root
+
+
+def _select_llm(root: yaml.MappingNode, path: str, llm: Optional[str]) -> tuple[int, yaml.MappingNode]:
+    pair = _find(root, "llms")
+    if pair is None or not isinstance(pair[1], yaml.SequenceNode) or not pair[1].value:
+        line = pair[0].start_mark.line + 1 if pair else 1
+        raise PlanError(Problem("spec has no llms: entries to write the plan into", path=path, line=line,
+                                hint="add an llms: entry (see tritonkit init) or drop --write"))
+    entries = [node for node in pair[1].value if isinstance(node, yaml.MappingNode)]
+    names = [_name_of(node) or "?" for node in entries]
+    if llm is None and len(entries) == 1:
+        return 0, entries[0]
+    if llm is not None and llm in names:
+        return names.index(llm), entries[names.index(llm)]
+    what = f"no llms: entry is named {llm!r}" if llm is not None else "spec has several llms: entries"
+    raise PlanError(Problem(what, path=path, line=pair[0].start_mark.line + 1,
+                            hint=f"pass --llm with one of: {', '.join(names)}"))
+
+
+def edit_spec_text(text: str, values: SpecValues, *, path: str = "spec.yaml",
+                   llm: Optional[str] = None) -> SpecEdit:
+    """Return ``text`` with ``values`` set in one ``llms:`` entry, every other byte kept.
+
+    Raises:
+        PlanError: the text is not YAML, has no ``llms:`` entry, the entry has no engine, or ``llm``
+            names no entry (or is needed to choose between several).
+
+    """
+    root = _compose(text, path)
+    assert isinstance(root, yaml.MappingNode)  # _compose checked it
+    index, entry = _select_llm(root, path, llm)
+    editor = _Editor(text, f"llms[{_name_of(entry) or index}]")
+    _edit_engine(editor, entry, path, values)
+    editor.set_scalar(entry, "max_batch_size", str(values.max_batch_size), "")
+    _edit_kv_cache(editor, entry, values)
+    _edit_instance_group(editor, entry, values)
+    new_text = editor.result()
+    yaml.safe_load(new_text)  # an edit that breaks the YAML is a bug here: let it surface as one
+    return SpecEdit(new_text, tuple(editor.changes))
+
+
+def _edit_engine(editor: _Editor, entry: yaml.MappingNode, path: str, values: SpecValues) -> None:
+    pair = _find(entry, "engine")
+    if pair is None or not isinstance(pair[1], yaml.MappingNode):
+        raise PlanError(Problem("llms: entry has no engine mapping", path=path,
+                                line=entry.start_mark.line + 1,
+                                hint="add engine: {kind: tensorrt_llm, path: ...} first"))
+    editor.set_scalar(pair[1], "tensor_parallel_size", str(values.tensor_parallel_size), "engine.")
+
+
+def _edit_kv_cache(editor: _Editor, entry: yaml.MappingNode, values: SpecValues) -> None:
+    settings = {"free_gpu_memory_fraction": f"{values.free_gpu_memory_fraction:.2f}",
+                "max_tokens": str(values.max_tokens)}
+    pair = _find(entry, "kv_cache")
+    if pair is None or not isinstance(pair[1], yaml.MappingNode):
+        if pair is None:
+            editor.insert(entry, "kv_cache", _flow(settings), "")
+        else:
+            editor.replace_value(pair, _flow(settings), "")
+        return
+    for key, value in settings.items():
+        editor.set_scalar(pair[1], key, value, "kv_cache.")
+
+
+def _edit_instance_group(editor: _Editor, entry: yaml.MappingNode, values: SpecValues) -> None:
+    gpus = "[" + ", ".join(str(gpu) for gpu in values.gpus) + "]"
+    pair = _find(entry, "instance_group")
+    groups = pair[1].value if pair is not None and isinstance(pair[1], yaml.SequenceNode) else []
+    if pair is not None and len(groups) == 1 and isinstance(groups[0], yaml.MappingNode):
+        editor.set_scalar(groups[0], "kind", "gpu", "instance_group[0].")
+        editor.set_scalar(groups[0], "gpus", gpus, "instance_group[0].")
+        return
+    flow = "[" + _flow({"kind": "gpu", "count": "1", "gpus": gpus}) + "]"
+    if pair is None:
+        editor.insert(entry, "instance_group", flow, "")
+    else:
+        editor.replace_value(pair, flow, "")
