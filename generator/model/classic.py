@@ -11,6 +11,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import Problem, SpecError
 from tritonkit.model.artifacts import collect_files, read_onnx_io, resolve_path
+from tritonkit.model.deploy import apply_tensorrt_target, tensorrt_build
 from tritonkit.model.proto import check_block, merge_raw_config
 from tritonkit.model.types import FileSource, ModelUnit
 from tritonkit.spec.document import Loc
@@ -107,7 +108,8 @@ def fill_parameters(config: pb.ModelConfig, parameters: dict[str, ParameterValue
 def _fill_io(loaded: LoadedSpec, config: pb.ModelConfig, model: ModelSpec, loc: Loc,
              artifact: Optional[object]) -> None:
     inputs, outputs = list(model.input), list(model.output)
-    if model.backend == "onnxruntime" and not inputs and not outputs and artifact is not None:
+    reads_onnx = model.backend == "onnxruntime" or tensorrt_build(model) is not None
+    if reads_onnx and not inputs and not outputs and artifact is not None:
         inputs, outputs = read_onnx_io(loaded, artifact, model.max_batch_size, (*loc, "artifact"))
     for tensor in inputs:
         _fill_tensor(config.input.add(), tensor)
@@ -146,7 +148,8 @@ def _version_files(loaded: LoadedSpec, model: ModelSpec, loc: Loc) -> tuple[dict
     if model.artifact is not None:
         artifact = resolve_path(loaded, model.artifact, (*loc, "artifact"), kind="file or folder")
         name = model.default_model_filename or BACKEND_DEFAULT_FILES[model.backend]
-        files.update(collect_files(artifact, name))
+        if tensorrt_build(model) is None:  # an engine is built into the folder on the GPU host instead
+            files.update(collect_files(artifact, name))
     for name, value in model.files.items():
         files.update(collect_files(resolve_path(loaded, value, (*loc, "files", name)), name))
     return files, artifact
@@ -186,4 +189,8 @@ def build_classic_unit(loaded: LoadedSpec, index: int) -> ModelUnit:
         problems += merge_raw_config(loaded, config, model.raw_config, (*loc, "raw_config"))
     if problems:
         raise SpecError(problems)
-    return ModelUnit(name=model.name, config=config, version_files=files, spec_loc=loc)
+    build_sources: dict[str, FileSource] = {}
+    if tensorrt_build(model) is not None and artifact is not None:
+        apply_tensorrt_target(config)
+        build_sources = collect_files(artifact, "model.onnx")  # type: ignore[arg-type]
+    return ModelUnit(name=model.name, config=config, version_files=files, spec_loc=loc, build_sources=build_sources)

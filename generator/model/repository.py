@@ -5,6 +5,7 @@ from __future__ import annotations
 from tritonkit.errors import Problem, SpecError
 from tritonkit.model.checks import check_models
 from tritonkit.model.classic import build_classic_unit
+from tritonkit.model.deploy import build_deployment
 from tritonkit.model.types import ModelUnit, RepositoryModel
 from tritonkit.spec.document import Loc
 from tritonkit.spec.load import LoadedSpec
@@ -56,6 +57,7 @@ def build_repository(loaded: LoadedSpec) -> RepositoryModel:
 
     Raises:
         SpecError: every problem found in the spec, sorted by line.
+
     """
     generated, problems = _generated_names(loaded)
     problems += check_models(loaded, generated)
@@ -63,4 +65,5 @@ def build_repository(loaded: LoadedSpec) -> RepositoryModel:
     problems += build_problems
     if problems:
         raise SpecError(problems)
-    return RepositoryModel(units=tuple(units), triton_version=loaded.spec.triton.version)
+    deployment = build_deployment(loaded, units)
+    return RepositoryModel(units=tuple(units), triton_version=loaded.spec.triton.version, deployment=deployment)

@@ -11,6 +11,8 @@ from tritonkit.spec.document import Loc
 if TYPE_CHECKING:
     from tritonclient.grpc import model_config_pb2
 
+    from tritonkit.model.deploy import Deployment
+
 __all__ = ["FileSource", "ModelUnit", "RepositoryModel"]
 
 
@@ -40,6 +42,7 @@ class ModelUnit:
         model_files: files beside ``config.pbtxt`` (label files, ``warmup/`` data), by relative name.
         spec_loc: where the model is declared in the spec, for error messages.
         origin: the spec entry that produced it (``models`` or ``llms``) and that entry's name.
+
     """
 
     name: str
@@ -48,6 +51,7 @@ class ModelUnit:
     model_files: dict[str, FileSource] = field(default_factory=dict)
     spec_loc: Loc = ()
     origin: str = "models"
+    build_sources: dict[str, FileSource] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,3 +61,4 @@ class RepositoryModel:
     units: tuple[ModelUnit, ...]
     triton_version: str
     extra_files: dict[str, Union[FileSource, bytes]] = field(default_factory=dict)
+    deployment: Optional[Deployment] = None

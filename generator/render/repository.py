@@ -9,6 +9,7 @@ from typing import Union
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.model.types import FileSource, ModelUnit, RepositoryModel
+from tritonkit.render.docker import render_docker
 from tritonkit.render.pbtxt import render_config
 
 __all__ = ["KEEP_FILE", "Rendered", "model_digest", "render_tree"]
@@ -33,8 +34,9 @@ def model_digest(unit: ModelUnit) -> str:
     config.CopyFrom(unit.config)
     config.ClearField("version_policy")
     digest = hashlib.sha256(config.SerializeToString(deterministic=True))
-    for name in sorted(unit.version_files):
-        digest.update(f"\0{name}\0{_sha256(unit.version_files[name].read())}".encode())
+    for kind, files in (("version", unit.version_files), ("built-from", unit.build_sources)):
+        for name in sorted(files):
+            digest.update(f"\0{kind}\0{name}\0{_sha256(files[name].read())}".encode())
     return digest.hexdigest()
 
 
@@ -61,4 +63,6 @@ def render_tree(repository: RepositoryModel, versions: Mapping[str, int], spec_n
         tree.update(_unit_tree(unit, versions.get(unit.name, 1), spec_name, root))
     for path, data in repository.extra_files.items():
         tree[path] = data
+    if repository.deployment is not None:
+        tree.update(render_docker(repository.deployment))
     return tree

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
+from tritonkit.spec.deploy import DeploySpec
 from tritonkit.spec.llm import LLMSpec
 from tritonkit.spec.schema import ModelSpec, StrictModel, TritonTarget
 
@@ -16,4 +15,4 @@ class Spec(StrictModel):
     triton: TritonTarget = TritonTarget()
     models: list[ModelSpec] = []
     llms: list[LLMSpec] = []
-    deploy: Optional[dict[str, Any]] = None
+    deploy: DeploySpec = DeploySpec()

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from tritonkit.spec.deploy import BuildSpec
+
 __all__ = [
     "BACKEND_DEFAULT_FILES",
     "DATA_TYPES",
@@ -212,6 +214,7 @@ class ModelSpec(StrictModel):
     steps: list[EnsembleStep] = []
     files: dict[str, str] = {}
     raw_config: Optional[str] = None
+    build: Optional[BuildSpec] = None
 
 
 _RELEASE_RE = re.compile(r"^\d{2}\.\d{2}$")

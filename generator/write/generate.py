@@ -65,10 +65,14 @@ def _kept_files(manifest: Manifest, decisions: dict[str, VersionDecision]) -> se
     return keep
 
 
-def _check_in_memory(tree: dict[str, Rendered], keep: set[str]) -> None:
+def _check_in_memory(tree: dict[str, Rendered], keep: set[str], repository: RepositoryModel,
+                     versions: dict[str, int]) -> None:
     prefix = REPOSITORY_DIR + "/"
     files: dict[str, object] = {p[len(prefix):]: data for p, data in tree.items() if p.startswith(prefix)}
     files.update({p[len(prefix):]: b"" for p in keep if p.startswith(prefix)})
+    # Engines that docker/'s engine-build service writes on the GPU host count as present.
+    for step in repository.deployment.trt_steps if repository.deployment else ():
+        files.setdefault(f"{step.model}/{versions.get(step.model, 1)}/model.plan", b"")
     report = validate_tree(files, root_name=REPOSITORY_DIR)
     if report.errors:
         raise RepositoryError(report.errors)
@@ -116,9 +120,10 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".", *, dr
     manifest = read_manifest(out / manifest_path, str(out / manifest_path))
     decisions = _decide(loaded, repository, manifest)
     spec_name = _spec_name(Path(spec_path), out)
-    tree = render_tree(repository, {n: d.current for n, d in decisions.items()}, spec_name, REPOSITORY_DIR)
+    versions = {n: d.current for n, d in decisions.items()}
+    tree = render_tree(repository, versions, spec_name, REPOSITORY_DIR)
     keep = _kept_files(manifest, decisions)
-    _check_in_memory(tree, keep)
+    _check_in_memory(tree, keep, repository, versions)
     plan = plan_writes(out, tree, keep, manifest, force)
     new_manifest = _new_manifest(manifest, plan, spec_name, decisions)
     manifest_bytes = new_manifest.to_bytes()
@@ -126,7 +131,6 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".", *, dr
     status = "same" if current == manifest_bytes else ("update" if current is not None else "create")
     plan.actions.append(Action(status, manifest_path, manifest_bytes))
     plan.manifest = new_manifest
-    versions = {n: d.current for n, d in decisions.items()}
     if check:
         if plan.changes or plan.conflicts:
             drift = [Problem(f"would {a.status}" if a.status in ("create", "update", "remove") else a.reason,
