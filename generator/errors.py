@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Optional, Union
 
 __all__ = [
-    "Problem",
-    "TritonkitError",
-    "SpecError",
-    "RepositoryError",
-    "WriteConflictError",
-    "DriftError",
-    "ServerError",
     "ClientError",
+    "DriftError",
+    "Problem",
+    "RepositoryError",
+    "ServerError",
+    "SpecError",
+    "TritonkitError",
+    "WriteConflictError",
 ]
 
 PathLike = Union[str, Path]

@@ -1,0 +1,5 @@
+"""``python -m tritonkit``: the same as the ``tritonkit`` command."""
+
+from tritonkit.cli import main
+
+raise SystemExit(main())
