@@ -1,0 +1,43 @@
+"""``tritonkit validate``: static checks of any Triton model repository, each problem at file:line:col."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tritonkit.cli._app import EXIT_OK, EXIT_USER_ERROR, app, err_console, out_console
+from tritonkit.validate import Report, validate_repository
+
+
+@app.command()
+def validate(
+    repo: Annotated[Path, typer.Argument(help="The model repository folder (one folder per model).",
+                                         exists=True, file_okay=False, dir_okay=True)],
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"ok", "errors", "warnings"} as JSON on '
+                                                        "stdout instead of one line per problem.")] = False,
+    gpus: Annotated[Optional[int], typer.Option(min=0, help="GPUs on the serving host: GPU ids in "
+                                                            "instance groups are checked against it.")] = None,
+) -> int:
+    """Check a Triton model repository the way tritonserver does when it loads it.
+
+    Errors are what Triton would refuse (exit 1); warnings are what it accepts but is likely a
+    mistake (exit 0). Each problem is printed as FILE:LINE:COL: message; hint.
+    """
+    report = validate_repository(repo, gpus=gpus)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for problem in [*report.errors, *report.warnings]:
+            out_console.print(problem.format(), markup=False)
+    err_console.print(_summary(report, repo), markup=False)
+    return int(EXIT_OK if report.ok else EXIT_USER_ERROR)
+
+
+def _summary(report: Report, repo: Path) -> str:
+    errors, warnings = len(report.errors), len(report.warnings)
+    verdict = "ok" if report.ok else "invalid"
+    return (f"{repo}: {verdict}: {report.models} model{'s' * (report.models != 1)}, "
+            f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")

@@ -1,0 +1,85 @@
+"""Run every rule over a repository view and collect the report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Optional, Union
+
+from tritonkit.errors import Problem, RepositoryError
+from tritonkit.validate._batching import check_batching
+from tritonkit.validate._general import check_general
+from tritonkit.validate._graph import check_ensemble_config
+from tritonkit.validate._instances import check_instances
+from tritonkit.validate._links import check_ensemble_links
+from tritonkit.validate._parse import read_model
+from tritonkit.validate._report import ModelEntry, Report, Sink
+from tritonkit.validate._view import DiskRepository, MappingRepository, RepositoryView
+
+__all__ = ["validate_repository", "validate_tree", "validate_view"]
+
+
+def validate_repository(path: Union[str, Path], *, gpus: Optional[int] = None) -> Report:
+    """Validate a model repository folder on disk.
+
+    Args:
+        path: the repository folder (the one passed to ``tritonserver --model-repository``).
+        gpus: how many GPUs the serving host has; GPU ids are checked against it when given.
+
+    Raises:
+        RepositoryError: ``path`` is not a folder.
+
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise RepositoryError(Problem(f"{root} is not a folder", path=str(root),
+                                      hint="pass the model repository folder (it holds one folder per model)"))
+    return validate_view(DiskRepository(root), gpus=gpus)
+
+
+def validate_tree(files: Mapping[str, object], *, root_name: str = "model_repository",
+                  gpus: Optional[int] = None) -> Report:
+    """Validate a repository held in memory as ``{"model/1/model.py": ..., "model/config.pbtxt": b"..."}``.
+
+    Problems carry paths that start with ``root_name``. See :class:`MappingRepository` for the keys.
+    """
+    return validate_view(MappingRepository(files, root_name=root_name), gpus=gpus)
+
+
+def validate_view(view: RepositoryView, *, gpus: Optional[int] = None) -> Report:
+    """Validate any repository view; return every error and warning, sorted by file and line."""
+    report = Report()
+    sink = Sink(report)
+    for name in view.stray_files():
+        sink.add(Problem(f"'{name}' is not a model folder; Triton ignores files at the top of a repository",
+                         path=f"{view.root_name}/{name}", severity="warning",
+                         hint="keep only model folders in the repository"))
+    models = {name: read_model(view, name, sink) for name in view.models()}
+    report.models = len(models)
+    broken: set[str] = set()
+    for entry in models.values():
+        before = len(report.errors)
+        _check_model(entry, sink, gpus)
+        if len(report.errors) > before or (entry.config is None and entry.has_config_file):
+            broken.add(entry.name)
+    for entry in models.values():
+        if entry.name not in broken and entry.config is not None and \
+                entry.config.HasField("ensemble_scheduling"):
+            check_ensemble_links(entry, models, broken, sink)
+    key = _sort_key
+    report.errors.sort(key=key)
+    report.warnings.sort(key=key)
+    return report
+
+
+def _check_model(entry: ModelEntry, sink: Sink, gpus: Optional[int]) -> None:
+    check_general(entry, sink)
+    if entry.config is None:
+        return
+    check_batching(entry, sink)
+    check_instances(entry, sink, gpus)
+    check_ensemble_config(entry, sink)
+
+
+def _sort_key(problem: Problem) -> tuple[str, int, int]:
+    return (problem.path or "", problem.line or 0, problem.col or 0)

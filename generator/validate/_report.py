@@ -1,0 +1,106 @@
+"""The result of a validation run, and the per-model facts every rule reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+from tritonkit.errors import Problem
+from tritonkit.validate._locate import Locator, PathPart
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+__all__ = ["ModelEntry", "Report", "Sink"]
+
+
+@dataclass
+class Report:
+    """Every problem found in a repository: errors Triton would refuse, warnings it would accept."""
+
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    models: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return not self.errors
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the JSON form printed by ``validate --json``."""
+        return {
+            "ok": self.ok,
+            "errors": [p.to_dict() for p in self.errors],
+            "warnings": [p.to_dict() for p in self.warnings],
+        }
+
+
+@dataclass
+class ModelEntry:
+    """One model folder: its parsed config (None when missing or unparsable) and version folders.
+
+    ``versions`` maps each version number Triton would see (numeric folder names without a
+    leading zero) to the names of the entries in that folder.
+    """
+
+    name: str
+    folder: str
+    config: Optional[ModelConfig]
+    locator: Locator
+    has_config_file: bool
+    versions: dict[int, list[str]] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> str:
+        """The display path of the model's config.pbtxt."""
+        return f"{self.folder}/config.pbtxt"
+
+    def available_versions(self) -> list[int]:
+        """Return the versions Triton would load under the config's version policy."""
+        found = sorted(self.versions)
+        if self.config is None or not self.config.HasField("version_policy"):
+            return found[-1:]
+        policy = self.config.version_policy
+        choice = policy.WhichOneof("policy_choice")
+        if choice == "all":
+            return found
+        if choice == "specific":
+            wanted = set(policy.specific.versions)
+            return [v for v in found if v in wanted]
+        count = max(policy.latest.num_versions, 1)
+        return found[-count:]
+
+
+class Sink:
+    """Collects problems, locating each at a field of the model's config.pbtxt."""
+
+    def __init__(self, report: Report) -> None:
+        self._report = report
+
+    def error(self, entry: ModelEntry, where: tuple[PathPart, ...], message: str,
+              hint: Optional[str] = None, path: Optional[str] = None) -> None:
+        """Record an error at field path ``where`` of ``entry``'s config (or at ``path``)."""
+        self._report.errors.append(self._problem(entry, where, message, hint, path, "error"))
+
+    def warning(self, entry: ModelEntry, where: tuple[PathPart, ...], message: str,
+                hint: Optional[str] = None, path: Optional[str] = None) -> None:
+        """Record a warning at field path ``where`` of ``entry``'s config (or at ``path``)."""
+        self._report.warnings.append(self._problem(entry, where, message, hint, path, "warning"))
+
+    def add(self, problem: Problem) -> None:
+        """Record a problem built elsewhere, by its severity."""
+        target = self._report.warnings if problem.severity == "warning" else self._report.errors
+        target.append(problem)
+
+    @staticmethod
+    def _problem(entry: ModelEntry, where: tuple[PathPart, ...], message: str, hint: Optional[str],
+                 path: Optional[str], severity: str) -> Problem:
+        if path is not None:
+            return Problem(message, path=path, hint=hint, model=entry.name, severity=severity)
+        line, col = entry.locator.find(*where) if where else (None, None)
+        if line is None and entry.has_config_file:
+            line, col = 1, 1
+        at = entry.config_path if entry.has_config_file else entry.folder
+        return Problem(message, path=at, line=line, col=col, hint=hint, model=entry.name,
+                       severity=severity)
