@@ -1,0 +1,136 @@
+"""``tritonkit serve``: run a model repository on a real local tritonserver until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from tritonkit.cli._app import app, err_console, out_console
+from tritonkit.errors import Problem, ServerError
+from tritonkit.runtime import Server
+from tritonkit.runtime.server import CONTROL_MODES
+
+_PORTS = "Ports"
+_MODELS = "Models"
+_PROCESS = "Process"
+
+
+def _echo_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _start(server: Server) -> None:
+    skipped = server.plan()
+    for name, why in sorted(skipped.items()):
+        err_console.print(f"skipping model '{name}': {why}", markup=False)
+    if err_console.is_terminal:
+        with err_console.status(f"starting tritonserver for {server.repo} ..."):
+            server.start()
+    else:
+        err_console.print(f"starting tritonserver for {server.repo} ...", markup=False)
+        server.start()
+
+
+def _print_endpoints(server: Server) -> None:
+    out_console.print(f"http: {server.http_url}", markup=False)
+    out_console.print(f"grpc: {server.grpc_url}", markup=False)
+    out_console.print(f"metrics: {server.metrics_url}", markup=False)
+    sys.stdout.flush()
+    err_console.print(f"ready ({server.installation.source}); Ctrl-C stops it", markup=False)
+
+
+def _forward_signals(server: Server, stopping: threading.Event) -> Callable[[], None]:
+    """Forward SIGINT/SIGTERM to the server for a graceful stop; a second one kills it. Returns an undo."""
+
+    def forward(signum: int, frame: Optional[FrameType]) -> None:
+        if stopping.is_set():
+            err_console.print("second signal: killing tritonserver", markup=False)
+            server.kill()
+            return
+        stopping.set()
+        err_console.print(f"stopping (in-flight requests get {server.exit_timeout_s:g} s) ...", markup=False)
+        server.signal(signum)
+
+    previous: dict[int, Any] = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
+
+
+def _run_until_stopped(server: Server) -> int:
+    stopping = threading.Event()
+    restore = _forward_signals(server, stopping)
+    try:
+        while server.wait(timeout_s=0.5) is None:
+            pass
+    finally:
+        restore()
+    lines = server.log_lines()
+    code = server.stop()
+    if stopping.is_set() and code == 0:
+        err_console.print("stopped", markup=False)
+        return 0
+    last = next((line for line in reversed(lines) if line.strip()), "no output")
+    raise ServerError(Problem(f"tritonserver exited with code {code}: {last}", path=str(server.repo)))
+
+
+@app.command()
+def serve(
+    repo: Annotated[Path, typer.Argument(help="Model repository to serve.", show_default=False)],
+    tritonserver: Annotated[Optional[str], typer.Option(
+        "--tritonserver", help="tritonserver binary (default: $TRITONSERVER, PATH, then the nvidia-pytriton "
+        "wheel's).", rich_help_panel=_PROCESS)] = None,
+    http_port: Annotated[int, typer.Option(
+        "--http-port", help="HTTP port; 0 picks a free one.", rich_help_panel=_PORTS)] = 8000,
+    grpc_port: Annotated[int, typer.Option(
+        "--grpc-port", help="gRPC port; 0 picks a free one.", rich_help_panel=_PORTS)] = 8001,
+    metrics_port: Annotated[int, typer.Option(
+        "--metrics-port", help="Metrics port; 0 picks a free one.",
+        rich_help_panel=_PORTS)] = 8002,
+    model_control_mode: Annotated[str, typer.Option(
+        "--model-control-mode",
+        help=f"One of {', '.join(CONTROL_MODES)}.", rich_help_panel=_MODELS)] = "none",
+    load_model: Annotated[Optional[list[str]], typer.Option(
+        "--load-model", help="Model to load at start (explicit mode); "
+        "repeatable, '*' for all.", rich_help_panel=_MODELS)] = None,
+    skip_unsupported: Annotated[bool, typer.Option(
+        "--skip-unsupported", help="Serve the models this tritonserver "
+        "can run and skip the rest.", rich_help_panel=_MODELS)] = False,
+    log_verbose: Annotated[int, typer.Option(
+        "--log-verbose", help="tritonserver's --log-verbose level.",
+        rich_help_panel=_PROCESS)] = 0,
+    server_log: Annotated[bool, typer.Option(
+        "--server-log", help="Echo tritonserver's own output on stderr.",
+        rich_help_panel=_PROCESS)] = False,
+    gpus: Annotated[Optional[str], typer.Option(
+        "--gpus", help="GPUs the server may use (CUDA_VISIBLE_DEVICES), "
+        "e.g. 0,1.", rich_help_panel=_PROCESS)] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Seconds to wait for /v2/health/ready.",
+        rich_help_panel=_PROCESS)] = 120.0,
+    exit_timeout: Annotated[float, typer.Option(
+        "--exit-timeout", help="Seconds in-flight requests get to finish "
+        "on stop.", rich_help_panel=_PROCESS)] = 30.0,
+) -> int:
+    """Serve REPO on a local tritonserver: wait until ready, print the endpoints, stop cleanly on Ctrl-C."""
+    echo = _echo_stderr if server_log or log_verbose > 0 else None
+    server = Server(repo, tritonserver=tritonserver, http_port=http_port, grpc_port=grpc_port,
+                    metrics_port=metrics_port, model_control_mode=model_control_mode, load_models=load_model or [],
+                    log_verbose=log_verbose, gpus=gpus, skip_unsupported=skip_unsupported,
+                    exit_timeout_s=exit_timeout, startup_timeout_s=timeout, echo=echo)
+    try:
+        _start(server)
+        _print_endpoints(server)
+        return _run_until_stopped(server)
+    finally:
+        server.stop()

@@ -1,0 +1,120 @@
+"""Read just enough of a model repository to say, before start, which models a local server can run."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from tritonkit.errors import Problem
+
+__all__ = ["RepositoryModel", "docker_command", "scan_repository", "unsupported_models"]
+
+# Triton's platform names map to the backend that serves them.
+_PLATFORM_BACKENDS = {
+    "onnxruntime_onnx": "onnxruntime",
+    "tensorrt_plan": "tensorrt",
+    "pytorch_libtorch": "pytorch",
+    "tensorflow_graphdef": "tensorflow",
+    "tensorflow_savedmodel": "tensorflow",
+    "ensemble": "ensemble",
+}
+# Without backend or platform, Triton picks the backend from the model file's name.
+_FILE_BACKENDS = {
+    "model.py": "python",
+    "model.onnx": "onnxruntime",
+    "model.plan": "tensorrt",
+    "model.pt": "pytorch",
+    "model.savedmodel": "tensorflow",
+    "model.graphdef": "tensorflow",
+}
+
+#: The NGC image tag suggested for models the local server cannot run.
+NGC_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
+
+
+@dataclass(frozen=True)
+class RepositoryModel:
+    """One model folder: its name, the backend that serves it, and the ensemble steps it calls."""
+
+    name: str
+    folder: Path
+    backend: Optional[str]
+    steps: tuple[str, ...] = ()
+
+
+def _field(text: str, name: str) -> Optional[str]:
+    match = re.search(rf'^\s*{name}\s*:\s*"([^"]*)"', text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _parse_config(path: Path) -> tuple[Optional[str], tuple[str, ...]]:
+    """Read ``backend``/``platform`` and the ensemble steps' model names.
+
+    A light reading on purpose: protobuf's schema module pulls in grpc, a second of start-up, and a
+    config it cannot parse is reported by the server itself, with its own message.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None, ()
+    text = re.sub(r"#[^\n]*", "", text)
+    steps = tuple(re.findall(r'\bmodel_name\s*:\s*"([^"]*)"', text))
+    platform = _field(text, "platform")
+    backend = _field(text, "backend") or _PLATFORM_BACKENDS.get(platform or "", platform) or None
+    return backend, steps
+
+
+def _backend_from_files(folder: Path) -> Optional[str]:
+    for version in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()):
+        for filename, backend in _FILE_BACKENDS.items():
+            if (version / filename).exists():
+                return backend
+    return None
+
+
+def scan_repository(repo: Path) -> list[RepositoryModel]:
+    """List the model folders of ``repo`` (those holding a config.pbtxt or a version folder)."""
+    models = []
+    for folder in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        config = folder / "config.pbtxt"
+        backend, steps = _parse_config(config) if config.is_file() else (None, ())
+        backend = backend or _backend_from_files(folder)
+        models.append(RepositoryModel(folder.name, folder, backend, steps))
+    return models
+
+
+def unsupported_models(models: Iterable[RepositoryModel], backends: frozenset[str]) -> dict[str, str]:
+    """Map each model the server cannot run to why: its backend is missing, or an ensemble step is.
+
+    Models whose backend is unknown are left to the server, which names the problem itself.
+    """
+    by_name = {m.name: m for m in models}
+    reasons: dict[str, str] = {}
+    for model in by_name.values():
+        if model.backend and model.backend != "ensemble" and model.backend not in backends:
+            reasons[model.name] = f"backend '{model.backend}' is not in this tritonserver"
+    changed = True
+    while changed:  # an ensemble is unsupported when any step is, transitively
+        changed = False
+        for model in by_name.values():
+            missing = [s for s in model.steps if s in reasons]
+            if model.name not in reasons and missing:
+                reasons[model.name] = f"ensemble step '{missing[0]}' cannot run here"
+                changed = True
+    return reasons
+
+
+def docker_command(repo: Path) -> str:
+    """Return the command that serves ``repo`` in the NGC container, which has every backend."""
+    return (f"docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 "
+            f"-v {repo.resolve()}:/models {NGC_IMAGE} tritonserver --model-repository=/models")
+
+
+def unsupported_problems(repo: Path, reasons: dict[str, str]) -> list[Problem]:
+    """One problem per unsupported model, located at its folder, with the Docker command as the hint."""
+    hint = f"serve them in the NGC container: `{docker_command(repo)}`, or pass --skip-unsupported"
+    return [Problem(f"model '{name}' cannot run on the local tritonserver: {why}", path=str(repo / name),
+                    hint=hint, model=name) for name, why in sorted(reasons.items())]

@@ -1,0 +1,87 @@
+"""``tritonkit serve`` as a real process: ports 0, endpoints on stdout, Ctrl-C, and failures before start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from tritonkit.client import Client
+from tritonkit.errors import ClientError
+
+pytestmark = pytest.mark.triton
+
+ONES = np.ones((1, 4), np.float32)
+CLI = [sys.executable, "-c", "import sys; from tritonkit.cli import main; sys.exit(main())"]
+
+
+def _serve(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _endpoints(process: subprocess.Popen[str]) -> dict[str, str]:
+    assert process.stdout is not None
+    lines = [process.stdout.readline() for _ in range(3)]
+    return dict(line.strip().split(": ", 1) for line in lines if ": " in line)
+
+
+def test_serve_with_ports_0_prints_them_and_stops_on_ctrl_c(repo_builder: Callable[..., Path],
+                                                             tmp_path: Path) -> None:
+    repo = repo_builder(tmp_path / "repo", "basic", models=["add_sub"], onnx=True)
+    process = _serve(str(repo), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+                     "--skip-unsupported", "--exit-timeout", "5")
+    try:
+        endpoints = _endpoints(process)
+        assert set(endpoints) == {"http", "grpc", "metrics"}
+        assert all(not value.endswith(":0") for value in endpoints.values())
+        with Client(endpoints["grpc"]) as client:
+            out = client.infer("add_sub", {"INPUT0": ONES, "INPUT1": ONES})
+            assert out["OUTPUT0"].tolist() == [[2.0] * 4]
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "skipping model 'onnx_model': backend 'onnxruntime' is not in this tritonserver" in err
+    assert "stopped" in err
+    with pytest.raises(ClientError, match="no Triton server answers"), Client(endpoints["grpc"], timeout_s=2) as client:
+        client.infer("add_sub", {"INPUT0": ONES, "INPUT1": ONES})
+
+
+def test_serve_reports_unsupported_models_before_start(repo_builder: Callable[..., Path], tmp_path: Path) -> None:
+    repo = repo_builder(tmp_path / "repo", "basic", models=["add_sub"], onnx=True)
+    started = time.monotonic()
+    result = subprocess.run([*CLI, "serve", str(repo), "--http-port", "0", "--grpc-port", "0",
+                             "--metrics-port", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert f"{repo.resolve() / 'onnx_model'}: model 'onnx_model' cannot run on the local tritonserver" in result.stderr
+    assert "docker run" in result.stderr and "--skip-unsupported" in result.stderr
+    assert "starting tritonserver" not in result.stderr
+
+
+def test_serve_names_the_failed_model_and_exits_1(repo_builder: Callable[..., Path], tmp_path: Path) -> None:
+    repo = repo_builder(tmp_path / "repo", "basic", models=["sleeper"])
+    (repo / "sleeper" / "1" / "model.py").write_text("raise RuntimeError('the weights are missing')\n")
+    result = subprocess.run([*CLI, "serve", str(repo), "--http-port", "0", "--grpc-port", "0",
+                             "--metrics-port", "0", "--exit-timeout", "5"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert f"{repo.resolve() / 'sleeper'}: tritonserver failed to load model 'sleeper'" in result.stderr
+    assert "RuntimeError: the weights are missing" in result.stderr
+    assert result.stdout == ""
+
+
+def test_serve_missing_repository(tmp_path: Path) -> None:
+    result = subprocess.run([*CLI, "serve", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "model repository not found" in result.stderr
+    assert os.fspath(tmp_path / "nope") in result.stderr
