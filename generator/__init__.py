@@ -23,6 +23,8 @@ from tritonkit.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
+    "Client",
     "ClientError",
     "DriftError",
     "Problem",
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AsyncClient": ("tritonkit.runtime.aio", "AsyncClient"),
+    "Client": ("tritonkit.runtime.client", "Client"),
     "Server": ("tritonkit.runtime.server", "Server"),
     "generate": ("tritonkit.write.generate", "generate"),
     "load_spec": ("tritonkit.spec.load", "load_spec"),
