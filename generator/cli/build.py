@@ -12,15 +12,15 @@ import importlib
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from tritonkit.cli._app import EXIT_OK, app, err_console, out_console
 from tritonkit.errors import Problem, TritonkitError
-from tritonkit.model import build_repository
-from tritonkit.model.deploy import TensorRTStep, build_deployment
-from tritonkit.spec.load import load_spec
+
+if TYPE_CHECKING:
+    from tritonkit.model.deploy import TensorRTStep
 
 _PLAN = "model.plan"
 _FLAGS = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8"}
@@ -115,6 +115,10 @@ def build(
     Each engine goes into its model's newest version folder. Needs an NVIDIA GPU and the TensorRT
     Python package (pip install 'tritonkit[tensorrt]'); says plainly which is missing.
     """
+    from tritonkit.model import build_repository  # heavy: protobuf, pydantic
+    from tritonkit.model.deploy import build_deployment
+    from tritonkit.spec.load import load_spec
+
     loaded = load_spec(spec)
     deployment = build_deployment(loaded, build_repository(loaded).units)
     if deployment.llm_steps:

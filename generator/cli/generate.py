@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tritonkit.cli._app import app, err_console
-from tritonkit.write.generate import generate as run_generate
-from tritonkit.write.plan import WritePlan
+
+if TYPE_CHECKING:
+    from tritonkit.write.plan import WritePlan
 
 _STYLES = {"create": "green", "update": "yellow", "remove": "red", "same": "dim",
            "conflict": "bold red", "modified": "bold red"}
@@ -41,6 +42,8 @@ def generate(
     Each path gets one status on stderr: create, same, update or remove. A model whose config or
     files change gets the next version folder; earlier ones stay as its version policy says.
     """
+    from tritonkit.write.generate import generate as run_generate  # heavy: protobuf, pydantic
+
     result = run_generate(spec, output, dry_run=dry_run, check=check, force=force)
     _print_plan(result.plan, quiet=quiet or check)
     if result.plan.conflicts and not (dry_run or check):
