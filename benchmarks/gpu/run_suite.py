@@ -37,24 +37,24 @@ models:
     input: [{{name: X, data_type: FP32, dims: [1024]}}]
     output: [{{name: Y, data_type: FP32, dims: [1024]}}]
     dynamic_batching: {{max_queue_delay_microseconds: 200}}
-    instance_group: [{{kind: gpu, count: 2, gpus: {gpus}}}]
+    instance_group: [{{{group}}}]
   - name: matmul_nobatch
     backend: python
     artifact: matmul.py
     max_batch_size: 128
     input: [{{name: X, data_type: FP32, dims: [1024]}}]
     output: [{{name: Y, data_type: FP32, dims: [1024]}}]
-    instance_group: [{{kind: gpu, count: 2, gpus: {gpus}}}]
+    instance_group: [{{{group}}}]
 llms:
   - name: llm
-    engine: {{kind: pytorch, model: smollm2-random, device: cuda, dtype: bfloat16}}
+    engine: {{kind: pytorch, model: smollm2-random, device: {device}, dtype: {dtype}}}
     tokenizer: smollm2-random
     max_batch_size: 32
     max_input_len: 1024
     max_output_len: 256
     streaming: true
-    instance_group: [{{kind: gpu, count: 2, gpus: {gpus}}}]
-    instances: {{preprocessing: 2, postprocessing: 2, bls: 32}}
+    instance_group: [{{{group}}}]
+    instances: {{preprocessing: 2, postprocessing: 2, bls: 2}}
 """
 
 
@@ -76,7 +76,7 @@ def make_random_model(arch: Path, target: Path) -> None:
 
     config = AutoConfig.from_pretrained(arch)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(target)
     for item in arch.iterdir():
         if item.name != "config.json":
@@ -108,6 +108,7 @@ def main() -> None:
                         help="folder with config.json + tokenizer of the LLM architecture")
     parser.add_argument("--gpus", default="0", help="GPU ids for the instance groups, e.g. 0 or 0,1")
     parser.add_argument("--quick", action="store_true", help="shorter windows (smoke test)")
+    parser.add_argument("--cpu", action="store_true", help="CPU instances instead (a smoke test without a GPU)")
     args = parser.parse_args()
     from tritonkit import Server, generate
 
@@ -119,13 +120,14 @@ def main() -> None:
     work.mkdir(parents=True)
     shutil.copy(HERE / "matmul.py", work / "matmul.py")
     make_random_model(args.arch, work / "smollm2-random")
-    gpus = "[" + args.gpus + "]"
-    (work / "spec.yaml").write_text(SPEC.format(gpus=gpus))
+    group = "kind: cpu, count: 2" if args.cpu else f"kind: gpu, count: 2, gpus: [{args.gpus}]"
+    device, dtype = ("cpu", "float32") if args.cpu else ("cuda", "bfloat16")
+    (work / "spec.yaml").write_text(SPEC.format(group=group, device=device, dtype=dtype))
     generate(work / "spec.yaml", work)
     started = time.perf_counter()
     with Server(work / "model_repository", startup_timeout_s=300, exit_timeout_s=20) as server:
         ready_s = time.perf_counter() - started
-        smi = nvidia_smi(out / "nvidia-smi.csv")
+        smi = "" if args.cpu else nvidia_smi(out / "nvidia-smi.csv")
         placement = [line for line in server.log_lines() if "instance" in line.lower() and
                      ("cuda" in line.lower() or "gpu" in line.lower())]
         (out / "placement.log").write_text("\n".join(placement) + "\n")
@@ -139,8 +141,8 @@ def main() -> None:
                "--input-tokens", "128", "--output-tokens", "128", "--tokenizer", str(work / "smollm2-random"),
                *llm_window], out, "llm_stream", log)
         (out / "server-log-tail.txt").write_text("\n".join(server.log_lines()[-200:]) + "\n")
-    gpu_name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                              text=True).stdout.splitlines()[0]
+    gpu_name = "cpu" if args.cpu else subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                                      capture_output=True, text=True).stdout.splitlines()[0]
     catalog = "H200-141GB" if "H200" in gpu_name else "H100-80GB"
     for concurrency in (1, 8, 32):
         done = subprocess.run([sys.executable, "-m", "tritonkit", "plan", "--model", str(args.arch / "config.json"),
