@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a bare GPU host (no internet) from carried files, then run the GPU suite.
 #   bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR [run_suite.py options]
+# Results are packed into OUT_DIR/results.tar.gz (also when the run is cut short).
 # CARRY_DIR holds: pytriton-min.tar.xz (the nvidia-pytriton wheel's server, backends, 3.12 stub and
 # libraries), wheels/*.whl (numpy 1.26.4, tritonclient, pydantic, protobuf, ...), smollm2-arch/.
 set -euo pipefail
@@ -16,4 +17,7 @@ python3 -m pip install -q --no-index --no-deps --no-build-isolation --target "$s
 export PYTHONPATH="$site"
 python3 -c "import numpy, tritonkit; print('numpy', numpy.__version__, 'tritonkit', tritonkit.__version__)"
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv
-PYTHONUNBUFFERED=1 python3 benchmarks/gpu/run_suite.py --out "$out" --arch "$carry/smollm2-arch" "$@"
+results=/tmp/gpu-results
+mkdir -p "$results" "$out"
+trap 'tar -czf "$out/results.tar.gz" -C "$results" . ; cp "$results/suite.log" "$out/" 2>/dev/null || true' EXIT
+PYTHONUNBUFFERED=1 python3 benchmarks/gpu/run_suite.py --out "$results" --arch "$carry/smollm2-arch" "$@"
