@@ -13,6 +13,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 # The Python backend stub runs the first python3 on PATH with -E (PYTHONPATH ignored): its numpy
 # must be 1.x, so numpy 1.26 goes into that interpreter's own environment (DESIGN.md section 6).
 python3 -m pip install -q --no-index --no-deps --force-reinstall "$carry"/wheels/numpy-1.26*.whl
+# That image's scikit-learn/scipy are built for numpy 2 and transformers imports them when present:
+# take them out of this scratch environment (transformers imports both when present).
+python3 -m pip uninstall -q -y scikit-learn scipy || true
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target "$site" .
 export PYTHONPATH="$site"
 python3 -c "import numpy, tritonkit; print('numpy', numpy.__version__, 'tritonkit', tritonkit.__version__)"
