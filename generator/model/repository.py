@@ -12,8 +12,9 @@ from tritonkit.spec.load import LoadedSpec
 
 __all__ = ["LLM_MODEL_SUFFIXES", "build_repository", "llm_model_names"]
 
-#: The models one ``llms:`` entry becomes, by suffix of its name ("" is the ensemble).
-LLM_MODEL_SUFFIXES = ("", "_preprocessing", "_engine", "_postprocessing", "_bls")
+#: The models one ``llms:`` entry can become, by suffix of its name ("" is the ensemble; ``_engine_unary``
+#: only when streaming).
+LLM_MODEL_SUFFIXES = ("", "_preprocessing", "_engine", "_engine_unary", "_postprocessing", "_bls")
 
 
 def llm_model_names(name: str) -> list[str]:

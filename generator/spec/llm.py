@@ -61,7 +61,7 @@ class InstanceCounts(StrictModel):
 
     preprocessing: Positive = 1
     postprocessing: Positive = 1
-    bls: Positive = 4
+    bls: Positive = 1  # one instance serves many streams: each request runs on its own thread
 
 
 class LLMSpec(StrictModel):

@@ -1,0 +1,189 @@
+"""Batched token generation with a Hugging Face causal LM: one forward pass per step for every row.
+
+Copied next to the PyTorch engine's ``model.py``; it knows nothing of Triton, so it can be tested alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+import llm_common
+
+
+@dataclass
+class Row:
+    """One sequence being generated, with its own limits and sampling settings."""
+
+    prompt: list[int]
+    max_new_tokens: int
+    end_ids: list[int]
+    stop_words: list[list[int]] = field(default_factory=list)
+    bad_words: list[list[int]] = field(default_factory=list)
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: Optional[int] = None
+    tokens: list[int] = field(default_factory=list)
+    finish_reason: Optional[str] = None
+    generator: Optional[torch.Generator] = None
+
+
+def pick_device(setting: str, device_id: Optional[int] = None) -> torch.device:
+    """Map the spec's device (auto/cpu/cuda) and Triton's instance device id to a torch device."""
+    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device(f"cuda:{device_id or 0}")
+
+
+def set_threads(setting: str) -> None:
+    """Use ``setting`` CPU threads, or by default half the cores (at most 4).
+
+    OpenMP threads spin while they wait; on a shared CPU, all cores per process made a step of
+    SmolLM2-135M 20x slower here (1.7 s vs 0.09 s), so the default stays small.
+    """
+    count = int(setting) if setting else max(1, min(4, (os.cpu_count() or 2) // 2))
+    torch.set_num_threads(count)
+
+
+def pick_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """The compute dtype: float32 on CPU, bfloat16/float16 on CUDA, unless the spec names one."""
+    if setting != "auto":
+        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[setting]
+    if device.type == "cpu":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _convert_gguf(source: str, target_dir: Path) -> None:
+    """Dequantise a GGUF once and store it as a plain safetensors checkpoint (transformers refuses to)."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM
+
+    folder, gguf = llm_common.split_gguf(source)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, local_files_only=True)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (target_dir / "config.json").write_text(json.dumps(config, indent=1))
+    save_model(model, str(target_dir / "model.safetensors"))
+
+
+def load_model(source: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False) -> Any:
+    """Load a causal LM from a folder, or from a GGUF file through the conversion cache."""
+    from transformers import AutoModelForCausalLM
+
+    folder, gguf = llm_common.split_gguf(source)
+    if gguf is not None:
+        target = llm_common.cache_root() / llm_common.cache_key(source, "model")
+        if not (target / ".complete").exists():
+            llm_common.publish_dir(lambda tmp: _convert_gguf(source, tmp), target)
+        folder = str(target)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                 local_files_only=os.path.isdir(folder))
+    # transformers types .to() through a decorator that mypy reads as taking the model itself.
+    return model.to(device).eval()  # type: ignore[arg-type]
+
+
+def _filter_logits(logits: torch.Tensor, row: Row) -> torch.Tensor:
+    for word in row.bad_words:
+        # Ban the token that would complete a bad word whose other tokens were just generated.
+        if len(word) == 1 or row.tokens[-(len(word) - 1):] == word[:-1]:
+            logits[word[-1]] = float("-inf")
+    if row.repetition_penalty != 1.0 and (row.prompt or row.tokens):
+        seen = torch.tensor(sorted(set(row.prompt + row.tokens)), device=logits.device)
+        values = logits[seen]
+        logits[seen] = torch.where(values > 0, values / row.repetition_penalty, values * row.repetition_penalty)
+    if row.temperature <= 0.0 or row.top_k == 1:
+        return logits
+    logits = logits / row.temperature
+    if row.top_k > 0:
+        kth = torch.topk(logits, min(row.top_k, logits.shape[-1])).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if row.top_p < 1.0:
+        ordered, order = torch.sort(logits, descending=True)
+        cumulative = torch.softmax(ordered, dim=-1).cumsum(-1)
+        drop = cumulative - torch.softmax(ordered, dim=-1) > row.top_p
+        logits[order[drop]] = float("-inf")
+    return logits
+
+
+def _choose(logits: torch.Tensor, row: Row) -> int:
+    logits = _filter_logits(logits.float(), row)
+    if row.temperature <= 0.0 or row.top_k == 1:
+        return int(torch.argmax(logits))
+    if row.generator is None:
+        row.generator = torch.Generator(device=logits.device)
+        if row.seed is not None:
+            row.generator.manual_seed(int(row.seed))
+        else:
+            row.generator.seed()
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=row.generator))
+
+
+def _finish(row: Row, token: int) -> None:
+    if token in row.end_ids:
+        row.finish_reason = "stop"
+        return
+    row.tokens.append(token)
+    if any(len(w) <= len(row.tokens) and row.tokens[-len(w):] == w for w in row.stop_words):
+        row.finish_reason = "stop"
+    elif len(row.tokens) >= row.max_new_tokens:
+        row.finish_reason = "length"
+
+
+def _left_pad(rows: list[Row], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r.prompt) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row.prompt):] = torch.tensor(row.prompt, dtype=torch.long)
+        mask[i, width - len(row.prompt):] = 1
+    return ids.to(device), mask.to(device)
+
+
+#: Called after each step with the rows that got a token (or finished) in that step.
+StepCallback = Callable[[list[tuple[int, Row, list[int]]]], None]
+
+
+@torch.inference_mode()
+def generate(model: Any, rows: list[Row], pad_id: int, on_step: StepCallback,
+             should_stop: Callable[[int], bool] = lambda index: False) -> None:
+    """Generate for all rows together: left padding, an attention mask, and one KV cache for the batch.
+
+    ``on_step`` receives ``(index, row, new_tokens)`` for every row that advanced or finished in
+    the step; ``should_stop(index)`` cancels a row between steps (finish reason ``cancelled``).
+    """
+    device = next(model.parameters()).device
+    ids, mask = _left_pad(rows, pad_id, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    past = None
+    while True:
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past,
+                    use_cache=True)
+        past = out.past_key_values
+        last = out.logits[:, -1, :]
+        events: list[tuple[int, Row, list[int]]] = []
+        next_ids = []
+        for index, row in enumerate(rows):
+            token = pad_id
+            if row.finish_reason is None and should_stop(index):
+                row.finish_reason = "cancelled"
+                events.append((index, row, []))
+            elif row.finish_reason is None:
+                token = _choose(last[index], row)
+                _finish(row, token)
+                events.append((index, row, [] if token in row.end_ids else [token]))
+            next_ids.append(token)
+        on_step(events)
+        if all(r.finish_reason is not None for r in rows):
+            return
+        ids = torch.tensor(next_ids, dtype=torch.long, device=device).unsqueeze(1)
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
+        positions = positions[:, -1:] + 1

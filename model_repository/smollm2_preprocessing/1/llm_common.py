@@ -1,0 +1,219 @@
+"""Helpers shared by tritonkit's LLM Python backends: parameters, model sources, the conversion cache, decoding.
+
+This file is copied next to each ``model.py`` of the LLM pipeline, so it imports nothing of tritonkit
+and only what the Python backend's environment has (numpy, transformers, torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+#: Environment variable that moves the cache of converted models.
+CACHE_ENV = "TRITONKIT_CACHE_DIR"
+#: Decoding settings shared by postprocessing and the BLS, so streamed and whole answers agree.
+DECODE_KWARGS: dict[str, Any] = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+
+
+class RequestError(ValueError):
+    """A request the model refuses; its message goes back to that request's client only."""
+
+
+def read_parameters(model_config: dict[str, Any]) -> dict[str, str]:
+    """Return the ``parameters`` of a model config as plain strings."""
+    raw = model_config.get("parameters", {}) or {}
+    return {key: str(value.get("string_value", "")) for key, value in raw.items()}
+
+
+def parse_bool(text: str, default: bool = False) -> bool:
+    """Read a boolean parameter written by tritonkit (``true``/``false``)."""
+    if not text:
+        return default
+    return text.strip().lower() in ("true", "1", "yes", "on")
+
+
+def resolve_source(value: str, model_dir: str) -> str:
+    """Turn a model/tokenizer parameter into a local path (or leave a hub id as it is).
+
+    ``pkg:<distribution>/<file>`` names a file shipped in an installed distribution; it is found
+    with importlib.metadata, without importing the distribution. Relative paths are relative to
+    the model's folder in the repository.
+    """
+    if value.startswith("pkg:"):
+        dist_name, _, rel = value[4:].partition("/")
+        dist = metadata.distribution(dist_name)
+        for entry in dist.files or []:
+            if entry.name == Path(rel).name and str(entry).endswith(rel):
+                return str(Path(str(dist.locate_file(entry))).resolve())
+        raise FileNotFoundError(f"{value}: distribution {dist_name!r} has no file {rel!r}")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        candidate = (Path(model_dir) / path).resolve()
+        if candidate.exists():
+            return str(candidate)
+        return value
+    return str(path)
+
+
+def split_gguf(path: str) -> tuple[str, Optional[str]]:
+    """Return (folder, gguf file name) for a GGUF path, or (path, None) for a Hugging Face folder."""
+    if path.endswith(".gguf") and os.path.isfile(path):
+        return os.path.dirname(path), os.path.basename(path)
+    return path, None
+
+
+def cache_root() -> Path:
+    """Where converted models are cached (``$TRITONKIT_CACHE_DIR`` or ``~/.cache/tritonkit/models``)."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "tritonkit" / "models"
+
+
+def cache_key(path: str, kind: str) -> str:
+    """A key naming one source file's conversion: its name, size and modification time."""
+    stat = os.stat(path)
+    text = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns, kind])
+    return f"{Path(path).stem}-{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def publish_dir(build: Any, target: Path) -> Path:
+    """Write a folder through ``build(tmp_dir)`` and rename it into place atomically.
+
+    Two processes converting at once both succeed: the first rename wins, the second's copy is removed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        build(tmp)
+        (tmp / ".complete").write_text("ok\n")
+        os.rename(tmp, target)
+    except OSError:
+        if not (target / ".complete").exists():
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_tokenizer(source: str, trust_remote_code: bool = False) -> Any:
+    """Load a fast tokenizer from a folder or a GGUF file (a GGUF's tokenizer is cached once converted)."""
+    from transformers import AutoTokenizer
+
+    folder, gguf = split_gguf(source)
+    if gguf is None:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                             local_files_only=os.path.isdir(folder))
+    target = cache_root() / cache_key(source, "tokenizer")
+    if not (target / ".complete").exists():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf, local_files_only=True)
+        publish_dir(tokenizer.save_pretrained, target)
+    # Local files only: a hub lookup without network would wait for its timeout.
+    return AutoTokenizer.from_pretrained(str(target), local_files_only=True)
+
+
+def end_ids(tokenizer: Any) -> list[int]:
+    """Token ids that end an answer: EOS, plus the chat turn end where it differs (e.g. ``<|im_end|>``)."""
+    found: list[int] = []
+    if tokenizer.eos_token_id is not None:
+        found.append(int(tokenizer.eos_token_id))
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id not in found:
+            found.append(token_id)
+    return found
+
+
+def decode_text(tokenizer: Any, ids: Any) -> str:
+    """Decode ids the one way every model of the pipeline does."""
+    return str(tokenizer.decode(list(ids), **DECODE_KWARGS))
+
+
+class IncrementalDecoder:
+    """Turns a growing list of token ids into text deltas with no lost spaces and no broken UTF-8.
+
+    A window of recent tokens is decoded twice (with and without the newest ones) and only the
+    difference is emitted, held back while it ends in an incomplete character (U+FFFD). This is
+    the fix for the streamed-text bugs of the upstream stateless postprocessing.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self.ids: list[int] = []
+        self._prefix = 0
+        self._read = 0
+        self.emitted = ""
+
+    def push(self, new_ids: Any) -> str:
+        """Add token ids; return the text that is now complete (maybe empty)."""
+        self.ids.extend(int(i) for i in new_ids)
+        before = decode_text(self._tokenizer, self.ids[self._prefix:self._read])
+        after = decode_text(self._tokenizer, self.ids[self._prefix:])
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        delta = after[len(before):]
+        self._prefix, self._read = self._read, len(self.ids)
+        self.emitted += delta
+        return delta
+
+    def flush(self) -> str:
+        """Return what the whole-sequence decode has beyond the emitted text (call once at the end)."""
+        full = decode_text(self._tokenizer, self.ids)
+        rest = full[len(self.emitted):] if full.startswith(self.emitted) else ""
+        self.emitted += rest
+        return rest
+
+
+def encode_words(tokenizer: Any, words: list[str]) -> list[list[int]]:
+    """Token-id sequences of stop/bad words: each word alone and with a leading space.
+
+    A word in mid-sentence tokenises differently from the word alone (tensorrtllm_backend issues
+    #57, #128), so both forms are listed.
+    """
+    found: list[list[int]] = []
+    for word in words:
+        for text in (word, " " + word):
+            ids = [int(t) for t in tokenizer.encode(text, add_special_tokens=False)]
+            if ids and ids not in found:
+                found.append(ids)
+    return found
+
+
+def words_to_list(sequences: list[list[int]]) -> np.ndarray[Any, Any]:
+    """Lay token-id sequences out as TensorRT-LLM's ``[2, L]`` word list: flat ids, then end offsets."""
+    flat: list[int] = [t for seq in sequences for t in seq]
+    if not flat:
+        return np.zeros((2, 0), dtype=np.int32)
+    offsets = np.cumsum([len(seq) for seq in sequences]).tolist()
+    return np.array([flat, offsets + [-1] * (len(flat) - len(offsets))], dtype=np.int32)
+
+
+def list_to_words(array: Optional[np.ndarray[Any, Any]]) -> list[list[int]]:
+    """Read a ``[2, L]`` word list back into token-id sequences."""
+    if array is None or array.size == 0:
+        return []
+    flat, offsets = array.reshape(2, -1)
+    words: list[list[int]] = []
+    start = 0
+    for end in offsets:
+        if end < 0:
+            break
+        words.append([int(t) for t in flat[start:int(end)]])
+        start = int(end)
+    return [w for w in words if w]
+
+
+def cancel_dir(engine_name: str) -> Path:
+    """Folder through which the BLS asks the PyTorch engine to stop a request (by request id).
+
+    Python backend 2.51 has no way to cancel a BLS request it streams from, so the BLS drops a
+    marker file here and the engine checks for it between decoding steps.
+    """
+    return Path(tempfile.gettempdir()) / f"tritonkit-cancel-{os.getuid()}" / engine_name

@@ -1,0 +1,149 @@
+"""Preprocessing of an LLM pipeline: text to token ids for the whole request batch in one tokenizer call.
+
+Applies the chat template when enabled, turns stop/bad words into TensorRT-LLM's word-list
+tensors, clamps ``REQUEST_OUTPUT_LEN`` to the spec's ``max_output_len`` and refuses prompts
+longer than ``max_input_len``. A malformed request gets an error response of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+import llm_common
+
+
+def _texts(request: Any, name: str) -> Optional[list[str]]:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    texts = []
+    for item in tensor.as_numpy().reshape(-1):
+        raw = item if isinstance(item, bytes) else str(item).encode()
+        try:
+            texts.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise llm_common.RequestError(f"input {name!r} is not valid UTF-8 ({exc.reason} at byte "
+                                          f"{exc.start})") from None
+    return texts
+
+
+def _ints(request: Any, name: str, rows: int) -> Optional[list[int]]:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    values = [int(v) for v in tensor.as_numpy().reshape(-1)]
+    if len(values) != rows:
+        raise llm_common.RequestError(f"input {name!r} has {len(values)} values for {rows} prompt(s)")
+    return values
+
+
+def _pad_rows(rows: list[np.ndarray[Any, Any]], fill: int, dims: int) -> np.ndarray[Any, Any]:
+    width = max((r.shape[-1] for r in rows), default=0)
+    shape = (len(rows), *(rows[0].shape[:-1] if dims > 1 else ()), width)
+    out = np.full(shape, fill, dtype=np.int32)
+    for i, row in enumerate(rows):
+        out[i, ..., : row.shape[-1]] = row
+    return out
+
+
+class TritonPythonModel:
+    """The ``<name>_preprocessing`` model."""
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        """Load the tokenizer and the limits written into config.pbtxt by tritonkit."""
+        params = llm_common.read_parameters(json.loads(args["model_config"]))
+        source = llm_common.resolve_source(params["tokenizer"], args["model_repository"])
+        trust = llm_common.parse_bool(params.get("trust_remote_code", ""))
+        self.tokenizer = llm_common.load_tokenizer(source, trust)
+        self.chat = llm_common.parse_bool(params.get("chat_template", "true"), True)
+        self.chat = self.chat and bool(getattr(self.tokenizer, "chat_template", None))
+        self.system_prompt = params.get("system_prompt", "")
+        self.max_input_len = int(params["max_input_len"])
+        self.max_output_len = int(params["max_output_len"])
+        self.default_stops: list[str] = json.loads(params.get("stop_words") or "[]")
+        ends = llm_common.end_ids(self.tokenizer)
+        self.end_id = ends[0] if ends else 0
+        self.extra_end_tokens = [[t] for t in ends[1:]]
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.end_id
+
+    def _format(self, text: str) -> str:
+        if not text.strip():
+            raise llm_common.RequestError("the prompt is empty")
+        if not self.chat:
+            return text
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        messages.append({"role": "user", "content": text})
+        return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+
+    def _words(self, request: Any, name: str, rows: int, defaults: list[str]) -> np.ndarray[Any, Any]:
+        words = defaults + (_texts(request, name) or [])
+        sequences = llm_common.encode_words(self.tokenizer, words)
+        if name == "STOP_WORDS_DICT":
+            sequences = self.extra_end_tokens + sequences
+        return np.repeat(llm_common.words_to_list(sequences)[np.newaxis], rows, axis=0)
+
+    def _parse(self, request: Any) -> dict[str, Any]:
+        texts = _texts(request, "QUERY")
+        if not texts:
+            raise llm_common.RequestError("input 'QUERY' (text_input) is missing or empty")
+        wanted = _ints(request, "REQUEST_OUTPUT_LEN", len(texts))
+        if wanted is None:
+            raise llm_common.RequestError("input 'REQUEST_OUTPUT_LEN' (max_tokens) is missing")
+        for value in wanted:
+            if value <= 0:
+                raise llm_common.RequestError(f"max_tokens must be at least 1 (got {value})")
+        return {
+            "prompts": [self._format(t) for t in texts],
+            "output_len": [min(v, self.max_output_len) for v in wanted],
+            "end_id": _ints(request, "END_ID", len(texts)) or [self.end_id] * len(texts),
+            "pad_id": _ints(request, "PAD_ID", len(texts)) or [self.pad_id] * len(texts),
+            "stop": self._words(request, "STOP_WORDS_DICT", len(texts), self.default_stops),
+            "bad": self._words(request, "BAD_WORDS_DICT", len(texts), []),
+        }
+
+    def _response(self, parsed: dict[str, Any], encoded: list[list[int]]) -> Any:
+        for ids in encoded:
+            if len(ids) > self.max_input_len:
+                raise llm_common.RequestError(
+                    f"the prompt has {len(ids)} tokens, more than max_input_len {self.max_input_len}")
+        rows = [np.array(ids, dtype=np.int32) for ids in encoded]
+        column = [[n] for n in (len(ids) for ids in encoded)]
+        tensors = {
+            "INPUT_ID": _pad_rows(rows, parsed["pad_id"][0], 1),
+            "REQUEST_INPUT_LEN": np.array(column, dtype=np.int32),
+            "REQUEST_OUTPUT_LEN": np.array([[v] for v in parsed["output_len"]], dtype=np.int32),
+            "STOP_WORDS_IDS": parsed["stop"],
+            "BAD_WORDS_IDS": parsed["bad"],
+            "OUT_END_ID": np.array([[v] for v in parsed["end_id"]], dtype=np.int32),
+            "OUT_PAD_ID": np.array([[v] for v in parsed["pad_id"]], dtype=np.int32),
+        }
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in tensors.items()])
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """Tokenise the prompts of every request in one batched call, then answer each request."""
+        parsed: list[Any] = []
+        for request in requests:
+            try:
+                parsed.append(self._parse(request))
+            except (llm_common.RequestError, ValueError) as exc:
+                parsed.append(exc)
+        prompts = [p for item in parsed if isinstance(item, dict) for p in item["prompts"]]
+        special = not self.chat
+        encoded = self.tokenizer(prompts, add_special_tokens=special)["input_ids"] if prompts else []
+        responses, start = [], 0
+        for item in parsed:
+            if not isinstance(item, dict):
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(item))))
+                continue
+            count = len(item["prompts"])
+            try:
+                responses.append(self._response(item, encoded[start:start + count]))
+            except llm_common.RequestError as exc:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+            start += count
+        return responses
