@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -239,10 +240,16 @@ class Server:
         self._pump = LogPump(self._process.popen.stdout, echo=self._echo)
 
     def _ready(self) -> bool:
+        # Our own process must have bound the port: a port picked as free can be taken by another
+        # server started at the same moment, which would then answer for us.
+        if self._pump is None or not self._pump.contains("Started HTTPService"):
+            return False
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/v2/health/ready", timeout=2) as reply:
                 return int(reply.status) == 200
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError, http.client.HTTPException):
+            # HTTPException: a port picked as free was taken meanwhile by another server's gRPC
+            # endpoint, which answers HTTP/1 with HTTP/2 frames; ours then fails to bind and exits.
             return False
 
     def _wait_ready(self) -> None:
