@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from tritonkit.bench.options import BenchError
 from tritonkit.errors import Problem
+from tritonkit.served import NUMPY_DTYPES, TensorInfo
 
 __all__ = [
     "ModelInfo",
@@ -25,23 +26,6 @@ __all__ = [
 
 #: One request's inputs: tensor name -> array with the batch dimension already in place.
 Payload = dict[str, "npt.NDArray[Any]"]
-
-_NUMPY_DTYPES = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
-}
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input or output as the server describes it (``shape`` includes the batch dimension)."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-    optional: bool = False
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -67,7 +51,7 @@ def numpy_dtype(datatype: str) -> Any:
 
     """
     try:
-        return _NUMPY_DTYPES[datatype]
+        return NUMPY_DTYPES[datatype]
     except KeyError:
         raise BenchError(Problem(f"input datatype {datatype} is not supported by bench",
                                  hint="pass --input-data with values for it")) from None

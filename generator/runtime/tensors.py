@@ -10,32 +10,12 @@ import numpy as np
 import numpy.typing as npt
 
 from tritonkit.errors import ClientError, Problem
+from tritonkit.served import NUMPY_DTYPES, TensorInfo
 
 __all__ = ["ModelInfo", "TensorInfo", "model_info", "numpy_dtype", "prepare_inputs"]
 
 #: A numpy array of any dtype.
 Array = npt.NDArray[Any]
-
-_DTYPES: dict[str, Any] = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
-}
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input or output as the server describes it (``shape`` holds -1 for variable dims)."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-    optional: bool = False
-
-    def describe(self) -> str:
-        """``NAME DATATYPE [d0, d1]``, as an error message shows it."""
-        return f"{self.name} {self.datatype} [{', '.join(str(d) for d in self.shape)}]"
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -55,7 +35,7 @@ class ModelInfo:
 
 def numpy_dtype(datatype: str) -> Any:
     """The numpy dtype for a Triton datatype (BYTES is ``object``)."""
-    return _DTYPES.get(datatype, np.object_)
+    return NUMPY_DTYPES.get(datatype, np.object_)
 
 
 def model_info(metadata: Mapping[str, Any], config: Mapping[str, Any]) -> ModelInfo:
