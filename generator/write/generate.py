@@ -17,7 +17,7 @@ from tritonkit.write.manifest import MANIFEST_NAME, FileRecord, Manifest, read_m
 from tritonkit.write.plan import Action, WritePlan, apply_plan, plan_writes
 from tritonkit.write.versions import VersionDecision, decide_versions
 
-__all__ = ["REPOSITORY_DIR", "GenerateResult", "generate", "render_spec"]
+__all__ = ["REPOSITORY_DIR", "GenerateResult", "generate"]
 
 #: The model repository's folder inside the output folder (the project's fixed top level).
 REPOSITORY_DIR = "model_repository"
@@ -93,13 +93,12 @@ def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str,
                     versions={name: d.digests for name, d in decisions.items()})
 
 
-def render_spec(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".") -> tuple[
-        LoadedSpec, dict[str, Rendered]]:
-    """Render a spec in memory as a first run would, for callers that only need the bytes."""
-    loaded = load_spec(spec_path)
-    repository = build_repository(loaded)
-    tree = render_tree(repository, {}, _spec_name(Path(spec_path), Path(out_dir)), REPOSITORY_DIR)
-    return loaded, tree
+def _drift_error(plan: WritePlan, spec_shown: str, out: Path) -> DriftError:
+    drift = [Problem(f"would {a.status}" if a.status in ("create", "update", "remove") else a.reason, path=a.path)
+             for a in plan.changes + plan.conflicts]
+    drift.append(Problem(f"{len(drift)} file(s) differ from the spec", path=spec_shown,
+                         hint=f"run `tritonkit generate {spec_shown} -o {out}` and commit the result"))
+    return DriftError(drift)
 
 
 def generate(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".", *, dry_run: bool = False,
@@ -133,12 +132,7 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".", *, dr
     plan.manifest = new_manifest
     if check:
         if plan.changes or plan.conflicts:
-            drift = [Problem(f"would {a.status}" if a.status in ("create", "update", "remove") else a.reason,
-                             path=a.path) for a in plan.changes + plan.conflicts]
-            drift.append(Problem(f"{len(drift)} file(s) differ from the spec", path=loaded.document.display_path,
-                                 hint=f"run `tritonkit generate {loaded.document.display_path} -o {out}` "
-                                      "and commit the result"))
-            raise DriftError(drift)
+            raise _drift_error(plan, loaded.document.display_path, out)
         return GenerateResult(plan, versions, written=False)
     if dry_run:
         return GenerateResult(plan, versions, written=False)
