@@ -14,8 +14,9 @@ from tritonkit.validate import Report, validate_repository
 
 @app.command()
 def validate(
-    repo: Annotated[Path, typer.Argument(help="The model repository folder (one folder per model).",
-                                         exists=True, file_okay=False, dir_okay=True)],
+    repo: Annotated[Path, typer.Argument(help="The model repository folder (one folder per model), or a "
+                                              "tritonkit spec file (checked as generate would render it).",
+                                         exists=True, file_okay=True, dir_okay=True)],
     as_json: Annotated[bool, typer.Option("--json", help='Print {"ok", "errors", "warnings"} as JSON on '
                                                         "stdout instead of one line per problem.")] = False,
     gpus: Annotated[Optional[int], typer.Option(min=0, help="GPUs on the serving host: GPU ids in "
@@ -24,9 +25,15 @@ def validate(
     """Check a Triton model repository the way tritonserver does when it loads it.
 
     Errors are what Triton would refuse (exit 1); warnings are what it accepts but is likely a
-    mistake (exit 0). Each problem is printed as FILE:LINE:COL: message; hint.
+    mistake (exit 0). Each problem is printed as FILE:LINE:COL: message; hint. Given a spec file,
+    the spec, its models and the repository they render to are checked in memory; nothing is written.
     """
-    report = validate_repository(repo, gpus=gpus)
+    if repo.is_file():
+        from tritonkit.write.generate import check_spec  # heavy: protobuf, pydantic
+
+        report = check_spec(repo, gpus=gpus)
+    else:
+        report = validate_repository(repo, gpus=gpus)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

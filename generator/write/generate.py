@@ -12,12 +12,12 @@ from tritonkit.model.repository import build_repository
 from tritonkit.model.types import RepositoryModel
 from tritonkit.render.repository import Rendered, render_tree
 from tritonkit.spec.load import LoadedSpec, load_spec
-from tritonkit.validate import validate_tree
+from tritonkit.validate import Report, validate_tree
 from tritonkit.write.manifest import MANIFEST_NAME, FileRecord, Manifest, read_manifest
 from tritonkit.write.plan import Action, WritePlan, apply_plan, plan_writes
 from tritonkit.write.versions import VersionDecision, decide_versions
 
-__all__ = ["REPOSITORY_DIR", "GenerateResult", "generate"]
+__all__ = ["REPOSITORY_DIR", "GenerateResult", "check_spec", "generate"]
 
 #: The model repository's folder inside the output folder (the project's fixed top level).
 REPOSITORY_DIR = "model_repository"
@@ -65,15 +65,21 @@ def _kept_files(manifest: Manifest, decisions: dict[str, VersionDecision]) -> se
     return keep
 
 
-def _check_in_memory(tree: dict[str, Rendered], keep: set[str], repository: RepositoryModel,
-                     versions: dict[str, int]) -> None:
+def _repository_files(tree: dict[str, Rendered], keep: set[str], repository: RepositoryModel,
+                      versions: dict[str, int]) -> dict[str, object]:
+    """The repository as it will be on disk, for validate: rendered files plus kept old versions."""
     prefix = REPOSITORY_DIR + "/"
     files: dict[str, object] = {p[len(prefix):]: data for p, data in tree.items() if p.startswith(prefix)}
     files.update({p[len(prefix):]: b"" for p in keep if p.startswith(prefix)})
     # Engines that docker/'s engine-build service writes on the GPU host count as present.
     for step in repository.deployment.trt_steps if repository.deployment else ():
         files.setdefault(f"{step.model}/{versions.get(step.model, 1)}/model.plan", b"")
-    report = validate_tree(files, root_name=REPOSITORY_DIR)
+    return files
+
+
+def _check_in_memory(tree: dict[str, Rendered], keep: set[str], repository: RepositoryModel,
+                     versions: dict[str, int]) -> None:
+    report = validate_tree(_repository_files(tree, keep, repository, versions), root_name=REPOSITORY_DIR)
     if report.errors:
         raise RepositoryError(report.errors)
 
@@ -91,6 +97,21 @@ def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str,
         files[action.path] = previous if same and previous else FileRecord(action.sha256, run)
     return Manifest(spec=spec_name, run=run, files=files,
                     versions={name: d.digests for name, d in decisions.items()})
+
+
+def check_spec(spec_path: Union[str, Path], *, gpus: Optional[int] = None) -> Report:
+    """Validate a spec as ``generate`` would use it: spec, models and rendered repository, all in memory.
+
+    A spec error becomes the report's errors instead of an exception, so callers print one format.
+    """
+    try:
+        loaded = load_spec(spec_path)
+        repository = build_repository(loaded)
+    except SpecError as exc:
+        return Report(errors=list(exc.problems))
+    tree = render_tree(repository, {}, Path(spec_path).name, REPOSITORY_DIR)
+    files = _repository_files(tree, set(), repository, {})
+    return validate_tree(files, root_name=REPOSITORY_DIR, gpus=gpus)
 
 
 def _drift_error(plan: WritePlan, spec_shown: str, out: Path) -> DriftError:

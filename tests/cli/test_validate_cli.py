@@ -73,10 +73,14 @@ def test_gpus_flag_checks_gpu_ids(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(tmp_path / "nope")]) == 2
-    (tmp_path / "file").write_text("x")
-    assert main(["validate", str(tmp_path / "file")]) == 2
     assert main(["validate", str(tmp_path), "--gpus", "-1"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_file_is_read_as_a_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    assert main(["validate", str(tmp_path / "file")]) == 1
+    assert "the spec must be a YAML mapping at the top level" in capsys.readouterr().out
 
 
 def test_console_script_in_a_subprocess() -> None:
