@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
@@ -29,6 +31,24 @@ class FileSource:
             return self.data
         assert self.path is not None
         return self.path.read_bytes()
+
+    def sha256(self) -> str:
+        """The SHA-256 of the bytes, hashed once per file version however often it is asked for."""
+        if self.data is not None:
+            return hashlib.sha256(self.data).hexdigest()
+        assert self.path is not None
+        stat = self.path.stat()
+        return _file_sha256(str(self.path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and mtime too, so an edited file is hashed again; read in blocks, not all at once.
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

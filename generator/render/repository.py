@@ -20,10 +20,6 @@ Rendered = Union[bytes, FileSource]
 KEEP_FILE = ".gitkeep"
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def model_digest(unit: ModelUnit) -> str:
     """What a model serves: its config (less the version policy) and its version files' bytes.
 
@@ -36,7 +32,7 @@ def model_digest(unit: ModelUnit) -> str:
     digest = hashlib.sha256(config.SerializeToString(deterministic=True))
     for kind, files in (("version", unit.version_files), ("built-from", unit.build_sources)):
         for name in sorted(files):
-            digest.update(f"\0{kind}\0{name}\0{_sha256(files[name].read())}".encode())
+            digest.update(f"\0{kind}\0{name}\0{files[name].sha256()}".encode())
     return digest.hexdigest()
 
 

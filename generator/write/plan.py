@@ -68,7 +68,7 @@ def _bytes_of(data: Rendered) -> bytes:
 
 
 def _plan_file(root: Path, path: str, data: Rendered, manifest: Manifest, force: bool) -> Action:
-    new_hash = _hash_bytes(_bytes_of(data))
+    new_hash = data.sha256() if isinstance(data, FileSource) else _hash_bytes(data)
     disk_hash = _hash_file(root / path)
     record = manifest.files.get(path)
     if disk_hash is None:
