@@ -5,6 +5,8 @@ Mirrors ``model_config.proto`` (triton-inference-server/common, protobuf/model_c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Optional
 
 from tritonclient.grpc import model_config_pb2 as pb
@@ -99,14 +101,14 @@ def _parameter_text(value: ParameterValue) -> str:
     return str(value)
 
 
-def fill_parameters(config: pb.ModelConfig, parameters: dict[str, ParameterValue]) -> None:
+def fill_parameters(config: pb.ModelConfig, parameters: Mapping[str, ParameterValue]) -> None:
     """Backend parameters are always string values in Triton; booleans become ``true``/``false``."""
     for key, value in parameters.items():
         config.parameters[key].string_value = _parameter_text(value)
 
 
 def _fill_io(loaded: LoadedSpec, config: pb.ModelConfig, model: ModelSpec, loc: Loc,
-             artifact: Optional[object]) -> None:
+             artifact: Optional[Path]) -> None:
     inputs, outputs = list(model.input), list(model.output)
     reads_onnx = model.backend == "onnxruntime" or tensorrt_build(model) is not None
     if reads_onnx and not inputs and not outputs and artifact is not None:
@@ -142,9 +144,9 @@ def _fill_ensemble(config: pb.ModelConfig, model: ModelSpec) -> None:
             target.output_map[key] = value
 
 
-def _version_files(loaded: LoadedSpec, model: ModelSpec, loc: Loc) -> tuple[dict[str, FileSource], object]:
+def _version_files(loaded: LoadedSpec, model: ModelSpec, loc: Loc) -> tuple[dict[str, FileSource], Optional[Path]]:
     files: dict[str, FileSource] = {}
-    artifact = None
+    artifact: Optional[Path] = None
     if model.artifact is not None:
         artifact = resolve_path(loaded, model.artifact, (*loc, "artifact"), kind="file or folder")
         name = model.default_model_filename or BACKEND_DEFAULT_FILES[model.backend]
@@ -192,5 +194,5 @@ def build_classic_unit(loaded: LoadedSpec, index: int) -> ModelUnit:
     build_sources: dict[str, FileSource] = {}
     if tensorrt_build(model) is not None and artifact is not None:
         apply_tensorrt_target(config)
-        build_sources = collect_files(artifact, "model.onnx")  # type: ignore[arg-type]
+        build_sources = collect_files(artifact, "model.onnx")
     return ModelUnit(name=model.name, config=config, version_files=files, spec_loc=loc, build_sources=build_sources)

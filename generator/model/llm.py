@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Optional
@@ -21,6 +22,7 @@ from tritonkit.model.types import FileSource, ModelUnit
 from tritonkit.spec.document import Loc
 from tritonkit.spec.llm import LLMSpec
 from tritonkit.spec.load import LoadedSpec, suggest
+from tritonkit.spec.schema import ParameterValue
 
 __all__ = ["BACKEND_FILES", "build_llm_units"]
 
@@ -147,7 +149,8 @@ class _Builder:
     def unit(self, config: pb.ModelConfig, files: dict[str, FileSource]) -> ModelUnit:
         return ModelUnit(name=config.name, config=config, version_files=files, spec_loc=self.loc, origin="llms")
 
-    def python_model(self, suffix: str, count: int, params: dict[str, str], batching: bool) -> ModelUnit:
+    def python_model(self, suffix: str, count: int, params: Mapping[str, ParameterValue],
+                     batching: bool) -> ModelUnit:
         config = self.base(f"{self.llm.name}_{suffix}", "python")
         contract.add_tensors(config, suffix)
         if batching:
@@ -158,21 +161,23 @@ class _Builder:
 
     def preprocessing(self, tokenizer: str) -> ModelUnit:
         llm = self.llm
-        params = {"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
-                  "max_input_len": llm.max_input_len, "max_output_len": llm.max_output_len,
-                  "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code}
+        params: dict[str, ParameterValue] = {
+            "tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
+            "max_input_len": llm.max_input_len, "max_output_len": llm.max_output_len,
+            "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code}
         return self.python_model("preprocessing", llm.instances.preprocessing, params, True)
 
     def postprocessing(self, tokenizer: str) -> ModelUnit:
-        params = {"tokenizer": tokenizer, "trust_remote_code": self.llm.trust_remote_code}
+        params: dict[str, ParameterValue] = {"tokenizer": tokenizer, "trust_remote_code": self.llm.trust_remote_code}
         return self.python_model("postprocessing", self.llm.instances.postprocessing, params, True)
 
     def bls(self, tokenizer: str) -> ModelUnit:
         llm = self.llm
-        params = {"tokenizer": tokenizer, "preprocessing_model": f"{llm.name}_preprocessing",
-                  "engine_model": f"{llm.name}_engine", "engine_kind": llm.engine.kind,
-                  "engine_decoupled": llm.streaming, "max_concurrency": 2 * llm.max_batch_size,
-                  "trust_remote_code": llm.trust_remote_code}
+        params: dict[str, ParameterValue] = {
+            "tokenizer": tokenizer, "preprocessing_model": f"{llm.name}_preprocessing",
+            "engine_model": f"{llm.name}_engine", "engine_kind": llm.engine.kind,
+            "engine_decoupled": llm.streaming, "max_concurrency": 2 * llm.max_batch_size,
+            "trust_remote_code": llm.trust_remote_code}
         unit = self.python_model("bls", llm.instances.bls, params, False)
         unit.config.model_transaction_policy.decoupled = True
         return unit
@@ -195,7 +200,8 @@ class _Builder:
 
     def engine_unary(self) -> ModelUnit:
         llm = self.llm
-        params = {"engine_model": f"{llm.name}_engine", "max_concurrency": 2 * llm.max_batch_size}
+        params: dict[str, ParameterValue] = {"engine_model": f"{llm.name}_engine",
+                                             "max_concurrency": 2 * llm.max_batch_size}
         unit = self.python_model("engine_unary", 1, params, True)
         unit.config.dynamic_batching.preferred_batch_size.append(llm.max_batch_size)
         return unit

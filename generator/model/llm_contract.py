@@ -7,10 +7,12 @@ See https://github.com/triton-inference-server/common/blob/main/protobuf/model_c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Union
 
 from tritonclient.grpc import model_config_pb2 as pb
 
+from tritonkit.model.classic import fill_parameters
 from tritonkit.spec.llm import LLMSpec
 
 __all__ = [
@@ -115,16 +117,9 @@ def add_tensors(config: pb.ModelConfig, role: str) -> None:
         _add(config.output, tensor, False)
 
 
-def _text(value: Union[str, int, float, bool]) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def set_parameters(config: pb.ModelConfig, params: dict[str, Union[str, int, float, bool]]) -> None:
+def set_parameters(config: pb.ModelConfig, params: Mapping[str, Union[str, int, float, bool]]) -> None:
     """Write backend parameters, every one as a ``string_value`` as the backends expect."""
-    for key in sorted(params):
-        config.parameters[key].string_value = _text(params[key])
+    fill_parameters(config, params)
 
 
 def add_instances(config: pb.ModelConfig, kind: str, count: int, gpus: tuple[int, ...] = ()) -> None:
