@@ -77,11 +77,21 @@ def _repository_files(tree: dict[str, Rendered], keep: set[str], repository: Rep
     return files
 
 
-def _check_in_memory(tree: dict[str, Rendered], keep: set[str], repository: RepositoryModel,
+def _at_spec_line(loaded: LoadedSpec, repository: RepositoryModel, problem: Problem) -> Problem:
+    """Point a problem of the rendered repository at the spec entry that made the model."""
+    unit = next((u for u in repository.units if u.name == problem.model), None)
+    if unit is None:
+        return problem
+    mark = loaded.document.locations.value(unit.spec_loc)
+    return Problem(f"{problem.message} (in the rendered {problem.where()})", path=loaded.document.display_path,
+                   line=mark.line, col=mark.col, hint=problem.hint, model=problem.model)
+
+
+def _check_in_memory(loaded: LoadedSpec, tree: dict[str, Rendered], keep: set[str], repository: RepositoryModel,
                      versions: dict[str, int]) -> None:
     report = validate_tree(_repository_files(tree, keep, repository, versions), root_name=REPOSITORY_DIR)
     if report.errors:
-        raise RepositoryError(report.errors)
+        raise RepositoryError([_at_spec_line(loaded, repository, p) for p in report.errors])
 
 
 def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str,
@@ -143,7 +153,7 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".", *, dr
     versions = {n: d.current for n, d in decisions.items()}
     tree = render_tree(repository, versions, spec_name, REPOSITORY_DIR)
     keep = _kept_files(manifest, decisions)
-    _check_in_memory(tree, keep, repository, versions)
+    _check_in_memory(loaded, tree, keep, repository, versions)
     plan = plan_writes(out, tree, keep, manifest, force)
     new_manifest = _new_manifest(manifest, plan, spec_name, decisions)
     manifest_bytes = new_manifest.to_bytes()

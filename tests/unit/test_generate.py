@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonkit.errors import DriftError, SpecError, WriteConflictError
+from tritonkit.errors import DriftError, RepositoryError, SpecError, WriteConflictError
 from tritonkit.render import parse_config
 from tritonkit.write.generate import generate
 
@@ -232,3 +232,30 @@ def test_cross_field_spec_errors_are_located(tmp_path: Path) -> None:
     text = str(info.value)
     assert ":8:50: models.m.dynamic_batching.preferred_batch_size[1] is 32, larger than max_batch_size 8" in text
     assert "cannot be enabled with decoupled models" in text
+
+
+def test_a_rule_broken_only_in_the_rendered_repository_points_at_the_spec(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(MODEL_PY)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("""\
+models:
+  - name: m
+    backend: python
+    artifact: m.py
+    max_batch_size: 8
+    input: [{name: X, data_type: FP32, dims: [2]}]
+    output: [{name: Y, data_type: FP32, dims: [2]}]
+  - name: e
+    backend: ensemble
+    max_batch_size: 8
+    input: [{name: A, data_type: FP32, dims: [2]}]
+    output: [{name: B, data_type: FP32, dims: [2]}]
+    steps:
+      - {model_name: m, input_map: {X: A}, output_map: {Y: b_typo}}
+""")
+    with pytest.raises(RepositoryError) as info:
+        generate(spec, tmp_path / "out")
+    first = info.value.problems[0]
+    assert (first.path, first.line, first.col, first.model) == (str(spec), 8, 5, "e")
+    assert "in the rendered model_repository/e/config.pbtxt:" in first.message
+    assert not (tmp_path / "out").exists()
