@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-import os
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -18,6 +17,7 @@ import typer
 
 from tritonkit.cli._app import EXIT_OK, app, err_console, out_console
 from tritonkit.errors import Problem, TritonkitError
+from tritonkit.write.files import write_atomic
 
 if TYPE_CHECKING:
     from tritonkit.model.deploy import TensorRTStep
@@ -97,12 +97,6 @@ def build_engine(trt: Any, step: TensorRTStep) -> bytes:
     return bytes(serialized)
 
 
-def _write(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
 @app.command()
 def build(
     spec: Annotated[Path, typer.Argument(help="The spec file (YAML).", show_default=False)],
@@ -139,7 +133,7 @@ def build(
         raise EngineBuildError(problems)
     for step, path in todo:
         err_console.print(f"building {step.model} ({step.precision}) ...")
-        _write(path, build_engine(trt, step))
+        write_atomic(path, build_engine(trt, step))
         out_console.print(str(path))
     return EXIT_OK
 

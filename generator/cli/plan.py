@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -33,6 +31,7 @@ from tritonkit.capacity import (
 )
 from tritonkit.cli._app import EXIT_OK, app, err_console, out_console
 from tritonkit.errors import Problem
+from tritonkit.write.files import write_atomic
 
 _TARGETS = "Service targets"
 _HARDWARE = "Hardware and cost"
@@ -221,18 +220,8 @@ def _write_spec(path: Path, chosen: GpuPlan, llm: Optional[str]) -> SpecEdit:
     if edit.text == text:
         err_console.print(f"same {path}", markup=False)
         return edit
-    _write_atomic(path, edit.text)
+    write_atomic(path, edit.text.encode("utf-8"), mode=None)
     err_console.print(f"update {path}", markup=False)
     return edit
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.chmod(temp, path.stat().st_mode & 0o7777)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Optional
 from tritonkit.errors import Problem, WriteConflictError
 from tritonkit.model.types import FileSource
 from tritonkit.render.repository import Rendered
+from tritonkit.write.files import write_atomic
 from tritonkit.write.manifest import FileRecord, Manifest
 
 __all__ = ["Action", "WritePlan", "apply_plan", "plan_writes"]
@@ -108,19 +107,6 @@ def plan_writes(root: Path, tree: Mapping[str, Rendered], keep: set[str], manife
     return plan
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 _CONFLICT_HINTS = {
     "conflict": "tritonkit never changes files it did not write: move it away, or generate into "
                 "another folder with -o",
@@ -150,7 +136,7 @@ def apply_plan(plan: WritePlan) -> None:
     for action in plan.actions:
         target = plan.root / action.path
         if action.status in ("create", "update") and action.data is not None:
-            _write_atomic(target, _bytes_of(action.data))
+            write_atomic(target, _bytes_of(action.data))
         elif action.status == "remove":
             target.unlink(missing_ok=True)
             removed.append(action.path)
