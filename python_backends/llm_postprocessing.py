@@ -35,9 +35,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         """Load the tokenizer named in config.pbtxt."""
         params = llm_common.read_parameters(json.loads(args["model_config"]))
-        source = llm_common.resolve_source(params["tokenizer"], args["model_repository"])
-        trust = llm_common.parse_bool(params.get("trust_remote_code", ""))
-        self.tokenizer = llm_common.load_tokenizer(source, trust)
+        self.tokenizer = llm_common.tokenizer_from_parameters(params, args["model_repository"])
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Decode every sequence of every request in one ``batch_decode`` call."""

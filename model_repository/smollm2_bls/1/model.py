@@ -60,8 +60,7 @@ class TritonPythonModel:
         self.engine_name = params["engine_model"]
         self.engine_kind = params.get("engine_kind", "pytorch")
         self.engine_decoupled = llm_common.parse_bool(params.get("engine_decoupled", "true"), True)
-        source = llm_common.resolve_source(params["tokenizer"], args["model_repository"])
-        self.tokenizer = llm_common.load_tokenizer(source, llm_common.parse_bool(params.get("trust_remote_code", "")))
+        self.tokenizer = llm_common.tokenizer_from_parameters(params, args["model_repository"])
         self.cancel_dir = llm_common.cancel_dir(self.engine_name)
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrency") or 8),
                                        thread_name_prefix="tritonkit-bls")

@@ -119,6 +119,12 @@ def load_tokenizer(source: str, trust_remote_code: bool = False) -> Any:
     return AutoTokenizer.from_pretrained(str(target), local_files_only=True)
 
 
+def tokenizer_from_parameters(params: dict[str, str], model_repository: str) -> Any:
+    """Load the tokenizer a pipeline model's ``tokenizer`` and ``trust_remote_code`` parameters name."""
+    source = resolve_source(params["tokenizer"], model_repository)
+    return load_tokenizer(source, parse_bool(params.get("trust_remote_code", "")))
+
+
 def end_ids(tokenizer: Any) -> list[int]:
     """Token ids that end an answer: EOS, plus the chat turn end where it differs (e.g. ``<|im_end|>``)."""
     found: list[int] = []

@@ -56,9 +56,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         """Load the tokenizer and the limits written into config.pbtxt by tritonkit."""
         params = llm_common.read_parameters(json.loads(args["model_config"]))
-        source = llm_common.resolve_source(params["tokenizer"], args["model_repository"])
-        trust = llm_common.parse_bool(params.get("trust_remote_code", ""))
-        self.tokenizer = llm_common.load_tokenizer(source, trust)
+        self.tokenizer = llm_common.tokenizer_from_parameters(params, args["model_repository"])
         self.chat = llm_common.parse_bool(params.get("chat_template", "true"), True)
         self.chat = self.chat and bool(getattr(self.tokenizer, "chat_template", None))
         self.system_prompt = params.get("system_prompt", "")
