@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -28,8 +28,10 @@ def _print_plan(plan: WritePlan, *, quiet: bool) -> None:
 @app.command()
 def generate(
     spec: Annotated[Path, typer.Argument(help="The spec file (YAML).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives model_repository/ "
-                                         "(and docker/).")] = Path("."),
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Folder that receives model_repository/ (and docker/). Default: the spec "
+                               "file's own folder, wherever the command is run from.",
+        show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Exit 3 if the repository differs from the spec "
                                         "(for CI); write nothing.")] = False,
@@ -37,10 +39,11 @@ def generate(
                                         "hand. Files tritonkit did not write are never touched.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not list unchanged files.")] = False,
 ) -> int:
-    """Render SPEC into a versioned Triton model repository.
+    """Render SPEC into a versioned Triton model repository: SPEC's folder/model_repository/ unless -o says.
 
     Each path gets one status on stderr: create, same, update or remove. A model whose config or
-    files change gets the next version folder; earlier ones stay as its version policy says.
+    files change gets the next version folder; earlier ones stay as its version policy says. A
+    repository made from another spec is never overwritten: give each spec its own -o folder.
     """
     from tritonkit.write.generate import generate as run_generate  # heavy: protobuf, pydantic
 

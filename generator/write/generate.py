@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from tritonkit.errors import DriftError, Problem, RepositoryError, SpecError
+from tritonkit.errors import DriftError, Problem, RepositoryError, SpecError, WriteConflictError
 from tritonkit.model.repository import build_repository
 from tritonkit.model.types import RepositoryModel
 from tritonkit.render.repository import Rendered, render_tree
@@ -32,10 +32,26 @@ class GenerateResult:
     written: bool
 
 
+def _spec_relative(spec_path: Path, out_dir: Path) -> str:
+    return Path(os.path.relpath(spec_path.resolve(), out_dir.resolve())).as_posix()
+
+
 def _spec_name(spec_path: Path, out_dir: Path) -> str:
     """The spec as generated files name it: relative to the output folder, never a machine path."""
-    relative = Path(os.path.relpath(spec_path.resolve(), out_dir.resolve())).as_posix()
+    relative = _spec_relative(spec_path, out_dir)
     return spec_path.name if relative.startswith("../") else relative
+
+
+def _check_same_spec(manifest: Manifest, spec_path: Path, out: Path, shown: str) -> None:
+    """Refuse to generate one spec into a repository that the manifest says another spec made."""
+    if manifest.made_from(_spec_name(spec_path, out), _spec_relative(spec_path, out)):
+        return
+    repo = out / REPOSITORY_DIR
+    raise WriteConflictError(Problem(
+        f"{repo} was generated from another spec, {manifest.spec_shown} (its manifest says so); generating "
+        f"{spec_path} here would remove that spec's models", path=shown,
+        hint=f"generate into another folder with -o, or remove {repo} to start it over from {spec_path.name} "
+             "(a renamed or moved spec counts as another spec)"))
 
 
 def _decide(loaded: LoadedSpec, repository: RepositoryModel, manifest: Manifest) -> dict[str, VersionDecision]:
@@ -94,7 +110,7 @@ def _check_in_memory(loaded: LoadedSpec, tree: dict[str, Rendered], keep: set[st
         raise RepositoryError([_at_spec_line(loaded, repository, p) for p in report.errors])
 
 
-def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str,
+def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str, spec_relative: str,
                   decisions: dict[str, VersionDecision]) -> Manifest:
     changed = bool(plan.changes) or old.spec != spec_name
     run = old.run + 1 if changed or not old.files else old.run
@@ -106,7 +122,8 @@ def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str,
         same = action.status == "same" and previous is not None and previous.sha256 == action.sha256
         files[action.path] = previous if same and previous else FileRecord(action.sha256, run)
     return Manifest(spec=spec_name, run=run, files=files,
-                    versions={name: d.digests for name, d in decisions.items()})
+                    versions={name: d.digests for name, d in decisions.items()},
+                    spec_path=spec_relative if spec_relative != spec_name else "")
 
 
 def check_spec(spec_path: Union[str, Path], *, gpus: Optional[int] = None) -> Report:
@@ -132,30 +149,34 @@ def _drift_error(plan: WritePlan, spec_shown: str, out: Path) -> DriftError:
     return DriftError(drift)
 
 
-def generate(spec_path: Union[str, Path], out_dir: Union[str, Path] = ".", *, dry_run: bool = False,
+def generate(spec_path: Union[str, Path], out_dir: Union[str, Path, None] = None, *, dry_run: bool = False,
              check: bool = False, force: bool = False, display_path: Optional[str] = None) -> GenerateResult:
-    """Generate (or check) the repository a spec describes under ``out_dir``.
+    """Generate (or check) the repository a spec describes under ``out_dir`` (default: the spec's folder).
 
     Raises:
         SpecError: the spec is wrong (every problem, located).
         RepositoryError: the rendered repository breaks a Triton load-time rule.
-        WriteConflictError: a file in the way was not written by tritonkit, or was edited by hand.
+        WriteConflictError: a file in the way was not written by tritonkit, or was edited by hand, or the
+            repository's manifest says another spec made it.
         DriftError: with ``check``, the repository on disk differs from the spec.
 
     """
-    out = Path(out_dir)
+    spec_file = Path(spec_path)
+    out = Path(out_dir) if out_dir is not None else spec_file.parent
     loaded = load_spec(spec_path, display_path)
     repository = build_repository(loaded)
     manifest_path = f"{REPOSITORY_DIR}/{MANIFEST_NAME}"
     manifest = read_manifest(out / manifest_path, str(out / manifest_path))
+    _check_same_spec(manifest, spec_file, out, loaded.document.display_path)
     decisions = _decide(loaded, repository, manifest)
-    spec_name = _spec_name(Path(spec_path), out)
+    spec_name = _spec_name(spec_file, out)
     versions = {n: d.current for n, d in decisions.items()}
     tree = render_tree(repository, versions, spec_name, REPOSITORY_DIR)
     keep = _kept_files(manifest, decisions)
     _check_in_memory(loaded, tree, keep, repository, versions)
-    plan = plan_writes(out, tree, keep, manifest, force)
-    new_manifest = _new_manifest(manifest, plan, spec_name, decisions)
+    lost = None if (out / manifest_path).exists() else manifest_path
+    plan = plan_writes(out, tree, keep, manifest, force, lost_manifest=lost)
+    new_manifest = _new_manifest(manifest, plan, spec_name, _spec_relative(spec_file, out), decisions)
     manifest_bytes = new_manifest.to_bytes()
     current = (out / manifest_path).read_bytes() if (out / manifest_path).exists() else None
     status = "same" if current == manifest_bytes else ("update" if current is not None else "create")

@@ -32,6 +32,24 @@ class Manifest:
     run: int = 0
     files: dict[str, FileRecord] = field(default_factory=dict)
     versions: dict[str, dict[int, str]] = field(default_factory=dict)
+    #: The spec's path relative to the output folder, kept only where ``spec`` cannot say it (a spec outside
+    #: the output folder, where ``spec`` is its file name). Manifests without it stay valid.
+    spec_path: str = ""
+
+    def made_from(self, spec_name: str, spec_path: str) -> bool:
+        """True when this manifest's files were generated from the spec known as ``spec_name``/``spec_path``.
+
+        An empty manifest, or one written before the spec was recorded, belongs to any spec.
+        """
+        if not self.files or not self.spec or (self.spec_path or self.spec) == spec_path:
+            return True
+        # Older manifests name a spec outside the output folder by its file name only.
+        return not self.spec_path and self.spec == spec_name != spec_path
+
+    @property
+    def spec_shown(self) -> str:
+        """The spec as a person would name it: its relative path where known, else its name."""
+        return self.spec_path or self.spec
 
     def to_bytes(self) -> bytes:
         """Stable JSON (sorted keys), so an unchanged manifest is byte-identical."""
@@ -44,6 +62,8 @@ class Manifest:
                        for name, vs in sorted(self.versions.items())},
             "files": {path: {"sha256": rec.sha256, "run": rec.run} for path, rec in sorted(self.files.items())},
         }
+        if self.spec_path and self.spec_path != self.spec:
+            data["spec_path"] = self.spec_path
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
@@ -53,7 +73,8 @@ def _parse(data: Any, shown: str) -> Manifest:
     files = {str(p): FileRecord(str(r["sha256"]), int(r["run"])) for p, r in data["files"].items()}
     versions = {str(name): {int(v): str(d) for v, d in entry["versions"].items()}
                 for name, entry in data["models"].items()}
-    return Manifest(spec=str(data.get("spec", "")), run=int(data["run"]), files=files, versions=versions)
+    return Manifest(spec=str(data.get("spec", "")), run=int(data["run"]), files=files, versions=versions,
+                    spec_path=str(data.get("spec_path", "")))
 
 
 def read_manifest(path: Path, shown: str) -> Manifest:

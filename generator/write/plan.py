@@ -35,6 +35,8 @@ class WritePlan:
     root: Path
     actions: list[Action] = field(default_factory=list)
     manifest: Optional[Manifest] = None
+    #: The manifest's path when it is missing although files are in the way (it was likely lost).
+    lost_manifest: Optional[str] = None
 
     @property
     def changes(self) -> list[Action]:
@@ -66,7 +68,8 @@ def _bytes_of(data: Rendered) -> bytes:
     return bytes(data.read()) if isinstance(data, FileSource) else bytes(data)
 
 
-def _plan_file(root: Path, path: str, data: Rendered, manifest: Manifest, force: bool) -> Action:
+def _plan_file(root: Path, path: str, data: Rendered, manifest: Manifest, force: bool,
+               lost_manifest: Optional[str]) -> Action:
     new_hash = data.sha256() if isinstance(data, FileSource) else _hash_bytes(data)
     disk_hash = _hash_file(root / path)
     record = manifest.files.get(path)
@@ -75,7 +78,10 @@ def _plan_file(root: Path, path: str, data: Rendered, manifest: Manifest, force:
     if disk_hash == new_hash:
         return Action("same", path, data, new_hash)
     if record is None:
-        return Action("conflict", path, data, new_hash, "exists but was not written by tritonkit")
+        reason = "exists but was not written by tritonkit"
+        if lost_manifest is not None:
+            reason += f" as far as it can tell: there is no {lost_manifest}, the record of its files (lost?)"
+        return Action("conflict", path, data, new_hash, reason)
     if disk_hash != record.sha256 and not force:
         return Action("modified", path, data, new_hash, "was edited by hand since tritonkit wrote it")
     return Action("update", path, data, new_hash)
@@ -91,11 +97,17 @@ def _plan_removal(root: Path, path: str, record: FileRecord, force: bool) -> Opt
 
 
 def plan_writes(root: Path, tree: Mapping[str, Rendered], keep: set[str], manifest: Manifest,
-                force: bool = False) -> WritePlan:
-    """Plan a run: ``tree`` is what must exist, ``keep`` are recorded files left as they are (old versions)."""
+                force: bool = False, *, lost_manifest: Optional[str] = None) -> WritePlan:
+    """Plan a run: ``tree`` is what must exist, ``keep`` are recorded files left as they are (old versions).
+
+    ``lost_manifest`` names the manifest when it is missing from disk: files in the way are then most
+    likely tritonkit's own, and the conflicts say so.
+    """
     plan = WritePlan(root)
     for path in sorted(tree):
-        plan.actions.append(_plan_file(root, path, tree[path], manifest, force))
+        plan.actions.append(_plan_file(root, path, tree[path], manifest, force, lost_manifest))
+    if plan.conflicts:
+        plan.lost_manifest = lost_manifest
     for path in sorted(keep - set(tree)):
         if path in manifest.files and (root / path).exists():
             plan.actions.append(Action("same", path, sha256=manifest.files[path].sha256))
@@ -114,6 +126,14 @@ _CONFLICT_HINTS = {
 }
 
 
+def _conflict_hint(plan: WritePlan, action: Action) -> str:
+    if action.status == "conflict" and plan.lost_manifest is not None:
+        return (f"if tritonkit generated these files, restore {plan.lost_manifest} (e.g. from version control) "
+                "or remove the repository and generate again; otherwise move them away, or generate into another "
+                "folder with -o")
+    return _CONFLICT_HINTS[action.status]
+
+
 def _prune_empty_dirs(root: Path, removed: list[str]) -> None:
     for path in removed:
         parent = (root / path).parent
@@ -130,7 +150,7 @@ def apply_plan(plan: WritePlan) -> None:
 
     """
     if plan.conflicts:
-        raise WriteConflictError([Problem(a.reason, path=a.path, hint=_CONFLICT_HINTS[a.status])
+        raise WriteConflictError([Problem(a.reason, path=a.path, hint=_conflict_hint(plan, a))
                                   for a in plan.conflicts])
     removed: list[str] = []
     for action in plan.actions:

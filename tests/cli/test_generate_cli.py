@@ -91,3 +91,67 @@ def test_console_script_runs_as_a_real_process(tmp_path: Path) -> None:
     assert "missing.yaml: spec file not found; check the path" in done.stderr
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "generate" in done.stdout
+
+
+def _classic_project(folder: Path, spec_name: str = "tritonkit.yaml") -> Path:
+    assert main(["init", str(folder), "--template", "classic"]) == 0
+    spec = folder / "tritonkit.yaml"
+    if spec_name != spec.name:
+        spec = spec.rename(folder / spec_name)
+    return spec
+
+
+def test_default_output_is_the_specs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _classic_project(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run(capsys, "generate", str(spec))
+    assert code == 0, err
+    assert (tmp_path / "project" / "model_repository" / "add_sub" / "config.pbtxt").is_file()
+    assert list(elsewhere.iterdir()) == []
+    code, out, _ = run(capsys, "generate", "--help")
+    assert "Default: the spec file's own folder" in " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())
+
+
+def test_another_spec_never_takes_over_a_repository(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec_a = _classic_project(tmp_path, "a.yaml")
+    assert main(["generate", str(spec_a)]) == 0
+    spec_b = tmp_path / "b.yaml"
+    spec_b.write_text(spec_a.read_text().replace("name: add_then_scale", "name: other_pipeline"))
+    capsys.readouterr()
+    for extra in ([], ["--dry-run"], ["--check"]):
+        code, _, err = run(capsys, "generate", str(spec_b), *extra)
+        assert code == 1, (extra, err)
+        assert "was generated from another spec, a.yaml" in err
+        assert "another folder with -o" in err and f"remove {tmp_path / 'model_repository'}" in err
+        assert "remove " + "model_repository/add_then_scale" not in err  # no removal is planned
+    assert (tmp_path / "model_repository" / "add_then_scale" / "config.pbtxt").is_file()
+    assert main(["generate", str(spec_b), "-o", str(tmp_path / "b")]) == 0  # the fix works
+    assert main(["generate", str(spec_a)]) == 0  # and spec A still owns its repository
+
+
+def test_same_file_name_in_another_folder_is_another_spec(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = _classic_project(tmp_path / "one"), _classic_project(tmp_path / "two")
+    out = tmp_path / "deploy"
+    assert main(["generate", str(first), "-o", str(out)]) == 0
+    assert main(["generate", str(first), "-o", str(out)]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "generate", str(second), "-o", str(out))
+    assert code == 1 and "was generated from another spec, ../one/tritonkit.yaml" in err
+
+
+def test_a_lost_manifest_is_named_as_the_likely_cause(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _classic_project(tmp_path)
+    assert main(["generate", str(spec)]) == 0
+    (tmp_path / "model_repository" / ".tritonkit-manifest.json").unlink()
+    with (tmp_path / "model_repository" / "scale" / "config.pbtxt").open("a") as handle:
+        handle.write("# edited\n")
+    capsys.readouterr()
+    code, _, err = run(capsys, "generate", str(spec))
+    assert code == 1
+    assert "model_repository/scale/config.pbtxt: exists but was not written by tritonkit" in err
+    assert "there is no model_repository/.tritonkit-manifest.json" in err
+    assert "restore model_repository/.tritonkit-manifest.json" in err
