@@ -100,14 +100,15 @@ def build_engine(trt: Any, step: TensorRTStep) -> bytes:
 @app.command()
 def build(
     spec: Annotated[Path, typer.Argument(help="The spec file (YAML).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The folder given to tritonkit generate "
-                                         "(holds model_repository/).")] = Path("."),
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="The folder given to tritonkit generate (holds model_repository/). Default: "
+                               "the spec file's own folder, as for generate.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild engines that exist already.")] = False,
 ) -> int:
-    """Build model.plan for each model of SPEC marked build: {tensorrt: ...}, on this GPU host.
+    r"""Build model.plan for each model of SPEC marked build: {tensorrt: ...}, on this GPU host.
 
     Each engine goes into its model's newest version folder. Needs an NVIDIA GPU and the TensorRT
-    Python package (pip install 'tritonkit[tensorrt]'); says plainly which is missing.
+    Python package (pip install 'tritonkit\[tensorrt]'); says plainly which is missing.
     """
     from tritonkit.model import build_repository  # heavy: protobuf, pydantic
     from tritonkit.model.deploy import build_deployment
@@ -120,7 +121,7 @@ def build(
     if not deployment.trt_steps:
         err_console.print("nothing to build: no model has build: {tensorrt: ...}")
         return EXIT_OK
-    repo = output / "model_repository"
+    repo = (output if output is not None else spec.parent) / "model_repository"
     todo = [(step, _version_dir(repo, step.model) / _PLAN) for step in deployment.trt_steps]
     todo = [(step, path) for step, path in todo if force or not path.exists()]
     for _step, path in _skipped(deployment.trt_steps, todo, repo):
