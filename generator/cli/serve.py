@@ -14,6 +14,7 @@ import typer
 from tritonkit.cli._app import app, err_console, out_console
 from tritonkit.errors import Problem, ServerError
 from tritonkit.runtime import Server
+from tritonkit.runtime.repository import empty_repository_warning, repository_path_problem, scan_repository
 from tritonkit.runtime.server import CONTROL_MODES
 
 _PORTS = "Ports"
@@ -30,6 +31,9 @@ def _start(server: Server) -> None:
     skipped = server.plan()
     for name, why in sorted(skipped.items()):
         err_console.print(f"skipping model '{name}': {why}", markup=False)
+    empty = empty_repository_warning(server.repo, scan_repository(server.repo))
+    if empty is not None:
+        err_console.print(empty, markup=False)
     if err_console.is_terminal:
         with err_console.status(f"starting tritonserver for {server.repo} ..."):
             server.start()
@@ -71,6 +75,7 @@ def _run_until_stopped(server: Server) -> int:
     stopping = threading.Event()
     restore = _forward_signals(server, stopping)
     try:
+        _print_endpoints(server)  # after the handlers: a Ctrl-C as soon as the endpoints show stops cleanly
         while server.wait(timeout_s=0.5) is None:
             pass
     finally:
@@ -113,24 +118,30 @@ def serve(
         "--server-log", help="Echo tritonserver's own output on stderr.",
         rich_help_panel=_PROCESS)] = False,
     gpus: Annotated[Optional[str], typer.Option(
-        "--gpus", help="GPUs the server may use (CUDA_VISIBLE_DEVICES), "
+        "--gpus", help="Comma-separated ids of the GPUs the server may use (sets CUDA_VISIBLE_DEVICES), "
         "e.g. 0,1.", rich_help_panel=_PROCESS)] = None,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", help="Seconds to wait for /v2/health/ready.",
+    ready_timeout: Annotated[float, typer.Option(
+        "--ready-timeout", help="Seconds to wait for the server to be ready (/v2/health/ready).",
         rich_help_panel=_PROCESS)] = 120.0,
     exit_timeout: Annotated[float, typer.Option(
         "--exit-timeout", help="Seconds in-flight requests get to finish "
         "on stop.", rich_help_panel=_PROCESS)] = 30.0,
 ) -> int:
-    """Serve REPO on a local tritonserver: wait until ready, print the endpoints, stop cleanly on Ctrl-C."""
+    """Serve REPO on a local tritonserver: wait until ready, print the endpoints, stop cleanly on Ctrl-C.
+
+    REPO is the model repository folder (one folder per model), e.g. the model_repository/ that
+    tritonkit generate writes beside the spec.
+    """
+    problem = repository_path_problem(repo)
+    if problem is not None:
+        raise ServerError(problem)
     echo = _echo_stderr if server_log or log_verbose > 0 else None
     server = Server(repo, tritonserver=tritonserver, http_port=http_port, grpc_port=grpc_port,
                     metrics_port=metrics_port, model_control_mode=model_control_mode, load_models=load_model or [],
                     log_verbose=log_verbose, gpus=gpus, skip_unsupported=skip_unsupported,
-                    exit_timeout_s=exit_timeout, startup_timeout_s=timeout, echo=echo)
+                    exit_timeout_s=exit_timeout, startup_timeout_s=ready_timeout, echo=echo)
     try:
         _start(server)
-        _print_endpoints(server)
         return _run_until_stopped(server)
     finally:
         server.stop()

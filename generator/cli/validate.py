@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from tritonkit.cli._app import EXIT_OK, EXIT_USER_ERROR, app, err_console, out_console
+from tritonkit.errors import RepositoryError
+from tritonkit.runtime.repository import empty_repository_warning, repository_path_problem, scan_repository
 from tritonkit.validate import Report, validate_repository
 
 
@@ -19,8 +21,9 @@ def validate(
                                          exists=True, file_okay=True, dir_okay=True)],
     as_json: Annotated[bool, typer.Option("--json", help='Print {"ok", "errors", "warnings"} as JSON on '
                                                         "stdout instead of one line per problem.")] = False,
-    gpus: Annotated[Optional[int], typer.Option(min=0, help="GPUs on the serving host: GPU ids in "
-                                                            "instance groups are checked against it.")] = None,
+    gpu_count: Annotated[Optional[int], typer.Option(
+        "--gpu-count", min=0, help="Number of GPUs on the serving host: GPU ids in instance groups must be "
+                                   "below it.")] = None,
 ) -> int:
     """Check a Triton model repository the way tritonserver does when it loads it.
 
@@ -31,9 +34,15 @@ def validate(
     if repo.is_file():
         from tritonkit.write.generate import check_spec  # heavy: protobuf, pydantic
 
-        report = check_spec(repo, gpus=gpus)
+        report = check_spec(repo, gpus=gpu_count)
     else:
-        report = validate_repository(repo, gpus=gpus)
+        problem = repository_path_problem(repo)
+        if problem is not None:
+            raise RepositoryError(problem)
+        report = validate_repository(repo, gpus=gpu_count)
+        empty = empty_repository_warning(repo, scan_repository(repo))
+        if empty is not None:
+            err_console.print(empty, markup=False)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -10,7 +10,8 @@ from typing import Optional
 
 from tritonkit.errors import Problem
 
-__all__ = ["RepositoryModel", "docker_command", "scan_repository", "unsupported_models"]
+__all__ = ["RepositoryModel", "docker_command", "empty_repository_warning", "repository_path_problem",
+           "scan_repository", "unsupported_models"]
 
 # Triton's platform names map to the backend that serves them.
 _PLATFORM_BACKENDS = {
@@ -30,6 +31,10 @@ _FILE_BACKENDS = {
     "model.savedmodel": "tensorflow",
     "model.graphdef": "tensorflow",
 }
+
+#: The folder ``tritonkit generate`` writes the model repository into, inside its output folder.
+GENERATED_DIR = "model_repository"
+_SPEC_SUFFIXES = (".yaml", ".yml")
 
 #: The NGC image tag suggested for models the local server cannot run.
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
@@ -118,3 +123,43 @@ def unsupported_problems(repo: Path, reasons: dict[str, str]) -> list[Problem]:
     hint = f"serve them in the NGC container: `{docker_command(repo)}`, or pass --skip-unsupported"
     return [Problem(f"model '{name}' cannot run on the local tritonserver: {why}", path=str(repo / name),
                     hint=hint, model=name) for name, why in sorted(reasons.items())]
+
+
+def _spec_file_problem(path: Path) -> Problem:
+    repo = path.parent / GENERATED_DIR
+    if repo.is_dir():
+        hint = f"did you mean {repo}?"
+    else:
+        hint = f"run `tritonkit generate {path}` first, which writes {repo}, then pass {repo}"
+    return Problem("is a spec file, not a model repository", path=str(path), hint=hint)
+
+
+def repository_path_problem(path: Path) -> Optional[Problem]:
+    """Why ``path`` cannot be a model repository (missing, a file, a spec, a project folder), or None.
+
+    A project folder is one that holds ``model_repository/`` (what ``generate`` writes) and is not a
+    repository itself: the hint names the folder the user most likely meant.
+    """
+    if not path.exists():
+        return Problem("model repository not found", path=str(path),
+                       hint="pass the folder that holds one folder per model (`tritonkit generate SPEC` writes "
+                            "SPEC's folder/model_repository)")
+    if path.is_file():
+        if path.suffix in _SPEC_SUFFIXES:
+            return _spec_file_problem(path)
+        return Problem("is a file, not a model repository folder", path=str(path),
+                       hint="pass the folder that holds one folder per model")
+    inner = path / GENERATED_DIR
+    if inner.is_dir() and not (inner / "config.pbtxt").is_file():
+        return Problem(f"is a project folder that holds {GENERATED_DIR}/, not a model repository", path=str(path),
+                       hint=f"did you mean {inner}?")
+    return None
+
+
+def empty_repository_warning(repo: Path, models: list[RepositoryModel]) -> Optional[str]:
+    """The warning for a repository without a single model folder, with the fix; None when it has one."""
+    if models:
+        return None
+    return (f"{repo}: warning: no model found (the folder has no model sub-folder), so the server will serve "
+            "0 models; generate one with `tritonkit generate SPEC`, or pass the folder that holds one folder "
+            "per model")

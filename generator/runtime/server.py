@@ -19,7 +19,12 @@ from tritonkit.errors import Problem, ServerError
 from tritonkit.runtime.locate import Installation, find_tritonserver, prepare_environment, stub_numpy_version
 from tritonkit.runtime.logs import LogPump, last_error_line, load_failures
 from tritonkit.runtime.process import GroupProcess, free_ports
-from tritonkit.runtime.repository import scan_repository, unsupported_models, unsupported_problems
+from tritonkit.runtime.repository import (
+    repository_path_problem,
+    scan_repository,
+    unsupported_models,
+    unsupported_problems,
+)
 
 if TYPE_CHECKING:
     from tritonkit.runtime.client import Client
@@ -178,8 +183,9 @@ class Server:
 
         """
         if not self._planned:
-            if not self.repo.is_dir():
-                raise ServerError(Problem("model repository not found", path=str(self.repo)))
+            problem = repository_path_problem(self.repo)
+            if problem is not None:
+                raise ServerError(problem)
             self._plan_models()
             self._planned = True
         return dict(self.skipped)
@@ -264,7 +270,7 @@ class Server:
             time.sleep(0.05)
         problems = self._not_ready_problems() or self._failure_problems("")
         raise ServerError([Problem(f"tritonserver was not ready within {self.startup_timeout_s:g} s",
-                                   path=str(self.repo), hint="raise --timeout if models load slowly"), *problems])
+                                   path=str(self.repo), hint="raise --ready-timeout if models load slowly"), *problems])
 
     def _failure_problems(self, summary: str) -> list[Problem]:
         lines = self.log_lines()

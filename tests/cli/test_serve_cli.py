@@ -85,3 +85,41 @@ def test_serve_missing_repository(tmp_path: Path) -> None:
     result = subprocess.run([*CLI, "serve", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "model repository not found" in result.stderr
     assert os.fspath(tmp_path / "nope") in result.stderr
+
+
+def test_serve_a_spec_file_says_which_folder_to_serve(tmp_path: Path) -> None:
+    spec = tmp_path / "tritonkit.yaml"
+    spec.write_text("models: []\n")
+    result = subprocess.run([*CLI, "serve", str(spec)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"{spec}: is a spec file, not a model repository" in result.stderr
+    assert f"run `tritonkit generate {spec}` first, which writes {tmp_path / 'model_repository'}" in result.stderr
+    (tmp_path / "model_repository").mkdir()
+    result = subprocess.run([*CLI, "serve", str(spec)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and f"did you mean {tmp_path / 'model_repository'}?" in result.stderr
+
+
+def test_serve_a_project_folder_says_did_you_mean(repo_builder: Callable[..., Path], tmp_path: Path) -> None:
+    repo_builder(tmp_path / "model_repository", "basic", models=["add_sub"])
+    result = subprocess.run([*CLI, "serve", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"{tmp_path}: is a project folder that holds model_repository/" in result.stderr
+    assert f"did you mean {tmp_path / 'model_repository'}?" in result.stderr
+    assert "starting tritonserver" not in result.stderr
+
+
+def test_serve_an_empty_repository_warns(tmp_path: Path) -> None:
+    repo = tmp_path / "model_repository"
+    repo.mkdir()
+    process = _serve(str(repo), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+                     "--ready-timeout", "60", "--exit-timeout", "5")
+    try:
+        assert set(_endpoints(process)) == {"http", "grpc", "metrics"}
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert f"{repo.resolve()}: warning: no model found" in err and "tritonkit generate SPEC" in err

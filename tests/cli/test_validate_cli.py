@@ -1,8 +1,9 @@
-"""``tritonkit validate``: exit codes, the FILE:LINE:COL output, --json, --gpus."""
+"""``tritonkit validate``: exit codes, the FILE:LINE:COL output, --json, --gpu-count."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,16 +65,16 @@ def test_json_of_a_good_repository(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(capsys.readouterr().out) == {"ok": True, "errors": [], "warnings": []}
 
 
-def test_gpus_flag_checks_gpu_ids(capsys: pytest.CaptureFixture[str]) -> None:
+def test_gpu_count_flag_checks_gpu_ids(capsys: pytest.CaptureFixture[str]) -> None:
     repo = str(CORPUS / "bad" / "gpu_id_beyond_host")
-    assert main(["validate", repo, "--gpus", "4"]) == 0
-    assert main(["validate", repo, "--gpus", "2"]) == 1
+    assert main(["validate", repo, "--gpu-count", "4"]) == 0
+    assert main(["validate", repo, "--gpu-count", "2"]) == 1
     assert "invalid or unsupported gpu id 2" in capsys.readouterr().out
 
 
 def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(tmp_path / "nope")]) == 2
-    assert main(["validate", str(tmp_path), "--gpus", "-1"]) == 2
+    assert main(["validate", str(tmp_path), "--gpu-count", "-1"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -90,3 +91,19 @@ def test_console_script_in_a_subprocess() -> None:
     assert done.returncode == 1, done.stderr
     messages = [e["message"] for e in json.loads(done.stdout)["errors"]]
     assert any("'loop_b' is unused" in m for m in messages)
+
+
+def test_a_project_folder_gets_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(CORPUS / "good" / "python_simple", tmp_path / "model_repository")
+    (tmp_path / "tritonkit.yaml").write_text("models: []\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: is a project folder that holds model_repository/" in err
+    assert f"did you mean {tmp_path / 'model_repository'}?" in err
+    assert main(["validate", str(tmp_path / "model_repository")]) == 0
+
+
+def test_an_empty_repository_is_warned_about(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: warning: no model found" in err and "tritonkit generate SPEC" in err
