@@ -97,14 +97,27 @@ def find_tritonserver(explicit: Optional[str] = None) -> Installation:
     raise ServerError(Problem("no tritonserver found", hint=_WHEEL_HINT))
 
 
+_STUB = "triton_python_backend_stub"
+
+
 def _stub_for_running_python(dist: Path) -> Path:
+    """The wheel's stub built for this Python; else one installed by hand into backends/python/.
+
+    Triton's docs have users copy a stub into the backend folder; the wheel ships one per Python
+    version instead. The versioned one is right by construction, so it wins; a hand-installed one is
+    used only when the wheel has none for this Python.
+    """
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
-    if not stub.is_file():
-        available = sorted(p.name for p in (dist / "python_backend_stubs").iterdir())
-        raise ServerError(Problem(f"the tritonserver wheel has no Python backend stub for Python {version}",
-                                  path=str(dist), hint=f"run tritonkit with one of Python {', '.join(available)}"))
-    return stub
+    stub = dist / "python_backend_stubs" / version / _STUB
+    if stub.is_file():
+        return stub
+    installed = dist / "backends" / "python" / _STUB
+    if installed.is_file():
+        return installed
+    stubs = dist / "python_backend_stubs"
+    available = sorted(p.name for p in stubs.iterdir()) if stubs.is_dir() else []
+    raise ServerError(Problem(f"the tritonserver wheel has no Python backend stub for Python {version}",
+                              path=str(dist), hint=f"run tritonkit with one of Python {', '.join(available)}"))
 
 
 def _link_backends(dist: Path, workspace: Path) -> Path:
@@ -113,9 +126,9 @@ def _link_backends(dist: Path, workspace: Path) -> Path:
     python_dir = backends / "python"
     python_dir.mkdir(parents=True, exist_ok=True)
     for entry in (dist / "backends" / "python").iterdir():
-        if entry.is_file():
+        if entry.is_file() and entry.name != _STUB:  # the stub is chosen below, whatever is installed there
             (python_dir / entry.name).symlink_to(entry)
-    (python_dir / "triton_python_backend_stub").symlink_to(_stub_for_running_python(dist))
+    (python_dir / _STUB).symlink_to(_stub_for_running_python(dist))
     return backends
 
 

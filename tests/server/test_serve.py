@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tritonkit.client import Client
 from tritonkit.errors import ServerError
 from tritonkit.runtime import Server
+from tritonkit.runtime.locate import find_tritonserver
 
 pytestmark = pytest.mark.triton
 
@@ -183,3 +186,52 @@ def test_a_port_in_use_is_named(make_repo) -> None:
             server.start()
     assert f"failed to start HTTP service: Unavailable - Socket '0.0.0.0:{port}' already in use" in str(caught.value)
     assert caught.value.first.hint is not None and "0 to pick one" in caught.value.first.hint
+
+
+def _wheel_copy(dist: Path, site: Path) -> Path:
+    """A copy of the wheel's server layout (binary hard-linked or copied, the rest linked) under ``site``."""
+    copy = site / "pytriton" / "tritonserver"
+    (copy / "bin").mkdir(parents=True)
+    try:
+        os.link(dist / "bin" / "tritonserver", copy / "bin" / "tritonserver")
+    except OSError:
+        shutil.copy2(dist / "bin" / "tritonserver", copy / "bin" / "tritonserver")
+    (site / "nvidia_pytriton.libs").symlink_to(dist.parent.parent / "nvidia_pytriton.libs")
+    for name in ("python_backend_stubs", "caches"):
+        if (dist / name).exists():
+            (copy / name).symlink_to(dist / name)
+    (copy / "backends" / "python").mkdir(parents=True)
+    for entry in (dist / "backends" / "python").iterdir():
+        if entry.is_file():
+            (copy / "backends" / "python" / entry.name).symlink_to(entry)
+    return copy
+
+
+def test_a_stub_already_in_the_backend_folder_is_handled(make_repo, tmp_path: Path) -> None:
+    installation = find_tritonserver()
+    if installation.dist_dir is None:
+        pytest.skip("the stub folders are the nvidia-pytriton wheel's layout; this server is not from it")
+    dist = _wheel_copy(installation.dist_dir, tmp_path / "site")
+    # Installed by hand as Triton's docs say, but not a stub this Python can use: the wheel's own must win.
+    stub = dist / "backends" / "python" / "triton_python_backend_stub"
+    stub.write_text("#!/bin/sh\nexit 3\n")
+    stub.chmod(0o755)
+    repo = make_repo("basic", models=["add_sub"])
+    process = subprocess.Popen([sys.executable, "-m", "tritonkit", "serve", str(repo), "--tritonserver",
+                                str(dist / "bin" / "tritonserver"), "--http-port", "0", "--grpc-port", "0",
+                                "--metrics-port", "0", "--exit-timeout", "5"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        http = process.stdout.readline().strip().split(": ", 1)[-1]
+        with Client(http, protocol="http") as client:
+            ones = np.ones((1, 4), np.float32)
+            assert client.infer("add_sub", {"INPUT0": ones, "INPUT1": ones})["OUTPUT0"].tolist() == [[2.0] * 4]
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "FileExistsError" not in err
