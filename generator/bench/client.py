@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from tritonkit.bench.options import BenchError, BenchOptions
+from tritonkit.bench.options import BenchError, BenchOptions, check_protocol
 from tritonkit.bench.payload import ModelInfo, Payload, TensorInfo
 from tritonkit.bench.wire import WireConnections, build_infer_request, output_text
 from tritonkit.errors import Problem
@@ -96,14 +96,16 @@ class BenchClient:
         try:
             if not await self._client.is_model_ready(name):
                 raise BenchError(Problem(f"model {name} is not ready", path=self._options.url, model=name,
-                                         hint="check the name with `curl <host>:<port>/v2/repository/index`"))
+                                         hint="check the name: `curl -X POST localhost:8000/v2/repository/index` "
+                                              "lists the models (on the server's HTTP port)"))
             metadata = await self._call_json("get_model_metadata", name)
             config = await self._call_json("get_model_config", name)
         except (InferenceServerException, OSError) as exc:
             reason = exc.message() if isinstance(exc, InferenceServerException) else str(exc)
             raise BenchError(Problem(f"cannot read model {name}: {reason}", path=self._options.url,
                                      model=name,
-                                     hint="is the server running, and is --protocol right?")) from None
+                                     hint="start a server with `tritonkit serve REPO`, or pass the right --url "
+                                          "and --protocol")) from None
         config = config.get("config", config)
         optional = frozenset(i["name"] for i in config.get("input", []) if i.get("optional"))
         return ModelInfo(name=name,
@@ -215,17 +217,12 @@ def open_client(options: BenchOptions) -> BenchClient:
         BenchError: the protocol is unknown, or streaming was asked over HTTP.
 
     """
+    check_protocol(options.protocol, options.stream)
     if options.protocol == "grpc":
         import tritonclient.grpc.aio as grpc_aio
 
         return BenchClient(options, grpc_aio, grpc_aio.InferenceServerClient(options.url))
-    if options.protocol == "http":
-        if options.stream:
-            raise BenchError(Problem("needs --protocol grpc (Triton streams decoupled models over gRPC)",
-                                     path="--stream",
-                                     hint="drop --protocol http, or drop --stream"))
-        import tritonclient.http.aio as http_aio
+    import tritonclient.http.aio as http_aio
 
-        limit = max(100, int(max(options.levels)) * 2)
-        return BenchClient(options, http_aio, http_aio.InferenceServerClient(options.url, conn_limit=limit))
-    raise BenchError(Problem(f"must be grpc or http (got {options.protocol!r})", path="--protocol"))
+    limit = max(100, int(max(options.levels)) * 2)
+    return BenchClient(options, http_aio, http_aio.InferenceServerClient(options.url, conn_limit=limit))

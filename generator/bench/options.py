@@ -9,7 +9,7 @@ from typing import Optional
 
 from tritonkit.errors import Problem, TritonkitError
 
-__all__ = ["BenchError", "BenchOptions", "parse_duration", "parse_levels"]
+__all__ = ["BenchError", "BenchOptions", "check_protocol", "parse_duration", "parse_levels"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, None: 1.0}
@@ -79,3 +79,17 @@ def parse_levels(text: str, flag: str, integer: bool) -> tuple[float, ...]:
                                      hint=f"for example {flag} 1,2,4,8"))
         levels.append(value)
     return tuple(levels)
+
+
+def check_protocol(protocol: str, stream: bool) -> None:
+    """Check ``--protocol`` and that a stream is asked over gRPC, the only protocol Triton streams on.
+
+    Raises:
+        BenchError: the protocol is unknown, or streaming was asked over HTTP.
+
+    """
+    if protocol not in ("grpc", "http"):
+        raise BenchError(Problem(f"must be grpc or http (got {protocol!r})", path="--protocol"))
+    if stream and protocol == "http":
+        raise BenchError(Problem("needs --protocol grpc (Triton streams decoupled models over gRPC)",
+                                 path="--stream", hint="drop --protocol http, or drop --stream"))

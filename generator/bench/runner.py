@@ -40,7 +40,7 @@ class BenchResult:
     levels: list[LevelResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form written by ``--json``."""
+        """Return the JSON form printed by ``--json`` and written by ``--save-json``."""
         return {"model": self.model, "protocol": self.protocol, "url": self.url, "mode": self.mode,
                 "stream": self.stream, "kind": self.kind, "notes": list(self.notes),
                 "levels": [level.to_dict() for level in self.levels]}

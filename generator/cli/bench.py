@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -25,9 +26,10 @@ from tritonkit.bench import (
     write_plot,
 )
 from tritonkit.bench.load import ProgressCallback
-from tritonkit.bench.options import BenchError
+from tritonkit.bench.options import BenchError, check_protocol
 from tritonkit.cli._app import EXIT_OK, app, err_console, out_console
 from tritonkit.errors import Problem
+from tritonkit.runtime.client import Client
 
 _LOAD = "Load"
 _INPUTS = "Inputs"
@@ -51,6 +53,14 @@ def _options(model: str, url: Optional[str], protocol: str, concurrency: Optiona
     duration_s = None if requests is not None else parse_duration(duration or "30s", "--duration")
     return BenchOptions(model=model, url=url or default_url, protocol=protocol, mode=mode, levels=levels,
                         duration_s=duration_s, requests=requests, warmup_s=parse_duration(warmup, "--warmup"))
+
+
+def _check_target(options: BenchOptions) -> None:
+    """Fail before any load with infer's and chat's messages: no server at the URL, or no such model."""
+    if options.timeout_s <= 0:
+        raise BenchError(Problem(f"must be more than 0 seconds (got {options.timeout_s:g})", path="--timeout"))
+    with Client(options.url, protocol=options.protocol, timeout_s=min(options.timeout_s, 30.0)) as client:
+        client.model(options.model)
 
 
 def _run_with_progress(options: BenchOptions) -> BenchResult:
@@ -114,12 +124,16 @@ def bench(
     slo: Annotated[_Text, typer.Option(help="Targets every level must meet, e.g. p99_ms=200,ttft_p99_ms=500,"
                                             "error_rate=0.01,min_rps=100; exit 1 when one is missed.",
                                        rich_help_panel=_OUTPUT)] = None,
-    json_path: Annotated[_File, typer.Option("--json", help="Write every figure as JSON.",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each response; a slower one counts as a "
+                                                "failed request.", rich_help_panel=_LOAD)] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every figure as JSON on stdout instead of the "
+                                                         "tables.", rich_help_panel=_OUTPUT)] = False,
+    json_path: Annotated[_File, typer.Option("--save-json", help="Also write every figure as JSON to this file.",
                                              rich_help_panel=_OUTPUT)] = None,
-    csv_path: Annotated[_File, typer.Option("--csv", help="Write one CSV row per level.",
+    csv_path: Annotated[_File, typer.Option("--save-csv", help="Also write one CSV row per level to this file.",
                                             rich_help_panel=_OUTPUT)] = None,
-    plot_path: Annotated[_File, typer.Option("--plot", help="Write a PNG: latency vs throughput, TTFT, ITL.",
-                                             rich_help_panel=_OUTPUT)] = None,
+    plot_path: Annotated[_File, typer.Option("--save-plot", help="Also write a PNG to this file: latency vs "
+                                             "throughput, TTFT, ITL.", rich_help_panel=_OUTPUT)] = None,
 ) -> int:
     """Load-test a model on a running Triton server: throughput, latency percentiles, TTFT/ITL for streams.
 
@@ -129,12 +143,17 @@ def bench(
     targets = parse_slo(slo) if slo else []
     base = _options(model, url, protocol, concurrency, request_rate, duration, requests, warmup)
     options = replace(base, stream=stream, input_data=input_data, prompts=prompts, input_tokens=input_tokens,
-                      output_tokens=output_tokens, tokenizer=tokenizer)
+                      output_tokens=output_tokens, tokenizer=tokenizer, timeout_s=timeout)
+    check_protocol(options.protocol, options.stream)
+    _check_target(options)
     result = _run_with_progress(options)
     for note in result.notes:
         err_console.print(f"note: {note}", markup=False)
-    for table in result_tables(result):
-        out_console.print(table)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        for table in result_tables(result):
+            out_console.print(table)
     for level in result.levels:
         if level.requests and level.ok == 0:
             err_console.print(f"warning: every request failed at level {level.level:g}: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import socket
 from collections.abc import Sequence
 from typing import Callable, Optional
@@ -23,10 +24,13 @@ def not_running(url: str, protocol: str) -> ClientError:
 
 
 def unknown_model(model: str, loaded: Sequence[str], url: str) -> ClientError:
-    """The error for a model the server does not serve, listing those it does."""
+    """The error for a model the server does not serve, listing those it does, with a "did you mean"."""
     names = ", ".join(loaded) if loaded else "none"
+    close = difflib.get_close_matches(model, list(loaded), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else \
+        "check the name, or load it (`tritonkit serve` loads every model by default)"
     return ClientError(Problem(f"model '{model}' is not served at {url}; ready models: {names}", path=url, model=model,
-                               hint="check the name, or load it (`tritonkit serve` loads every model by default)"))
+                               hint=hint))
 
 
 def timed_out(model: Optional[str], url: str, timeout_s: float) -> ClientError:

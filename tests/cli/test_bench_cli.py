@@ -32,8 +32,8 @@ def test_stream_run_writes_json_csv_png(server: Server, tmp_path: Path, capsys: 
     out = tmp_path / "out"
     out.mkdir()
     code = main(["bench", "tinyllm_bls", "--url", server.grpc_url, "--stream", "--concurrency", "1,2",
-                 "--output-tokens", "4", "--json", str(out / "r.json"), "--csv", str(out / "r.csv"),
-                 "--plot", str(out / "r.png"), *QUICK])
+                 "--output-tokens", "4", "--save-json", str(out / "r.json"), "--save-csv",
+                 str(out / "r.csv"), "--save-plot", str(out / "r.png"), *QUICK])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "client side" in captured.out and "TTFT p50" in captured.out and "queue" in captured.out
@@ -60,7 +60,7 @@ def test_stream_run_writes_json_csv_png(server: Server, tmp_path: Path, capsys: 
 @pytest.mark.triton
 def test_classic_http_run_and_plot(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "simple", "--url", server.http_url, "--protocol", "http", "--concurrency", "1,4",
-                 "--plot", str(tmp_path / "c.png"), *QUICK])
+                 "--save-plot", str(tmp_path / "c.png"), *QUICK])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "simple over http" in captured.out
@@ -97,9 +97,27 @@ def test_decoupled_model_needs_stream(server: Server, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.triton
-def test_unknown_model(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "nope", "--url", server.grpc_url, *QUICK]) == 1
-    assert "nope" in capsys.readouterr().err
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_unknown_model_lists_the_served_ones(server: Server, protocol: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    assert main(["bench", "simpel", "--url", url, "--protocol", protocol, *QUICK]) == 1
+    err = capsys.readouterr().err
+    assert f"{url}: model 'simpel' is not served at {url}; ready models: flaky, simple, tinyllm, tinyllm_bls" in err
+    assert err.rstrip().endswith("did you mean 'simple'?")
+    assert "curl" not in err
+
+
+@pytest.mark.triton
+def test_json_prints_the_figures_on_stdout(server: Server, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "simple", "--url", server.grpc_url, "--concurrency", "1", "--json", "--timeout", "10",
+                 "--save-json", str(tmp_path / "r.json"), *QUICK])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    document = json.loads(captured.out)
+    assert document["model"] == "simple" and document["levels"][0]["ok"] > 0
+    assert document == json.loads((tmp_path / "r.json").read_text())
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -119,7 +137,14 @@ def test_bad_flags_are_user_errors(args: list[str], message: str, capsys: pytest
     assert message in capsys.readouterr().err
 
 
-def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "simple", "--url", "localhost:1", "--protocol", "http", "--duration", "1s"]) == 1
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_unreachable_server(protocol: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "simple", "--url", "localhost:1", "--protocol", protocol, "--duration", "1s"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("localhost:1: cannot read model simple")
+    assert err == (f"localhost:1: no Triton server answers at localhost:1 ({protocol}); start one with "
+                   "`tritonkit serve REPO`, or pass the right --url and --protocol\n")
+
+
+def test_timeout_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "simple", "--url", "localhost:1", "--timeout", "0"]) == 1
+    assert "--timeout: must be more than 0 seconds" in capsys.readouterr().err
