@@ -130,15 +130,28 @@ def add_instances(config: pb.ModelConfig, kind: str, count: int, gpus: tuple[int
     group.gpus.extend(gpus)
 
 
+#: The PyTorch engine's instance kind for each ``engine.device`` when a group leaves the kind to it.
+_ENGINE_KINDS = {"cuda": "KIND_GPU", "cpu": "KIND_CPU", "auto": "KIND_AUTO"}
+
+
 def add_pytorch_instances(config: pb.ModelConfig, llm: LLMSpec) -> None:
-    """The PyTorch engine: one CPU instance by default, or the spec's groups (GPU ones by id)."""
+    """The PyTorch engine: one instance by default, or the spec's groups (GPU ones by id).
+
+    ``device: auto`` renders ``KIND_AUTO``: Triton makes it one ``KIND_GPU`` instance per visible GPU
+    on a GPU host and ``KIND_CPU`` elsewhere, and the engine follows the kind it is given, so one
+    repository serves on a laptop and on a GPU host unchanged.
+    """
     if not llm.instance_group:
-        kind = "KIND_GPU" if llm.engine.device == "cuda" else "KIND_CPU"
-        add_instances(config, kind, 1)
+        add_instances(config, _ENGINE_KINDS[llm.engine.device], 1)
         return
     for group in llm.instance_group:
-        on_gpu = group.kind == "gpu" or bool(group.gpus) or (group.kind == "auto" and llm.engine.device == "cuda")
-        add_instances(config, "KIND_GPU" if on_gpu else "KIND_CPU", group.count, tuple(group.gpus or ()))
+        if group.kind == "gpu" or group.gpus:
+            kind = "KIND_GPU"
+        elif group.kind == "auto":
+            kind = _ENGINE_KINDS[llm.engine.device]
+        else:
+            kind = "KIND_CPU"
+        add_instances(config, kind, group.count, tuple(group.gpus or ()))
 
 
 def pytorch_parameters(llm: LLMSpec, source: str) -> dict[str, Union[str, int, float, bool]]:

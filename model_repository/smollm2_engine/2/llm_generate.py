@@ -5,6 +5,7 @@ Copied next to the PyTorch engine's ``model.py``; it knows nothing of Triton, so
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from dataclasses import dataclass, field
@@ -148,6 +149,15 @@ def _left_pad(rows: list[Row], pad_id: int, device: torch.device) -> tuple[torch
     return ids.to(device), mask.to(device)
 
 
+def cache_argument(model: Any) -> str:
+    """Return the name under which ``model.forward`` takes and returns the KV cache.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns and goes away
+    in 5.40); older releases know only ``past_key_values``.
+    """
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 #: Called after each step with the rows that got a token (or finished) in that step.
 StepCallback = Callable[[list[tuple[int, Row, list[int]]]], None]
 
@@ -163,11 +173,12 @@ def generate(model: Any, rows: list[Row], pad_id: int, on_step: StepCallback,
     device = next(model.parameters()).device
     ids, mask = _left_pad(rows, pad_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache_name = cache_argument(model)
     past = None
     while True:
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past,
-                    use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                    **{cache_name: past})
+        past = getattr(out, cache_name)
         last = out.logits[:, -1, :]
         events: list[tuple[int, Row, list[int]]] = []
         next_ids = []
