@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Set up a bare GPU host (no internet) from carried files, then run the GPU suite.
-#   bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR [run_suite.py options]
+#   bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR [SCRIPT.py] [script options]
+# SCRIPT.py is a script in benchmarks/gpu/ (default run_suite.py); it gets --out and --arch.
+# CARRY_DIR is what `python benchmarks/gpu/bundle.py --out CARRY_DIR` builds here from the project's own
+# environment (the README's test command's venv).
 # Results are packed into OUT_DIR/results.tar.gz (also when the run is cut short).
 # CARRY_DIR holds: pytriton-min.tar.xz (the nvidia-pytriton wheel's server, backends, 3.12 stub and
 # libraries), wheels/*.whl (numpy 1.26.4, tritonclient, pydantic, protobuf, ...), smollm2-arch/.
 set -euo pipefail
 carry="$1"; out="$2"; shift 2
+script=run_suite.py
+if [[ "${1:-}" == *.py ]]; then script="$1"; shift; fi
 site=/tmp/site
 mkdir -p "$site"
 tar -xJf "$carry/pytriton-min.tar.xz" -C "$site"
@@ -23,4 +28,4 @@ nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv
 results=/tmp/gpu-results
 mkdir -p "$results" "$out"
 trap 'tar -czf "$out/results.tar.gz" -C "$results" . ; cp "$results/suite.log" "$out/" 2>/dev/null || true' EXIT
-PYTHONUNBUFFERED=1 python3 benchmarks/gpu/run_suite.py --out "$results" --arch "$carry/smollm2-arch" "$@"
+PYTHONUNBUFFERED=1 python3 "benchmarks/gpu/$script" --out "$results" --arch "$carry/smollm2-arch" "$@" 2>&1 | tee -a "$results/suite.log"
