@@ -47,15 +47,27 @@ def parse_inputs(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+def _fit_one(array: Array, shape: tuple[int, ...], batching: bool) -> Array:
+    if array.ndim == len(shape):
+        return array
+    if batching and array.ndim + 1 == len(shape):
+        return array[np.newaxis, ...]
+    if array.size == 1 and all(d in (1, -1) for d in shape):  # one value for a one-element tensor
+        return array.reshape((1,) * len(shape))
+    return array
+
+
 def fit_batch(info: ModelInfo, values: dict[str, Any]) -> dict[str, Any]:
-    """Add the batch dimension to values given without it, for a batching model (a CLI convenience)."""
+    """Shape values given without the batch dimension, or as one bare value, to the model's inputs.
+
+    A CLI convenience, the same for strings (BYTES) as for numbers: ``-i TEXT=hello`` fills a ``[-1, 1]``
+    input, ``-i X=[1, 2]`` a ``[-1, 2]`` one. Values the model has no input for are left to the client's check.
+    """
     fitted = {}
     for name, value in values.items():
         tensor = info.input(name)
         array = np.asarray(value, dtype=object if tensor and tensor.datatype == "BYTES" else None)
-        if tensor and info.max_batch_size > 0 and array.ndim + 1 == len(tensor.shape):
-            array = array[np.newaxis, ...]
-        fitted[name] = array
+        fitted[name] = _fit_one(array, tuple(tensor.shape), info.max_batch_size > 0) if tensor else array
     return fitted
 
 
@@ -77,12 +89,13 @@ def _print_outputs(outputs: dict[str, Array]) -> None:
 
 @app.command()
 def infer(
-    model: Annotated[str, typer.Argument(help="Model to call.", show_default=False)],
+    model: Annotated[str, typer.Argument(help="Model to call, e.g. add_sub in the default example.",
+                                         show_default=False)],
     input: Annotated[Optional[list[str]], typer.Option(
         "--input", "-i", help="NAME=@file.npy, NAME=@file.json or NAME=JSON; "
-        "repeatable. Plain text is a string.")] = None,
+        "repeatable. Plain text is a string. The batch dimension is added when left out.")] = None,
     output: Annotated[Optional[list[str]], typer.Option(
-        "--output", help="Output to return (repeatable; default: all).")] = None,
+        "--output-name", help="Name of an output to return (repeatable; default: all).")] = None,
     url: Annotated[Optional[str], typer.Option(
         "--url", help="Server host:port (default localhost:8001 for grpc, "
         "localhost:8000 for http).", rich_help_panel=_CONNECTION)] = None,
@@ -92,9 +105,12 @@ def infer(
         "--timeout", help="Seconds to wait for the answer.",
         rich_help_panel=_CONNECTION)] = 60.0,
     as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the outputs as JSON.")] = False,
+        "--json", help="Print the outputs as JSON on stdout.")] = False,
 ) -> int:
-    """Send one request to MODEL and print its outputs (every response, for a decoupled model)."""
+    """Send one request to MODEL and print its outputs (every response, for a decoupled model).
+
+    Example: tritonkit infer add_sub -i INPUT0=[1,2,3,4] -i INPUT1=[1,1,1,1]
+    """
     values = parse_inputs(input or [])
     output = output or []
     with Client(url, protocol=protocol, timeout_s=timeout) as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from tritonkit.cli import main
 from tritonkit.runtime import Server
 from tritonkit.runtime.process import free_ports
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
 pytestmark = pytest.mark.triton
 
 
@@ -23,6 +26,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, repo_builder: Callable[...,
            triton_server_module: Callable[..., Server]) -> Iterator[Server]:
     repo = repo_builder(tmp_path_factory.mktemp("cli") / "repo", "basic", "llm",
                         models=["add_sub", "streamer", "tiny", "tiny_bls"])
+    # simple: batched, with a BYTES input of dims [1] (shape [-1, 1]) beside an FP32 one of dims [16].
+    shutil.copytree(FIXTURES / "bench" / "repo" / "simple", repo / "simple",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     yield triton_server_module(repo)
 
 
@@ -60,7 +66,22 @@ def test_infer_streams_every_response_of_a_decoupled_model(server: Server, capsy
 def test_infer_unknown_model_lists_the_loaded_ones(server: Server, capsys) -> None:
     code, out, err = _run(capsys, "infer", "nope", "--input", "X=[1]", "--url", server.grpc_url)
     assert code == 1 and out == ""
-    assert "model 'nope' is not served" in err and "ready models: add_sub, streamer, tiny, tiny_bls" in err
+    assert "model 'nope' is not served" in err and "ready models: add_sub, simple, streamer, tiny, tiny_bls" in err
+
+
+def test_infer_unknown_model_says_did_you_mean(server: Server, capsys) -> None:
+    code, _, err = _run(capsys, "infer", "add_subb", "--input", "X=[1]", "--url", server.grpc_url)
+    assert code == 1 and err.rstrip().endswith("did you mean 'add_sub'?")
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_infer_a_string_input_gets_the_batch_dimension_like_a_number(server: Server, capsys,
+                                                                      protocol: str) -> None:
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    code, out, err = _run(capsys, "infer", "simple", "-i", "TAG=hello", "-i", f"INPUT0={[1.0] * 16}",
+                          "--output-name", "TAG_OUT", "--url", url, "--protocol", protocol, "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["outputs"] == {"TAG_OUT": {"datatype": "BYTES", "shape": [1, 1], "data": [["hello"]]}}
 
 
 def test_infer_wrong_input_says_what_is_expected(server: Server, capsys) -> None:
