@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any, Callable
+from importlib import metadata as importlib_metadata
+from typing import Annotated, Any, Callable
 
 import typer
 from rich.console import Console
@@ -25,8 +26,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _installed_version() -> str:
+    try:
+        return importlib_metadata.version("tritonkit")
+    except importlib_metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        from tritonkit import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tritonkit {_installed_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
+) -> None:
     """Spec to Triton model repository: generate, validate, serve, call, bench and plan."""
 
 

@@ -76,7 +76,8 @@ def _once(client: Client, model: str, prompt: str, sampling: dict[str, Any]) -> 
 
 @app.command()
 def chat(
-    model: Annotated[str, typer.Argument(help="LLM pipeline model (the ensemble, e.g. 'chat').", show_default=False)],
+    model: Annotated[str, typer.Argument(help="LLM pipeline model: the llms: entry's name, e.g. smollm2 in the "
+                                        "default example (streamed from smollm2_bls).", show_default=False)],
     prompt: Annotated[str, typer.Argument(help="The prompt.", show_default=False)],
     stream: Annotated[bool, typer.Option(
         "--stream/--no-stream", help="Stream tokens as they come (from "
@@ -102,7 +103,10 @@ def chat(
         "--timeout", help="Seconds to wait for each response.",
         rich_help_panel=_CONNECTION)] = 300.0,
 ) -> int:
-    """Send PROMPT to the LLM pipeline MODEL and print the answer (streamed by default)."""
+    """Send PROMPT to the LLM pipeline MODEL and print the answer (streamed by default).
+
+    Example: tritonkit chat smollm2 "What is the capital of France?"
+    """
     sampling = {"max_tokens": max_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
                 "seed": seed}
     if stream and protocol != "grpc":
