@@ -48,5 +48,7 @@ def init(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         err_console.print(f"  create {target}", highlight=False)
-    err_console.print(f"next: tritonkit generate {directory / 'tritonkit.yaml'} -o {directory}", highlight=False)
+    err_console.print(f"next: tritonkit generate {directory / 'tritonkit.yaml'} (writes "
+                      f"{directory / 'model_repository'}), then tritonkit serve {directory / 'model_repository'}",
+                      highlight=False)
     return 0
