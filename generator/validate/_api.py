@@ -12,6 +12,7 @@ from tritonkit.validate._general import check_general
 from tritonkit.validate._graph import check_ensemble_config
 from tritonkit.validate._instances import check_instances
 from tritonkit.validate._links import check_ensemble_links
+from tritonkit.validate._llmapi import check_llmapi, llm_target
 from tritonkit.validate._parse import read_model
 from tritonkit.validate._report import ModelEntry, Report, Sink
 from tritonkit.validate._view import DiskRepository, MappingRepository, RepositoryView
@@ -19,35 +20,50 @@ from tritonkit.validate._view import DiskRepository, MappingRepository, Reposito
 __all__ = ["validate_repository", "validate_tree", "validate_view"]
 
 
-def validate_repository(path: Union[str, Path], *, gpus: Optional[int] = None) -> Report:
+def validate_repository(path: Union[str, Path], *, gpus: Optional[int] = None, gpu: Optional[str] = None,
+                        triton_version: Optional[str] = None) -> Report:
     """Validate a model repository folder on disk.
 
     Args:
         path: the repository folder (the one passed to ``tritonserver --model-repository``).
         gpus: how many GPUs the serving host has; GPU ids are checked against it when given.
+        gpu: the serving GPU's name (``"H100"``, ``"A100-80GB"``); precisions it lacks are errors.
+        triton_version: the NGC release of the serving image (``"26.04"``), as in a spec's
+            ``triton.version``; LLM-API keys and tensors are checked against its TensorRT-LLM
+            (default: the newest release with a known TensorRT-LLM).
 
     Raises:
-        RepositoryError: ``path`` is not a folder.
+        RepositoryError: ``path`` is not a folder, or ``gpu`` or ``triton_version`` is unknown.
 
     """
     root = Path(path)
     if not root.is_dir():
         raise RepositoryError(Problem(f"{root} is not a folder", path=str(root),
                                       hint="pass the model repository folder (it holds one folder per model)"))
-    return validate_view(DiskRepository(root), gpus=gpus)
+    return validate_view(DiskRepository(root), gpus=gpus, gpu=gpu, triton_version=triton_version)
 
 
 def validate_tree(files: Mapping[str, object], *, root_name: str = "model_repository",
-                  gpus: Optional[int] = None) -> Report:
+                  gpus: Optional[int] = None, gpu: Optional[str] = None,
+                  triton_version: Optional[str] = None) -> Report:
     """Validate a repository held in memory as ``{"model/1/model.py": ..., "model/config.pbtxt": b"..."}``.
 
-    Problems carry paths that start with ``root_name``. See :class:`MappingRepository` for the keys.
+    Problems carry paths that start with ``root_name``. See :class:`MappingRepository` for the keys,
+    and :func:`validate_repository` for the options.
     """
-    return validate_view(MappingRepository(files, root_name=root_name), gpus=gpus)
+    return validate_view(MappingRepository(files, root_name=root_name), gpus=gpus, gpu=gpu,
+                         triton_version=triton_version)
 
 
-def validate_view(view: RepositoryView, *, gpus: Optional[int] = None) -> Report:
-    """Validate any repository view; return every error and warning, sorted by file and line."""
+def validate_view(view: RepositoryView, *, gpus: Optional[int] = None, gpu: Optional[str] = None,
+                  triton_version: Optional[str] = None) -> Report:
+    """Validate any repository view; return every error and warning, sorted by file and line.
+
+    Raises:
+        RepositoryError: ``gpu`` or ``triton_version`` is not one tritonkit knows.
+
+    """
+    target = llm_target(triton_version, gpu)
     report = Report()
     sink = Sink(report)
     for name in view.stray_files():
@@ -60,6 +76,7 @@ def validate_view(view: RepositoryView, *, gpus: Optional[int] = None) -> Report
     for entry in models.values():
         before = len(report.errors)
         _check_model(entry, sink, gpus)
+        check_llmapi(view, entry, sink, target, gpus)
         if len(report.errors) > before or (entry.config is None and entry.has_config_file):
             broken.add(entry.name)
     for entry in models.values():

@@ -36,6 +36,10 @@ class RepositoryView(Protocol):
         """Return the names of the entries (files and folders) of one version folder, sorted."""
         ...
 
+    def version_file(self, model: str, version: str, name: str) -> Optional[bytes]:
+        """Return the bytes of the file ``<model>/<version>/<name>``, or None when it is not a file."""
+        ...
+
 
 class DiskRepository:
     """A repository folder on disk."""
@@ -65,12 +69,18 @@ class DiskRepository:
         """Return the names of the entries of one version folder."""
         return sorted(p.name for p in (self._root / model / version).iterdir())
 
+    def version_file(self, model: str, version: str, name: str) -> Optional[bytes]:
+        """Return the bytes of one file of a version folder, or None."""
+        path = self._root / model / version / name
+        return path.read_bytes() if path.is_file() else None
+
 
 class MappingRepository:
     """A repository held in memory as ``{"model/1/model.py": content, ...}``.
 
     Keys are posix paths relative to the repository root. Only names matter, except for
-    ``<model>/config.pbtxt`` whose value is ``bytes``, ``str``, or an object with ``read() -> bytes``.
+    ``<model>/config.pbtxt`` and files read by rules (``<model>/<version>/model.yaml``), whose values
+    are ``bytes``, ``str``, or an object with ``read() -> bytes``.
     A key ending in ``/`` names an empty folder, e.g. ``"pipeline/1/"`` for an ensemble's version folder.
     """
 
@@ -107,7 +117,14 @@ class MappingRepository:
 
     def config_text(self, model: str) -> Optional[bytes]:
         """Return the bytes of the model's config.pbtxt, or None."""
-        value = self._files.get(f"{model}/{_CONFIG}")
+        return self._bytes(f"{model}/{_CONFIG}")
+
+    def version_file(self, model: str, version: str, name: str) -> Optional[bytes]:
+        """Return the bytes of one file of a version folder, or None."""
+        return self._bytes(f"{model}/{version}/{name}")
+
+    def _bytes(self, key: str) -> Optional[bytes]:
+        value = self._files.get(key)
         if value is None:
             return None
         if isinstance(value, str):
