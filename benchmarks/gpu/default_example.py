@@ -53,7 +53,8 @@ def main() -> None:
     assert GGUF_SOURCE in text, "the default example no longer names the GGUF"
     spec.write_text(text.replace(GGUF_SOURCE, "smollm2-random"))
     generate(spec, work)
-    written = {p.parent.name: p.read_text().count("KIND_AUTO") for p in (work / "model_repository").glob("*/config.pbtxt")}
+    configs = (work / "model_repository").glob("*/config.pbtxt")
+    written = {p.parent.name: p.read_text().count("KIND_AUTO") for p in configs}
     report: dict[str, object] = {"KIND_AUTO groups written": written}
     with Server(work / "model_repository", startup_timeout_s=300, exit_timeout_s=20) as server:
         kinds = {}

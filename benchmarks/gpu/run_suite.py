@@ -47,6 +47,7 @@ models:
     instance_group: [{{{group}}}]
 llms:
   - name: llm
+    layout: ensemble
     engine: {{kind: pytorch, model: smollm2-random, device: {device}, dtype: {dtype}}}
     tokenizer: smollm2-random
     max_batch_size: 32
@@ -96,8 +97,8 @@ def nvidia_smi(log: Path) -> str:
 
 def bench(args: list[str], out: Path, name: str, log: Path) -> None:
     """Run ``tritonkit bench`` with JSON, CSV and PNG outputs named after ``name``."""
-    cmd = [sys.executable, "-m", "tritonkit", "bench", *args, "--json", str(out / f"{name}.json"),
-           "--csv", str(out / f"{name}.csv"), "--plot", str(out / f"{name}.png")]
+    cmd = [sys.executable, "-m", "tritonkit", "bench", *args, "--save-json", str(out / f"{name}.json"),
+           "--save-csv", str(out / f"{name}.csv"), "--save-plot", str(out / f"{name}.png")]
     run(cmd, log)
 
 

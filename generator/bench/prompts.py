@@ -13,6 +13,7 @@ import numpy.typing as npt
 from tritonkit.bench.options import BenchError
 from tritonkit.bench.payload import ModelInfo, Payload, optional_input
 from tritonkit.errors import Problem
+from tritonkit.model.llmapi_contract import REQUEST_NAMES, interface_of
 
 __all__ = ["PromptSet", "TokenCounter", "llm_payloads", "load_tokenizer", "read_prompts", "synthetic_prompts"]
 
@@ -130,13 +131,14 @@ def _scalar(value: Any, dtype: Any, batched: bool) -> npt.NDArray[Any]:
 
 
 def llm_payloads(model: ModelInfo, prompts: PromptSet, output_tokens: int, stream: bool) -> list[Payload]:
-    """Return one payload per prompt in the pipeline contract: text_input, max_tokens, stream."""
+    """Return one payload per prompt in the model's interface: the prompt, max tokens, streaming."""
     batched = model.max_batch_size > 0
+    names = REQUEST_NAMES[interface_of(frozenset(t.name for t in model.inputs))]
     payloads: list[Payload] = []
     for text in prompts.texts:
         payload = {"text_input": _scalar(text.encode(), np.object_, batched),
-                   "max_tokens": _scalar(output_tokens, np.int32, batched)}
-        if optional_input(model, "stream") is not None:
-            payload["stream"] = _scalar(stream, np.bool_, batched)
+                   names["max_tokens"]: _scalar(output_tokens, np.int32, batched)}
+        if optional_input(model, names["stream"]) is not None:
+            payload[names["stream"]] = _scalar(stream, np.bool_, batched)
         payloads.append(payload)
     return payloads

@@ -10,6 +10,7 @@ import typer
 
 from tritonkit.cli._app import app, err_console
 from tritonkit.errors import ClientError, Problem
+from tritonkit.model.llmapi_contract import REQUEST_NAMES, interface_of
 from tritonkit.runtime.client import Client
 from tritonkit.runtime.tensors import Array, ModelInfo, numpy_dtype
 
@@ -26,14 +27,18 @@ def _shaped(info: ModelInfo, name: str, value: Any) -> Array:
 
 
 def build_request(info: ModelInfo, prompt: str, sampling: dict[str, Any]) -> dict[str, Array]:
-    """The pipeline's inputs for ``prompt``; sampling values the model has no input for are left out."""
+    """The LLM's inputs for ``prompt`` in its interface (LLM-API or ensemble); others are left out."""
     if info.input("text_input") is None:
         expects = ", ".join(t.describe() for t in info.inputs)
         raise ClientError(Problem(f"model '{info.name}' is not an LLM pipeline: it has no 'text_input' input "
                                   f"(it expects {expects})", model=info.name,
                                   hint="use `tritonkit infer` for other models"))
     values = {"text_input": _shaped(info, "text_input", prompt.encode("utf-8"))}
-    for name, value in sampling.items():
+    names = REQUEST_NAMES[interface_of(frozenset(t.name for t in info.inputs))]
+    if "finish_reason" in names:
+        sampling = {**sampling, "finish_reason": True}
+    for key, value in sampling.items():
+        name = names.get(key, key)
         if value is not None and info.input(name) is not None:
             values[name] = _shaped(info, name, value)
     return values

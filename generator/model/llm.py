@@ -18,6 +18,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import Problem, SpecError
 from tritonkit.model import llm_contract as contract
+from tritonkit.model.llmapi import build_llmapi_unit, check_llmapi
 from tritonkit.model.types import FileSource, ModelUnit
 from tritonkit.spec.document import Loc
 from tritonkit.spec.llm import LLMSpec
@@ -102,8 +103,13 @@ class _Builder:
                 self.problem(("instance_group",), "places the engine on GPUs, but engine.device is cpu",
                              "remove the gpus / kind: gpu, or set engine.device to auto or cuda")
             self.check_context()
-        else:
+        elif engine.kind == "tensorrt_llm":
             self.check_trtllm()
+        if llm.resolved_layout == "llmapi":
+            check_llmapi(self)
+        elif engine.kind == "tensorrt_llm_api":
+            self.problem(("layout",), "is ensemble, but engine kind tensorrt_llm_api serves only the LLM-API layout",
+                         "remove layout (llmapi is the default), or use engine kind pytorch or tensorrt_llm")
         if llm.sampling.top_k < 0:
             self.problem(("sampling", "top_k"), "must be >= 0")
 
@@ -214,7 +220,10 @@ class _Builder:
 
 
 def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Path] = None) -> list[ModelUnit]:
-    """Return the models of ``loaded.spec.llms[index]``: ensemble, preprocessing, engine, postprocessing, bls.
+    """Return the models of ``loaded.spec.llms[index]``.
+
+    The LLM-API layout is one model named after the entry (``model/llmapi.py``); the ensemble layout
+    is five: ensemble, preprocessing, engine, postprocessing, bls.
 
     With ``streaming`` (a decoupled engine) a sixth model, ``<name>_engine_unary``, sits between the
     ensemble and the engine: Triton marks an ensemble decoupled when any step is, and a decoupled
@@ -232,6 +241,13 @@ def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Pat
     """
     builder = _Builder(loaded, index, repository_dir)
     builder.check()
+    if builder.llm.resolved_layout == "llmapi":
+        if builder.problems:
+            raise SpecError(builder.problems)
+        unit = build_llmapi_unit(builder)
+        if builder.problems:
+            raise SpecError(builder.problems)
+        return [unit]
     tokenizer = builder.tokenizer_source()
     units = [builder.ensemble(), builder.preprocessing(tokenizer), builder.engine(),
              builder.postprocessing(tokenizer), builder.bls(tokenizer)]

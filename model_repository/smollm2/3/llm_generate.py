@@ -30,9 +30,16 @@ class Row:
     top_k: int = 0
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     seed: Optional[int] = None
+    #: Sum the log probabilities of the chosen tokens into ``cum_logprob``.
+    logprobs: bool = False
     tokens: list[int] = field(default_factory=list)
     finish_reason: Optional[str] = None
+    #: The stop word (token ids) that ended the row, when one did.
+    stop_word: Optional[list[int]] = None
+    cum_logprob: float = 0.0
     generator: Optional[torch.Generator] = None
 
 
@@ -100,6 +107,10 @@ def _filter_logits(logits: torch.Tensor, row: Row) -> torch.Tensor:
         seen = torch.tensor(sorted(set(row.prompt + row.tokens)), device=logits.device)
         values = logits[seen]
         logits[seen] = torch.where(values > 0, values / row.repetition_penalty, values * row.repetition_penalty)
+    if (row.presence_penalty or row.frequency_penalty) and row.tokens:
+        # OpenAI's definition: over the generated tokens, minus presence once and frequency per use.
+        seen, counts = torch.unique(torch.tensor(row.tokens, device=logits.device), return_counts=True)
+        logits[seen] -= row.presence_penalty + row.frequency_penalty * counts.to(logits.dtype)
     if row.temperature <= 0.0 or row.top_k == 1:
         return logits
     logits = logits / row.temperature
@@ -115,7 +126,14 @@ def _filter_logits(logits: torch.Tensor, row: Row) -> torch.Tensor:
 
 
 def _choose(logits: torch.Tensor, row: Row) -> int:
-    logits = _filter_logits(logits.float(), row)
+    raw = logits.float()
+    token = _sample(_filter_logits(raw.clone() if row.logprobs else raw, row), row)
+    if row.logprobs:
+        row.cum_logprob += float(torch.log_softmax(raw, dim=-1)[token])
+    return token
+
+
+def _sample(logits: torch.Tensor, row: Row) -> int:
     if row.temperature <= 0.0 or row.top_k == 1:
         return int(torch.argmax(logits))
     if row.generator is None:
@@ -133,8 +151,10 @@ def _finish(row: Row, token: int) -> None:
         row.finish_reason = "stop"
         return
     row.tokens.append(token)
-    if any(len(w) <= len(row.tokens) and row.tokens[-len(w):] == w for w in row.stop_words):
+    matched = next((w for w in row.stop_words if len(w) <= len(row.tokens) and row.tokens[-len(w):] == w), None)
+    if matched is not None:
         row.finish_reason = "stop"
+        row.stop_word = matched
     elif len(row.tokens) >= row.max_new_tokens:
         row.finish_reason = "length"
 

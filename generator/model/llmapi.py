@@ -1,0 +1,153 @@
+"""``llms:`` entries in the LLM-API layout: one text-in, text-out Python model per LLM.
+
+``engine.kind: pytorch`` serves the interface locally with tritonkit's PyTorch engine (settings in
+``parameters``); ``engine.kind: tensorrt_llm_api`` writes TensorRT-LLM's layout as NVIDIA documents it
+(``1/model.yaml`` holding the ``LLM()`` arguments and ``triton_config``; no ``max_batch_size`` or
+transaction policy in config.pbtxt, which the model's ``auto_complete_config`` sets from the file).
+Both run tritonkit's own ``model.py`` (``python_backends/llm_api.py``); docs/llm.md says why.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from tritonclient.grpc import model_config_pb2 as pb
+
+from tritonkit.model import llm_contract as contract
+from tritonkit.model.llmapi_contract import add_llmapi_tensors
+from tritonkit.model.types import FileSource, ModelUnit
+from tritonkit.spec.schema import ParameterValue
+
+if TYPE_CHECKING:
+    from tritonkit.model.llm import _Builder
+
+__all__ = ["LLMAPI_FILES", "RESERVED_LLM_ARGS", "TRTLLM_VERSION_LOCAL", "build_llmapi_unit", "check_llmapi"]
+
+#: tritonkit's model and the helpers copied beside it, by engine kind.
+LLMAPI_FILES = {
+    "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py")),
+    "tensorrt_llm_api": ("llm_api.py", ("llm_api_trtllm.py", "llm_common.py")),
+}
+#: The interface the local engine declares: TensorRT-LLM 1.2.1's, the release of NGC's images up to 26.07.
+TRTLLM_VERSION_LOCAL = "1.2.1"
+#: model.yaml keys tritonkit writes from dedicated spec keys; llm_args may not set them again.
+RESERVED_LLM_ARGS = {
+    "model": "engine.model", "backend": "(always pytorch)", "tensor_parallel_size": "engine.tensor_parallel_size",
+    "pipeline_parallel_size": "engine.pipeline_parallel_size",
+    "moe_expert_parallel_size": "engine.moe_expert_parallel_size", "max_batch_size": "max_batch_size",
+    "max_num_tokens": "engine.max_num_tokens", "max_seq_len": "max_input_len + max_output_len",
+    "kv_cache_config": "kv_cache", "triton_config": "streaming",
+}
+#: The summed KV-cache fraction of the instances that share one GPU may not pass this.
+_GPU_SHARE_LIMIT = 0.95
+
+
+def _files(kind: str) -> dict[str, FileSource]:
+    root = resources.files("tritonkit.python_backends")
+    main, helpers = LLMAPI_FILES[kind]
+    files = {"model.py": FileSource(path=Path(str(root.joinpath(main))))}
+    files.update({name: FileSource(path=Path(str(root.joinpath(name)))) for name in helpers})
+    return files
+
+
+def check_llmapi(builder: _Builder) -> None:
+    """Problems of an LLM-API entry: layout vs engine, GPU groups, KV-cache shares, LLM() arguments."""
+    llm, engine = builder.llm, builder.llm.engine
+    if engine.kind == "tensorrt_llm":
+        builder.problem(("layout",), "is llmapi, but engine kind tensorrt_llm (the C++ engine) serves only the "
+                        "ensemble layout", "set layout: ensemble, or use engine kind tensorrt_llm_api")
+        return
+    if engine.kind != "tensorrt_llm_api":
+        return
+    ranks = engine.tensor_parallel_size * engine.pipeline_parallel_size
+    for i, group in enumerate(llm.instance_group):
+        if group.gpus is not None and len(group.gpus) % ranks:
+            builder.problem(("instance_group", i, "gpus"), f"lists {len(group.gpus)} GPU(s), which "
+                            f"tensor_parallel_size x pipeline_parallel_size = {ranks} does not divide",
+                            f"list a multiple of {ranks} GPU ids (count x {ranks})")
+        elif group.gpus is not None and len(group.gpus) != group.count * ranks:
+            sharing = group.count * ranks / len(group.gpus)
+            if sharing * llm.kv_cache.free_gpu_memory_fraction > _GPU_SHARE_LIMIT:
+                fraction = round(_GPU_SHARE_LIMIT / sharing, 2)
+                builder.problem(("kv_cache", "free_gpu_memory_fraction"),
+                                f"is {llm.kv_cache.free_gpu_memory_fraction} for each of {sharing:g} instances on "
+                                f"one GPU ({sharing * llm.kv_cache.free_gpu_memory_fraction:.2f} in all)",
+                                f"lower it to {fraction} or less, or give each instance its own GPUs")
+    for key in engine.llm_args:
+        if key in RESERVED_LLM_ARGS:
+            builder.problem(("engine", "llm_args", key), "is written by tritonkit from another key",
+                            f"set {RESERVED_LLM_ARGS[key]} instead")
+
+
+def _gpu_device_ids(builder: _Builder) -> str:
+    """``0,1;2,3``: each instance's GPUs, one ``;`` group per instance (NVIDIA's multi-instance layout)."""
+    ranks = builder.llm.engine.tensor_parallel_size * builder.llm.engine.pipeline_parallel_size
+    groups: list[str] = []
+    for group in builder.llm.instance_group:
+        gpus = list(group.gpus) if group.gpus else list(range(ranks))
+        for i in range(group.count):
+            start = (i * ranks) % len(gpus)
+            groups.append(",".join(str(g) for g in (gpus + gpus)[start:start + ranks]))
+    return ";".join(groups)
+
+
+def model_yaml_settings(builder: _Builder) -> dict[str, Any]:
+    """The ``LLM()`` arguments and ``triton_config`` of ``1/model.yaml``."""
+    llm, engine, kv = builder.llm, builder.llm.engine, builder.llm.kv_cache
+    settings: dict[str, Any] = {
+        "model": engine.model, "backend": "pytorch", "tensor_parallel_size": engine.tensor_parallel_size,
+        "pipeline_parallel_size": engine.pipeline_parallel_size}
+    if engine.moe_expert_parallel_size:
+        settings["moe_expert_parallel_size"] = engine.moe_expert_parallel_size
+    settings.update({"max_batch_size": llm.max_batch_size, "max_num_tokens": engine.max_num_tokens or 8192,
+                     "max_seq_len": llm.max_input_len + llm.max_output_len})
+    cache: dict[str, Any] = {"enable_block_reuse": kv.enable_reuse,
+                             "free_gpu_memory_fraction": kv.free_gpu_memory_fraction}
+    optional = {"max_tokens": kv.max_tokens, "host_cache_size": kv.host_cache_size,
+                "dtype": None if kv.dtype == "auto" else kv.dtype}
+    cache.update({k: v for k, v in optional.items() if v is not None})
+    settings["kv_cache_config"] = cache
+    settings.update(engine.llm_args)
+    settings["triton_config"] = {"max_batch_size": 0, "decoupled": llm.streaming}
+    return settings
+
+
+def _render_yaml(builder: _Builder, settings: dict[str, Any]) -> bytes:
+    header = (f"# Generated by tritonkit from {builder.loaded.document.display_path}: the arguments of "
+              "tensorrt_llm.LLM(...),\n# plus triton_config (read by the model, not passed to LLM). Edit the spec "
+              "and run `tritonkit generate`, not this file.\n")
+    return (header + yaml.safe_dump(settings, sort_keys=False)).encode()
+
+
+def _local_parameters(builder: _Builder) -> dict[str, ParameterValue]:
+    llm = builder.llm
+    source = builder.local_path(llm.engine.model or "", ("engine", "model"), llm.name, True)
+    params: dict[str, ParameterValue] = dict(contract.pytorch_parameters(llm, source))
+    tokenizer = builder.local_path(llm.tokenizer, ("tokenizer",), llm.name, True) if llm.tokenizer else source
+    params.update({"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
+                   "max_batch_size": llm.max_batch_size, "max_input_len": llm.max_input_len,
+                   "max_output_len": llm.max_output_len, "stop_words": json.dumps(llm.stop_words)})
+    return params
+
+
+def build_llmapi_unit(builder: _Builder) -> ModelUnit:
+    """The one model of an LLM-API entry, named after the entry."""
+    llm = builder.llm
+    config = pb.ModelConfig(name=llm.name, backend="python")
+    add_llmapi_tensors(config, TRTLLM_VERSION_LOCAL)
+    files = _files(llm.engine.kind)
+    if llm.engine.kind == "pytorch":
+        config.model_transaction_policy.decoupled = llm.streaming
+        contract.add_pytorch_instances(config, llm)
+        contract.set_parameters(config, _local_parameters(builder))
+    else:
+        count = sum(g.count for g in llm.instance_group) or 1
+        contract.add_instances(config, "KIND_CPU", count)
+        if count > 1:
+            contract.set_parameters(config, {"gpu_device_ids": _gpu_device_ids(builder)})
+        files["model.yaml"] = FileSource(data=_render_yaml(builder, model_yaml_settings(builder)))
+    return builder.unit(config, files)

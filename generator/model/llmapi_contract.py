@@ -1,0 +1,127 @@
+"""The text-in, text-out interface of TensorRT-LLM's LLM-API Triton model, as typed tensor definitions.
+
+One definition serves three uses: the ``config.pbtxt`` of a ``tensorrt_llm_api`` model, the same
+interface served locally by tritonkit's PyTorch engine (``layout: llmapi``), and the clients
+(``chat``, ``bench``) that speak it. Names, dtypes, dims and ``optional`` flags are those of NVIDIA's
+``triton_backend/all_models/llmapi/tensorrt_llm/config.pbtxt`` (TensorRT-LLM 1.2.x, the release in
+NGC's -trtllm-python-py3 images up to 26.07); ``since`` marks tensors added on TensorRT-LLM's main
+branch after it. See https://github.com/triton-inference-server/common/blob/main/protobuf/model_config.proto.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from tritonclient.grpc import model_config_pb2 as pb
+
+__all__ = ["LLMAPI_INPUTS", "LLMAPI_OUTPUTS", "LOCAL_OUTPUTS", "REQUEST_NAMES", "Tensor", "add_llmapi_tensors",
+           "interface_of"]
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One input or output of the interface (``model_config.proto`` ``ModelInput``/``ModelOutput``)."""
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+    optional: bool = True
+    #: The first TensorRT-LLM release that declares it; None for those in 1.2.x already.
+    since: Optional[str] = None
+
+
+def _in(name: str, dtype: str, dims: tuple[int, ...] = (1,), since: Optional[str] = None) -> Tensor:
+    return Tensor(name, dtype, dims, True, since)
+
+
+LLMAPI_INPUTS: tuple[Tensor, ...] = (
+    Tensor("text_input", "STRING", (-1,), optional=False),
+    _in("image_url", "STRING", (-1,), since="1.3"),
+    _in("streaming", "BOOL"),
+    _in("sampling_param_best_of", "INT32"),
+    _in("sampling_param_temperature", "FP32"),
+    _in("sampling_param_top_k", "INT32"),
+    _in("sampling_param_top_p", "FP32"),
+    _in("sampling_param_frequency_penalty", "FP32"),
+    _in("sampling_param_presence_penalty", "FP32"),
+    _in("sampling_param_max_tokens", "INT32"),
+    _in("sampling_param_stop", "STRING", (-1,)),
+    _in("sampling_param_seed", "UINT64"),
+    _in("sampling_param_exclude_input_from_output", "BOOL"),
+    _in("sampling_param_return_perf_metrics", "BOOL"),
+    _in("return_finish_reason", "BOOL"),
+    _in("return_stop_reason", "BOOL"),
+    _in("return_cumulative_logprob", "BOOL"),
+    _in("stop", "BOOL"),
+    _in("lora_id", "UINT64", since="1.3"),
+    _in("lora_name", "STRING", since="1.3"),
+    _in("lora_path", "STRING", since="1.3"),
+    _in("lora_ckpt_source", "STRING", since="1.3"),
+)
+
+LLMAPI_OUTPUTS: tuple[Tensor, ...] = (
+    Tensor("text_output", "STRING", (-1,), False),
+    Tensor("finish_reason", "STRING", (-1,), False),
+    Tensor("stop_reason", "STRING", (-1,), False),
+    Tensor("cumulative_logprob", "FP32", (-1,), False),
+    Tensor("kv_cache_reused_block", "INT32", (-1,), False),
+    Tensor("kv_cache_missed_block", "INT32", (-1,), False),
+    Tensor("kv_cache_alloc_new_blocks", "INT32", (-1,), False),
+    Tensor("kv_cache_alloc_total_blocks", "INT32", (-1,), False),
+    Tensor("kv_cache_hit_rate", "FP32", (-1,), False),
+    Tensor("arrival_time_ns", "INT64", (1,), False),
+    Tensor("first_scheduled_time_ns", "INT64", (1,), False),
+    Tensor("first_token_time_ns", "INT64", (1,), False),
+    Tensor("last_token_time_ns", "INT64", (1,), False),
+    Tensor("acceptance_rate", "FP32", (1,), False),
+    Tensor("total_accepted_draft_tokens", "INT32", (1,), False),
+    Tensor("total_draft_tokens", "INT32", (1,), False),
+)
+
+#: The outputs tritonkit's PyTorch engine computes; it declares all of LLMAPI_OUTPUTS so clients
+#: written for TensorRT-LLM load it unchanged, and sends the others only when TensorRT-LLM drives it.
+LOCAL_OUTPUTS = frozenset({"text_output", "finish_reason", "stop_reason", "cumulative_logprob",
+                           "arrival_time_ns", "first_scheduled_time_ns", "first_token_time_ns",
+                           "last_token_time_ns"})
+
+
+def _newer(since: Optional[str], version: Optional[str]) -> bool:
+    """True when a tensor added in ``since`` is missing from TensorRT-LLM ``version`` (None: newest)."""
+    if since is None or version is None:
+        return False
+    as_tuple = [tuple(int(p) for p in v.split(".")[:2]) for v in (since, version)]
+    return as_tuple[0] > as_tuple[1]
+
+
+#: A request's fields (as ``chat``, ``bench`` and the OpenAI gateway name them) -> each interface's inputs.
+REQUEST_NAMES: dict[str, dict[str, str]] = {
+    "llmapi": {"prompt": "text_input", "max_tokens": "sampling_param_max_tokens", "stream": "streaming",
+               "temperature": "sampling_param_temperature", "top_k": "sampling_param_top_k",
+               "top_p": "sampling_param_top_p", "seed": "sampling_param_seed", "stop": "sampling_param_stop",
+               "presence_penalty": "sampling_param_presence_penalty",
+               "frequency_penalty": "sampling_param_frequency_penalty", "finish_reason": "return_finish_reason"},
+    "ensemble": {"prompt": "text_input", "max_tokens": "max_tokens", "stream": "stream",
+                 "temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "seed": "seed",
+                 "stop": "stop_words"},
+}
+
+
+def interface_of(input_names: frozenset[str]) -> str:
+    """``llmapi`` for TensorRT-LLM's LLM-API interface, else ``ensemble`` (NVIDIA's ensemble/BLS contract)."""
+    return "llmapi" if "sampling_param_max_tokens" in input_names else "ensemble"
+
+
+def add_llmapi_tensors(config: pb.ModelConfig, trtllm_version: Optional[str]) -> None:
+    """Declare the interface's inputs and outputs as TensorRT-LLM ``trtllm_version`` has them."""
+    from tritonclient.grpc import model_config_pb2 as pb
+    for tensor in LLMAPI_INPUTS:
+        if _newer(tensor.since, trtllm_version):
+            continue
+        item = config.input.add(name=tensor.name, data_type=pb.DataType.Value(f"TYPE_{tensor.dtype}"))
+        item.dims.extend(tensor.dims)
+        item.optional = tensor.optional
+    for tensor in LLMAPI_OUTPUTS:
+        out = config.output.add(name=tensor.name, data_type=pb.DataType.Value(f"TYPE_{tensor.dtype}"))
+        out.dims.extend(tensor.dims)

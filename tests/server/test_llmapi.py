@@ -1,0 +1,137 @@
+"""The default example's LLM in the LLM-API layout on a real tritonserver: TensorRT-LLM's interface, SmolLM2.
+
+Requests are written as clients of NVIDIA's llmapi model write them: HTTP ``generate`` and
+``generate_stream`` with ``text_input``/``sampling_param_*`` JSON, and gRPC streaming.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from tritonkit.model.llmapi_contract import LLMAPI_INPUTS, LLMAPI_OUTPUTS
+from tritonkit.runtime import Server
+from tritonkit.write.generate import generate
+
+pytestmark = [pytest.mark.triton, pytest.mark.llm]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+QUESTION = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Callable[..., Server]) -> Server:
+    """The default example, unchanged, generated and served (its classic models too)."""
+    root = tmp_path_factory.mktemp("llmapi")
+    shutil.copytree(EXAMPLES, root, dirs_exist_ok=True)
+    generate(root / "tritonkit.yaml", root)
+    return triton_server_module(root / "model_repository", startup_timeout_s=400.0)
+
+
+def _post(server: Server, path: str, body: dict[str, Any]) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://{server.http_url}/v2/models/smollm2/{path}",
+                                     json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _events(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+def test_the_model_declares_the_llmapi_interface(server: Server) -> None:
+    config = server.client("http").model("smollm2")
+    declared = {t.name for t in config.inputs}
+    assert declared == {t.name for t in LLMAPI_INPUTS if t.since is None}
+    assert {t.name for t in config.outputs} == {t.name for t in LLMAPI_OUTPUTS}
+    assert config.decoupled and config.max_batch_size == 0
+
+
+def test_http_generate_answers_paris(server: Server) -> None:
+    status, body = _post(server, "generate", {"text_input": QUESTION, "sampling_param_max_tokens": 24,
+                                              "return_finish_reason": True})
+    assert status == 200, body
+    answer = json.loads(body)
+    assert "Paris" in answer["text_output"]
+    assert answer["finish_reason"] == "stop"
+
+
+def test_http_generate_stream_matches_the_whole_answer(server: Server) -> None:
+    _, whole = _post(server, "generate", {"text_input": QUESTION, "sampling_param_max_tokens": 24})
+    status, body = _post(server, "generate_stream", {"text_input": QUESTION, "streaming": True,
+                                                     "sampling_param_max_tokens": 24, "return_finish_reason": True})
+    assert status == 200, body
+    events = _events(body)
+    assert len(events) > 3
+    assert "".join(e["text_output"] for e in events) == json.loads(whole)["text_output"]
+    assert events[-1]["finish_reason"] == "stop"
+
+
+def test_grpc_stream_answers_paris_with_a_length_cut_and_logprob(server: Server) -> None:
+    results: queue.Queue[Any] = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    arrays = {"text_input": np.array([QUESTION.encode()], dtype=np.object_),
+              "streaming": np.array([True]), "sampling_param_max_tokens": np.array([5], dtype=np.int32),
+              "return_finish_reason": np.array([True]), "return_cumulative_logprob": np.array([True])}
+    inputs = []
+    for name, array in arrays.items():
+        dtype = {"object": "BYTES", "bool": "BOOL", "int32": "INT32"}[str(array.dtype)]
+        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    client.start_stream(callback=lambda result, error: results.put(error or result))
+    try:
+        client.async_stream_infer("smollm2", inputs, enable_empty_final_response=True)
+        pieces, final = [], None
+        while final is None:
+            item = results.get(timeout=120)
+            assert not isinstance(item, Exception), item
+            if item.get_response().parameters["triton_final_response"].bool_param:
+                final = item
+            text = item.as_numpy("text_output")
+            if text is not None:
+                pieces.append(b"".join(text).decode())
+    finally:
+        client.stop_stream()
+        client.close()
+    assert "".join(pieces).startswith("The capital of France")
+    assert final.as_numpy("finish_reason")[0] == b"length"
+    assert float(final.as_numpy("cumulative_logprob")[0]) < 0.0
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ({"text_input": "", "sampling_param_max_tokens": 4}, "text_input' is empty"),
+    ({"text_input": "hi", "sampling_param_best_of": 3}, "sampling_param_best_of is 3"),
+    ({"text_input": "hi", "sampling_param_max_tokens": -2}, "at least 1"),
+    ({"text_input": "hi " * 1500, "sampling_param_max_tokens": 4}, "the limit (max_input_len) is 1024"),
+    ({"text_input": "hi", "streaming": True}, "use generate stream"),
+    ({"text_input": "hi", "sampling_param_temperature": "hot"}, "non-number"),
+])
+def test_malformed_requests_get_an_error_and_the_server_stays_ready(server: Server, body: dict[str, Any],
+                                                                    needle: str) -> None:
+    _, text = _post(server, "generate", body)
+    assert "error" in json.loads(text) and needle in text, text
+    status, answer = _post(server, "generate", {"text_input": QUESTION, "sampling_param_max_tokens": 12})
+    assert status == 200 and "Paris" in json.loads(answer)["text_output"]
+
+
+def test_chat_command_streams_from_the_llmapi_model(server: Server) -> None:
+    done = subprocess.run([sys.executable, "-m", "tritonkit", "chat", "smollm2", QUESTION, "--url", server.grpc_url,
+                           "--max-tokens", "24"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "Paris" in done.stdout
+    assert "finish_reason: stop" in done.stderr
