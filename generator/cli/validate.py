@@ -24,6 +24,12 @@ def validate(
     gpu_count: Annotated[Optional[int], typer.Option(
         "--gpu-count", min=0, help="Number of GPUs on the serving host: GPU ids in instance groups must be "
                                    "below it.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(
+        "--gpu", help="GPU type of the serving host (e.g. H100, L40S, A100): FP8 and FP4 checkpoints and KV "
+                      "caches are checked against its compute capability.")] = None,
+    triton_version: Annotated[Optional[str], typer.Option(
+        "--triton-version", help="NGC release the repository is served with (e.g. 26.04): tensors and "
+                                 "model.yaml keys are checked against its TensorRT-LLM.")] = None,
 ) -> int:
     """Check a Triton model repository the way tritonserver does when it loads it.
 
@@ -34,12 +40,12 @@ def validate(
     if repo.is_file():
         from tritonkit.write.generate import check_spec  # heavy: protobuf, pydantic
 
-        report = check_spec(repo, gpus=gpu_count)
+        report = check_spec(repo, gpus=gpu_count, gpu=gpu, triton_version=triton_version)
     else:
         problem = repository_path_problem(repo)
         if problem is not None:
             raise RepositoryError(problem)
-        report = validate_repository(repo, gpus=gpu_count)
+        report = validate_repository(repo, gpus=gpu_count, gpu=gpu, triton_version=triton_version)
         empty = empty_repository_warning(repo, scan_repository(repo))
         if empty is not None:
             err_console.print(empty, markup=False)

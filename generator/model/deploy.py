@@ -124,6 +124,8 @@ class Deployment:
     uses_llm: bool
     uses_trtllm: bool
     templates: tuple[tuple[str, FileSource], ...] = ()
+    #: A TensorRT-LLM LLM-API model: MPI workers share memory with the server (``ipc: host``).
+    uses_trtllm_api: bool = False
 
     @property
     def needs_dockerfile(self) -> bool:
@@ -266,7 +268,7 @@ def _gpu_needs(units: Sequence[ModelUnit], llms: Sequence[LLMSpec]) -> tuple[boo
             elif group.kind in (pb.ModelInstanceGroup.KIND_GPU, pb.ModelInstanceGroup.KIND_AUTO):
                 every = True
     for llm in llms:
-        if llm.engine.kind == "tensorrt_llm":
+        if llm.engine.kind in ("tensorrt_llm", "tensorrt_llm_api"):
             count = max(count, llm.engine.tensor_parallel_size * llm.engine.pipeline_parallel_size)
     return every, ids, count
 
@@ -289,7 +291,7 @@ def _image(loaded: LoadedSpec) -> str:
     deploy, version = loaded.spec.deploy, loaded.spec.triton.version
     if deploy.image:
         return deploy.image
-    trtllm = any(llm.engine.kind == "tensorrt_llm" for llm in loaded.spec.llms)
+    trtllm = any(llm.engine.kind in ("tensorrt_llm", "tensorrt_llm_api") for llm in loaded.spec.llms)
     return f"{_REGISTRY}:{version}-{'trtllm-python-py3' if trtllm else 'py3'}"
 
 
@@ -329,6 +331,13 @@ def _world_size(llms: Sequence[LLMSpec]) -> int:
 def _server_command(deploy: DeploySpec, units: Sequence[ModelUnit], llms: Sequence[LLMSpec]) -> list[str]:
     uses_cache = any(unit.config.response_cache.enable for unit in units)
     rank0 = ["tritonserver", *_server_args(deploy, units, uses_cache)]
+    api = [m for m in llms if m.engine.kind == "tensorrt_llm_api"]
+    if api:
+        # NVIDIA's LLM-API model spawns its workers through MPI: one instance starts under
+        # trtllm-llmapi-launch; several instances are placed by gpu_device_ids and start without MPI
+        # (launch_triton_server.py --no-mpi runs plain tritonserver).
+        several = any(sum(g.count for g in m.instance_group) > 1 for m in api)
+        return rank0 if several else ["trtllm-llmapi-launch", *rank0]
     world = _world_size(llms)
     if world == 1:
         return rank0
@@ -395,4 +404,5 @@ def build_deployment(loaded: LoadedSpec, units: Sequence[ModelUnit]) -> Deployme
         base_image=base, image=image, python_packages=packages, gpus=_gpu_reservation(deploy, units, llms),
         deploy=deploy, server_command=tuple(_server_command(deploy, units, llms)), trt_steps=tuple(trt),
         llm_steps=tuple(llm), models=tuple(unit.name for unit in units), uses_llm=bool(llms),
-        uses_trtllm=any(m.engine.kind == "tensorrt_llm" for m in llms), templates=templates)
+        uses_trtllm=any(m.engine.kind == "tensorrt_llm" for m in llms), templates=templates,
+        uses_trtllm_api=any(m.engine.kind == "tensorrt_llm_api" for m in llms))

@@ -18,6 +18,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import Problem, SpecError
 from tritonkit.model import llm_contract as contract
+from tritonkit.model import releases
 from tritonkit.model.llmapi import build_llmapi_unit, check_llmapi
 from tritonkit.model.types import FileSource, ModelUnit
 from tritonkit.spec.document import Loc
@@ -127,6 +128,12 @@ class _Builder:
 
     def check_trtllm(self) -> None:
         engine = self.llm.engine
+        version = self.loaded.spec.triton.version
+        if version in releases.known_releases() and not releases.has_engine_backend(releases.release(version)):
+            trtllm = releases.release(version).trtllm
+            self.problem(("engine", "kind"), f"is tensorrt_llm (the C++ engine backend), which NGC {version}'s "
+                         f"images do not ship (TensorRT-LLM {trtllm or 'unknown'}; NVIDIA removed the backend "
+                         "in July 2026)", "use engine kind tensorrt_llm_api, or set triton.version to 26.07 or older")
         ranks = engine.tensor_parallel_size * engine.pipeline_parallel_size
         for i, group in enumerate(self.llm.instance_group):
             if group.gpus is not None and len(group.gpus) != ranks:

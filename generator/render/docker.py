@@ -72,7 +72,7 @@ def _runtime_settings(deployment: Deployment, service: dict[str, Any]) -> None:
         service["environment"] = {"HF_TOKEN": "${HF_TOKEN:-}", "HF_HOME": "/hf-cache"}
     service["shm_size"] = deployment.deploy.shm_size
     service["ulimits"] = {"memlock": -1, "stack": 67108864}
-    if deployment.uses_trtllm:
+    if deployment.uses_trtllm or deployment.uses_trtllm_api:
         service["ipc"] = "host"
     if deployment.gpus is not None:
         service["deploy"] = {"resources": {"reservations": {"devices": _gpu_devices(deployment.gpus)}}}

@@ -126,8 +126,11 @@ def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str, spec_relative:
                     spec_path=spec_relative if spec_relative != spec_name else "")
 
 
-def check_spec(spec_path: Union[str, Path], *, gpus: Optional[int] = None) -> Report:
+def check_spec(spec_path: Union[str, Path], *, gpus: Optional[int] = None, gpu: Optional[str] = None,
+               triton_version: Optional[str] = None) -> Report:
     """Validate a spec as ``generate`` would use it: spec, models and rendered repository, all in memory.
+
+    ``triton_version`` defaults to the spec's ``triton.version``.
 
     A spec error becomes the report's errors instead of an exception, so callers print one format.
     """
@@ -138,7 +141,8 @@ def check_spec(spec_path: Union[str, Path], *, gpus: Optional[int] = None) -> Re
         return Report(errors=list(exc.problems))
     tree = render_tree(repository, {}, Path(spec_path).name, REPOSITORY_DIR)
     files = _repository_files(tree, set(), repository, {})
-    return validate_tree(files, root_name=REPOSITORY_DIR, gpus=gpus)
+    return validate_tree(files, root_name=REPOSITORY_DIR, gpus=gpus, gpu=gpu,
+                         triton_version=triton_version or loaded.spec.triton.version)
 
 
 def _drift_error(plan: WritePlan, spec_shown: str, out: Path) -> DriftError:
