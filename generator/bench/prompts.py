@@ -136,8 +136,12 @@ def llm_payloads(model: ModelInfo, prompts: PromptSet, output_tokens: int, strea
     names = REQUEST_NAMES[interface_of(frozenset(t.name for t in model.inputs))]
     payloads: list[Payload] = []
     for text in prompts.texts:
-        payload = {"text_input": _scalar(text.encode(), np.object_, batched),
-                   names["max_tokens"]: _scalar(output_tokens, np.int32, batched)}
+        payload = {"text_input": _scalar(text.encode(), np.object_, batched)}
+        if "sampling" in names:
+            settings = json.dumps({"max_tokens": output_tokens, "ignore_eos": True}).encode()
+            payload[names["sampling"]] = _scalar(settings, np.object_, batched)
+        else:
+            payload[names["max_tokens"]] = _scalar(output_tokens, np.int32, batched)
         if optional_input(model, names["stream"]) is not None:
             payload[names["stream"]] = _scalar(stream, np.bool_, batched)
         payloads.append(payload)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated, Any, Optional
 
@@ -35,6 +36,10 @@ def build_request(info: ModelInfo, prompt: str, sampling: dict[str, Any]) -> dic
                                   hint="use `tritonkit infer` for other models"))
     values = {"text_input": _shaped(info, "text_input", prompt.encode("utf-8"))}
     names = REQUEST_NAMES[interface_of(frozenset(t.name for t in info.inputs))]
+    if "sampling" in names:
+        # vLLM: one JSON string of SamplingParams; the rest travels as tensors of its own.
+        params = {k: v for k, v in sampling.items() if k not in ("stream",) and v is not None}
+        sampling = {"stream": sampling.get("stream"), "sampling": json.dumps(params)}
     if "finish_reason" in names:
         sampling = {**sampling, "finish_reason": True}
     for key, value in sampling.items():

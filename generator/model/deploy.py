@@ -268,7 +268,7 @@ def _gpu_needs(units: Sequence[ModelUnit], llms: Sequence[LLMSpec]) -> tuple[boo
             elif group.kind in (pb.ModelInstanceGroup.KIND_GPU, pb.ModelInstanceGroup.KIND_AUTO):
                 every = True
     for llm in llms:
-        if llm.engine.kind in ("tensorrt_llm", "tensorrt_llm_api"):
+        if llm.engine.kind in ("tensorrt_llm", "tensorrt_llm_api", "vllm"):
             count = max(count, llm.engine.tensor_parallel_size * llm.engine.pipeline_parallel_size)
     return every, ids, count
 
@@ -291,7 +291,10 @@ def _image(loaded: LoadedSpec) -> str:
     deploy, version = loaded.spec.deploy, loaded.spec.triton.version
     if deploy.image:
         return deploy.image
-    trtllm = any(llm.engine.kind in ("tensorrt_llm", "tensorrt_llm_api") for llm in loaded.spec.llms)
+    kinds = {llm.engine.kind for llm in loaded.spec.llms}
+    if "vllm" in kinds:
+        return f"{_REGISTRY}:{version}-vllm-python-py3"
+    trtllm = bool(kinds & {"tensorrt_llm", "tensorrt_llm_api"})
     return f"{_REGISTRY}:{version}-{'trtllm-python-py3' if trtllm else 'py3'}"
 
 
@@ -299,7 +302,7 @@ def _python_packages(loaded: LoadedSpec, base_image: str) -> tuple[str, ...]:
     """What the LLM pipeline's Python models import, unless the user pins it too, then the user's list."""
     llms, own = loaded.spec.llms, loaded.spec.deploy.python_packages
     needed = _LLM_PACKAGES if any(m.engine.kind == "pytorch" for m in llms) else (
-        _TOKENIZER_PACKAGES if llms and "trtllm" not in base_image else ())
+        _TOKENIZER_PACKAGES if llms and "trtllm" not in base_image and "vllm" not in base_image else ())
     names = {re.split(r"[=<>!~\[; ]", p, maxsplit=1)[0].lower() for p in own}
     return tuple([p for p in needed if p.split("==")[0] not in names] + list(own))
 
@@ -372,6 +375,12 @@ def _engine_steps(loaded: LoadedSpec) -> tuple[list[TensorRTStep], list[LLMEngin
 
     trt = [attempt(_trt_step, i) for i, model in enumerate(loaded.spec.models) if tensorrt_build(model)]
     llm = [attempt(_llm_step, i) for i in range(len(loaded.spec.llms))]
+    kinds = {m.engine.kind for m in loaded.spec.llms}
+    if "vllm" in kinds and kinds & {"tensorrt_llm", "tensorrt_llm_api", "pytorch"}:
+        index = next(i for i, m in enumerate(loaded.spec.llms) if m.engine.kind == "vllm")
+        problems.append(loaded.problem(("llms", index, "engine", "kind"), "is vllm, which runs in NGC's vLLM image; "
+                                       "the other LLMs of this spec need another image",
+                                       "give the vLLM model a spec (and docker/ stack) of its own"))
     trtllm = [m for m in loaded.spec.llms if m.engine.kind == "tensorrt_llm"]
     if len(trtllm) > 1 and _world_size(trtllm) > 1:
         problems.append(loaded.problem(("llms",), "has several TensorRT-LLM engines, one of them on several GPUs",

@@ -21,6 +21,7 @@ from tritonkit.model import llm_contract as contract
 from tritonkit.model import releases
 from tritonkit.model.llmapi import build_llmapi_unit, check_llmapi
 from tritonkit.model.types import FileSource, ModelUnit
+from tritonkit.model.vllm import build_vllm_unit, check_vllm
 from tritonkit.spec.document import Loc
 from tritonkit.spec.llm import LLMSpec
 from tritonkit.spec.load import LoadedSpec, suggest
@@ -106,7 +107,9 @@ class _Builder:
             self.check_context()
         elif engine.kind == "tensorrt_llm":
             self.check_trtllm()
-        if llm.resolved_layout == "llmapi":
+        if engine.kind == "vllm" or llm.layout == "vllm":
+            check_vllm(self)
+        elif llm.resolved_layout == "llmapi":
             check_llmapi(self)
         elif engine.kind == "tensorrt_llm_api":
             self.problem(("layout",), "is ensemble, but engine kind tensorrt_llm_api serves only the LLM-API layout",
@@ -248,10 +251,10 @@ def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Pat
     """
     builder = _Builder(loaded, index, repository_dir)
     builder.check()
-    if builder.llm.resolved_layout == "llmapi":
+    if builder.llm.resolved_layout in ("llmapi", "vllm"):
         if builder.problems:
             raise SpecError(builder.problems)
-        unit = build_llmapi_unit(builder)
+        unit = build_llmapi_unit(builder) if builder.llm.resolved_layout == "llmapi" else build_vllm_unit(builder)
         if builder.problems:
             raise SpecError(builder.problems)
         return [unit]

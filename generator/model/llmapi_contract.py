@@ -102,6 +102,9 @@ REQUEST_NAMES: dict[str, dict[str, str]] = {
                "top_p": "sampling_param_top_p", "seed": "sampling_param_seed", "stop": "sampling_param_stop",
                "presence_penalty": "sampling_param_presence_penalty",
                "frequency_penalty": "sampling_param_frequency_penalty", "finish_reason": "return_finish_reason"},
+    # Triton's vLLM backend: sampling settings travel as one JSON string (SamplingParams' keyword names).
+    "vllm": {"prompt": "text_input", "stream": "stream", "finish_reason": "return_finish_reason",
+             "sampling": "sampling_parameters"},
     "ensemble": {"prompt": "text_input", "max_tokens": "max_tokens", "stream": "stream",
                  "temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "seed": "seed",
                  "stop": "stop_words"},
@@ -109,8 +112,10 @@ REQUEST_NAMES: dict[str, dict[str, str]] = {
 
 
 def interface_of(input_names: frozenset[str]) -> str:
-    """``llmapi`` for TensorRT-LLM's LLM-API interface, else ``ensemble`` (NVIDIA's ensemble/BLS contract)."""
-    return "llmapi" if "sampling_param_max_tokens" in input_names else "ensemble"
+    """``llmapi`` (TensorRT-LLM's LLM-API model), ``vllm`` (Triton's vLLM backend) or ``ensemble``."""
+    if "sampling_param_max_tokens" in input_names:
+        return "llmapi"
+    return "vllm" if "sampling_parameters" in input_names else "ensemble"
 
 
 def add_llmapi_tensors(config: pb.ModelConfig, trtllm_version: Optional[str]) -> None:

@@ -16,10 +16,11 @@ class EngineSpec(StrictModel):
 
     ``pytorch``: tritonkit's PyTorch engine (any layout, CPU or GPU); ``tensorrt_llm_api``: TensorRT-LLM's
     LLM API (``tensorrt_llm.LLM``) in the LLM-API layout; ``tensorrt_llm``: TensorRT-LLM's C++ engine
-    backend (ensemble layout, NGC images up to 26.07).
+    backend (ensemble layout, NGC images up to 26.07); ``vllm``: Triton's vLLM backend (its own
+    one-model layout, NGC's -vllm-python-py3 images).
     """
 
-    kind: Literal["pytorch", "tensorrt_llm_api", "tensorrt_llm"]
+    kind: Literal["pytorch", "tensorrt_llm_api", "tensorrt_llm", "vllm"]
     #: pytorch: a Hugging Face model folder, a GGUF file, or ``pkg:<distribution>/<file>``;
     #: tensorrt_llm_api: a Hugging Face id or a path as the server sees it (ModelOpt FP8/NVFP4/AWQ
     #: checkpoints load as they are).
@@ -34,7 +35,8 @@ class EngineSpec(StrictModel):
     moe_expert_parallel_size: Optional[Positive] = None
     #: tensorrt_llm_api: tokens in one scheduled batch (prefill chunks included).
     max_num_tokens: Optional[Positive] = None
-    #: tensorrt_llm_api: any other ``tensorrt_llm.LLM()`` argument, written into model.yaml as given.
+    #: tensorrt_llm_api: any other ``tensorrt_llm.LLM()`` argument, written into model.yaml as given;
+    #: vllm: any other vLLM engine argument (``AsyncEngineArgs``), written into model.json.
     llm_args: dict[str, Any] = {}
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -46,8 +48,8 @@ class EngineSpec(StrictModel):
         if self.kind == "pytorch" and not self.model:
             raise ValueError("engine kind pytorch needs `model:` (a Hugging Face folder, a GGUF file, "
                              "or pkg:<distribution>/<file>)")
-        if self.kind == "tensorrt_llm_api" and not self.model:
-            raise ValueError("engine kind tensorrt_llm_api needs `model:` (a Hugging Face id, or a checkpoint "
+        if self.kind in ("tensorrt_llm_api", "vllm") and not self.model:
+            raise ValueError(f"engine kind {self.kind} needs `model:` (a Hugging Face id, or a checkpoint "
                              "folder as the server sees it)")
         if self.kind == "tensorrt_llm" and not self.path:
             raise ValueError("engine kind tensorrt_llm needs `path:` (the engine folder inside the container)")
@@ -92,8 +94,9 @@ class LLMSpec(StrictModel):
     engine: EngineSpec
     #: ``llmapi``: one text-in, text-out model with TensorRT-LLM's LLM-API interface (the default);
     #: ``ensemble``: preprocessing -> engine -> postprocessing plus a streaming BLS, NVIDIA's older layout.
-    #: Left out: ``ensemble`` for engine kind tensorrt_llm, else ``llmapi``.
-    layout: Optional[Literal["llmapi", "ensemble"]] = None
+    #: ``vllm``: Triton's vLLM backend model (engine kind vllm only).
+    #: Left out: ``ensemble`` for engine kind tensorrt_llm, ``vllm`` for vllm, else ``llmapi``.
+    layout: Optional[Literal["llmapi", "ensemble", "vllm"]] = None
     tokenizer: Optional[str] = None
     chat_template: bool = True
     system_prompt: Optional[str] = None
@@ -114,4 +117,4 @@ class LLMSpec(StrictModel):
         """The layout this entry renders: the spec's, or the engine kind's default."""
         if self.layout is not None:
             return self.layout
-        return "ensemble" if self.engine.kind == "tensorrt_llm" else "llmapi"
+        return {"tensorrt_llm": "ensemble", "vllm": "vllm"}.get(self.engine.kind, "llmapi")

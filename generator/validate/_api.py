@@ -16,6 +16,7 @@ from tritonkit.validate._llmapi import check_llmapi, llm_target
 from tritonkit.validate._parse import read_model
 from tritonkit.validate._report import ModelEntry, Report, Sink
 from tritonkit.validate._view import DiskRepository, MappingRepository, RepositoryView
+from tritonkit.validate._vllm import check_vllm
 
 __all__ = ["validate_repository", "validate_tree", "validate_view"]
 
@@ -77,6 +78,7 @@ def validate_view(view: RepositoryView, *, gpus: Optional[int] = None, gpu: Opti
         before = len(report.errors)
         _check_model(entry, sink, gpus)
         check_llmapi(view, entry, sink, target, gpus)
+        check_vllm(view, entry, sink, target.release if target.explicit else None)
         if len(report.errors) > before or (entry.config is None and entry.has_config_file):
             broken.add(entry.name)
     for entry in models.values():

@@ -128,3 +128,58 @@ def test_the_cpp_engine_is_refused_on_a_release_without_it(tmp_path: Path) -> No
     spec = (EXAMPLES / "trtllm.yaml").read_text().replace('version: "25.10"', 'version: "26.08"')
     with pytest.raises(SpecError, match="do not ship"):
         _generate(tmp_path, spec)
+
+
+VLLM_SPEC = """\
+triton: {version: "26.04"}
+llms:
+  - name: qwen
+    engine:
+      kind: vllm
+      model: Qwen/Qwen2.5-7B-Instruct
+      tensor_parallel_size: 2
+      llm_args: {enforce_eager: true}
+    max_batch_size: 128
+    max_input_len: 4096
+    max_output_len: 1024
+    kv_cache: {free_gpu_memory_fraction: 0.85, enable_reuse: true, dtype: fp8}
+"""
+
+
+def test_vllm_kind_writes_the_backend_layout(tmp_path: Path) -> None:
+    import json
+
+    root = _generate(tmp_path, VLLM_SPEC)
+    config = _config(root / "model_repository" / "qwen" / "config.pbtxt")
+    assert config.backend == "vllm"
+    assert [(g.kind, g.count) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_MODEL, 1)]
+    args = json.loads((root / "model_repository" / "qwen" / "1" / "model.json").read_text())
+    assert args == {"model": "Qwen/Qwen2.5-7B-Instruct", "tensor_parallel_size": 2, "pipeline_parallel_size": 1,
+                    "max_num_seqs": 128, "max_model_len": 5120, "gpu_memory_utilization": 0.85,
+                    "enable_prefix_caching": True, "kv_cache_dtype": "fp8", "enforce_eager": True}
+    compose = yaml.safe_load((root / "docker" / "docker-compose.yml").read_text())["services"]["triton"]
+    assert compose["image"] == "nvcr.io/nvidia/tritonserver:26.04-vllm-python-py3"
+    assert compose["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 2
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("enforce_eager: true", "enforce_eagre: true", "did you mean 'enforce_eager'?"),
+    ("enforce_eager: true", "disable_log_requests: true", "removed in vLLM 0.10"),
+    ("enforce_eager: true", "max_model_len: 10", r"set max_input_len \+ max_output_len instead"),
+    ("    max_batch_size: 128\n", "    max_batch_size: 128\n    layout: llmapi\n", "serves only the vLLM backend"),
+])
+def test_bad_vllm_specs_are_refused(tmp_path: Path, old: str, new: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _generate(tmp_path, VLLM_SPEC.replace(old, new))
+
+
+def test_validate_reads_model_json(tmp_path: Path) -> None:
+    from tritonkit.validate import validate_repository
+
+    root = _generate(tmp_path, VLLM_SPEC)
+    model_json = root / "model_repository" / "qwen" / "1" / "model.json"
+    model_json.write_text('{"model": "x",}')
+    report = validate_repository(root / "model_repository")
+    assert [(p.line, p.col) for p in report.errors] == [(1, 15)]
+    model_json.unlink()
+    assert "has no model.json" in validate_repository(root / "model_repository").errors[0].message
