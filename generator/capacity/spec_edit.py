@@ -24,17 +24,24 @@ class SpecValues:
     max_batch_size: int
     free_gpu_memory_fraction: float
     max_tokens: int
+    #: Replicas the plan needs; the LLM-API kind runs them as instances of one server (gpu_device_ids).
+    replicas: int = 1
 
     @property
     def gpus(self) -> list[int]:
         """The GPUs of one replica: 0 .. tensor_parallel_size - 1."""
         return list(range(self.tensor_parallel_size))
 
+    @property
+    def max_num_tokens(self) -> int:
+        """Tokens per scheduled batch for TensorRT-LLM: its usual 8192, or one token per sequence if more."""
+        return max(8192, self.max_batch_size)
+
 
 def spec_values(plan: GpuPlan) -> SpecValues:
-    """Return the spec values of a GPU plan (one replica per host: further replicas are further hosts)."""
+    """Return the spec values of a GPU plan (engine layouts: one replica per host, further ones are hosts)."""
     return SpecValues(plan.tensor_parallel, plan.max_batch_size, plan.kv_free_gpu_memory_fraction,
-                      plan.kv_max_tokens)
+                      plan.kv_max_tokens, plan.replicas)
 
 
 @dataclass(frozen=True)
@@ -178,22 +185,42 @@ def edit_spec_text(text: str, values: SpecValues, *, path: str = "spec.yaml",
     assert isinstance(root, yaml.MappingNode)  # _compose checked it
     index, entry = _select_llm(root, path, llm)
     editor = _Editor(text, f"llms[{_name_of(entry) or index}]")
-    _edit_engine(editor, entry, path, values)
+    api = _edit_engine(editor, entry, path, values)
     editor.set_scalar(entry, "max_batch_size", str(values.max_batch_size), "")
     _edit_kv_cache(editor, entry, values)
-    _edit_instance_group(editor, entry, values)
+    if api:
+        _edit_api_instances(editor, entry, values)
+    else:
+        _edit_instance_group(editor, entry, values)
     new_text = editor.result()
     yaml.safe_load(new_text)  # an edit that breaks the YAML is a bug here: let it surface as one
     return SpecEdit(new_text, tuple(editor.changes))
 
 
-def _edit_engine(editor: _Editor, entry: yaml.MappingNode, path: str, values: SpecValues) -> None:
+def _edit_engine(editor: _Editor, entry: yaml.MappingNode, path: str, values: SpecValues) -> bool:
+    """Set the engine's keys; True for TensorRT-LLM's LLM-API kind."""
     pair = _find(entry, "engine")
     if pair is None or not isinstance(pair[1], yaml.MappingNode):
         raise PlanError(Problem("llms: entry has no engine mapping", path=path,
                                 line=entry.start_mark.line + 1,
-                                hint="add engine: {kind: tensorrt_llm, path: ...} first"))
+                                hint="add engine: {kind: tensorrt_llm_api, model: ...} first"))
     editor.set_scalar(pair[1], "tensor_parallel_size", str(values.tensor_parallel_size), "engine.")
+    kind = _find(pair[1], "kind")
+    api = kind is not None and isinstance(kind[1], yaml.ScalarNode) and kind[1].value == "tensorrt_llm_api"
+    if api:
+        editor.set_scalar(pair[1], "max_num_tokens", str(values.max_num_tokens), "engine.")
+    return api
+
+
+def _edit_api_instances(editor: _Editor, entry: yaml.MappingNode, values: SpecValues) -> None:
+    """The LLM-API kind: every replica an instance of this server, tp GPUs each (gpu_device_ids)."""
+    gpus = "[" + ", ".join(str(g) for g in range(values.tensor_parallel_size * values.replicas)) + "]"
+    flow = "[" + _flow({"count": str(values.replicas), "gpus": gpus}) + "]"
+    pair = _find(entry, "instance_group")
+    if pair is None:
+        editor.insert(entry, "instance_group", flow, "")
+    else:
+        editor.replace_value(pair, flow, "")
 
 
 def _edit_kv_cache(editor: _Editor, entry: yaml.MappingNode, values: SpecValues) -> None:

@@ -108,3 +108,23 @@ def test_bad_specs_are_located(text: str, message: str, line: int) -> None:
     problem = caught.value.first
     assert message in problem.message
     assert (problem.path, problem.line) == ("spec.yaml", line)
+
+
+def test_llmapi_kind_gets_max_num_tokens_and_one_instance_per_replica(tmp_path) -> None:
+    from pathlib import Path
+
+    from tritonkit.write.generate import generate
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    text = (examples / "trtllm_llmapi.yaml").read_text()
+    values = SpecValues(tensor_parallel_size=2, max_batch_size=16384, free_gpu_memory_fraction=0.8,
+                        max_tokens=200000, replicas=2)
+    edit = edit_spec_text(text, values, path="trtllm_llmapi.yaml")
+    entry = llm(edit.text)
+    assert entry["engine"]["max_num_tokens"] == 16384 and entry["engine"]["tensor_parallel_size"] == 2
+    assert entry["instance_group"] == [{"count": 2, "gpus": [0, 1, 2, 3]}]
+    assert "# any other tensorrt_llm.LLM() argument" in edit.text
+    (tmp_path / "spec.yaml").write_text(edit.text)
+    generate(tmp_path / "spec.yaml", tmp_path)
+    config = (tmp_path / "model_repository" / "llama" / "config.pbtxt").read_text()
+    assert 'string_value: "0,1;2,3"' in config
