@@ -24,7 +24,8 @@ from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import ModelSpec
 
 __all__ = ["CONTAINER_PORTS", "MODELS_DIR", "Deployment", "GpuReservation", "LLMEngineStep", "TensorRTStep",
-           "TensorShapes", "apply_tensorrt_target", "build_deployment", "profile_shapes", "tensorrt_build"]
+           "TensorShapes", "admin_key_reference", "apply_tensorrt_target", "build_deployment", "profile_shapes",
+           "tensorrt_build"]
 
 #: Where the repository is mounted inside the containers.
 MODELS_DIR = "/models"
@@ -307,6 +308,11 @@ def _python_packages(loaded: LoadedSpec, base_image: str) -> tuple[str, ...]:
     return tuple([p for p in needed if p.split("==")[0] not in names] + list(own))
 
 
+def admin_key_reference(env: str) -> str:
+    """How the compose command line reads the admin key: the variable, required, from ``docker/.env``."""
+    return f"${{{env}:?set {env} in docker/.env}}"
+
+
 def _server_args(deploy: DeploySpec, units: Sequence[ModelUnit], uses_cache: bool) -> list[str]:
     http, grpc, metrics = CONTAINER_PORTS
     args = [f"--model-repository={MODELS_DIR}", f"--model-control-mode={deploy.model_control_mode}",
@@ -315,7 +321,7 @@ def _server_args(deploy: DeploySpec, units: Sequence[ModelUnit], uses_cache: boo
     if deploy.model_control_mode == "explicit":
         args += [f"--load-model={unit.name}" for unit in units]
     if deploy.restricted_apis:
-        key = f"${{{deploy.admin_key_env}:?set {deploy.admin_key_env} in docker/.env}}"
+        key = admin_key_reference(deploy.admin_key_env)
         rule = f"{','.join(deploy.restricted_apis)}:{deploy.admin_key_header}={key}"
         args += [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
     if uses_cache:

@@ -6,6 +6,7 @@ from tritonkit.errors import Problem, SpecError
 from tritonkit.model.checks import check_models
 from tritonkit.model.classic import build_classic_unit
 from tritonkit.model.deploy import build_deployment
+from tritonkit.model.k8s import build_kubernetes_plan
 from tritonkit.model.types import ModelUnit, RepositoryModel
 from tritonkit.spec.document import Loc
 from tritonkit.spec.load import LoadedSpec
@@ -67,4 +68,5 @@ def build_repository(loaded: LoadedSpec) -> RepositoryModel:
     if problems:
         raise SpecError(problems)
     deployment = build_deployment(loaded, units)
-    return RepositoryModel(units=tuple(units), triton_version=loaded.spec.triton.version, deployment=deployment)
+    return RepositoryModel(units=tuple(units), triton_version=loaded.spec.triton.version, deployment=deployment,
+                           kubernetes=build_kubernetes_plan(loaded, units, deployment))

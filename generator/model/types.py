@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from tritonclient.grpc import model_config_pb2
 
     from tritonkit.model.deploy import Deployment
+    from tritonkit.model.k8s import KubernetesPlan
 
 __all__ = ["FileSource", "ModelUnit", "RepositoryModel"]
 
@@ -82,3 +83,4 @@ class RepositoryModel:
     triton_version: str
     extra_files: dict[str, Union[FileSource, bytes]] = field(default_factory=dict)
     deployment: Optional[Deployment] = None
+    kubernetes: Optional[KubernetesPlan] = None

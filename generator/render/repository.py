@@ -10,6 +10,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.model.types import FileSource, ModelUnit, RepositoryModel
 from tritonkit.render.docker import render_docker
+from tritonkit.render.k8s import render_k8s
 from tritonkit.render.pbtxt import render_config
 
 __all__ = ["KEEP_FILE", "Rendered", "model_digest", "render_tree"]
@@ -61,4 +62,6 @@ def render_tree(repository: RepositoryModel, versions: Mapping[str, int], spec_n
         tree[path] = data
     if repository.deployment is not None:
         tree.update(render_docker(repository.deployment))
+    if repository.kubernetes is not None:
+        tree.update(render_k8s(repository.kubernetes, tree, root))
     return tree

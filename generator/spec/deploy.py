@@ -11,6 +11,8 @@ from typing import Annotated, Literal, Optional, Union, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from tritonkit.spec.kubernetes import KubernetesSpec
+
 __all__ = [
     "RESTRICTABLE_APIS",
     "TEMPLATE_NAMES",
@@ -150,6 +152,8 @@ class DeploySpec(_StrictModel):
     #: Replace a generated file's template: ``{"Dockerfile": "my/Dockerfile.j2"}``, relative to the spec.
     templates: dict[str, str] = {}
     log_verbose: NonNegative = 0
+    #: Write ``k8s/`` (Deployment, Service, PodMonitor, PrometheusRule, KEDA ScaledObject) beside ``docker/``.
+    kubernetes: Optional[KubernetesSpec] = None
 
     @model_validator(mode="after")
     def _engines_dir_absolute(self) -> DeploySpec:
