@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "infer",
     "chat",
     "bench",
+    "openai",
     "plan",
     "build",
 )

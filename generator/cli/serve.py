@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -13,6 +14,7 @@ import typer
 
 from tritonkit.cli._app import app, err_console, out_console
 from tritonkit.errors import Problem, ServerError
+from tritonkit.gateway import GatewaySettings, GatewayThread, check_exposure
 from tritonkit.runtime import Server
 from tritonkit.runtime.repository import empty_repository_warning, repository_path_problem, scan_repository
 from tritonkit.runtime.server import CONTROL_MODES
@@ -20,6 +22,7 @@ from tritonkit.runtime.server import CONTROL_MODES
 _PORTS = "Ports"
 _MODELS = "Models"
 _PROCESS = "Process"
+_OPENAI = "OpenAI gateway"
 
 
 def _echo_stderr(line: str) -> None:
@@ -69,6 +72,15 @@ def _forward_signals(server: Server, stopping: threading.Event) -> Callable[[], 
             signal.signal(signum, handler)
 
     return restore
+
+
+def _start_gateway(server: Server, port: Optional[int], host: str, api_key: Optional[str]) -> Optional[GatewayThread]:
+    if port is None:
+        return None
+    settings = GatewaySettings(url=server.grpc_url, api_key=api_key, repository=server.repo.resolve())
+    gateway = GatewayThread(settings, host=host, port=port).start()
+    out_console.print(f"openai: {gateway.url}", markup=False)
+    return gateway
 
 
 def _run_until_stopped(server: Server) -> int:
@@ -126,6 +138,15 @@ def serve(
     exit_timeout: Annotated[float, typer.Option(
         "--exit-timeout", help="Seconds in-flight requests get to finish "
         "on stop.", rich_help_panel=_PROCESS)] = 30.0,
+    openai_port: Annotated[Optional[int], typer.Option(
+        "--openai-port", help="Also serve an OpenAI-compatible gateway for the repository's LLMs on this port "
+        "(/v1/chat/completions, /v1/completions, /v1/models).", rich_help_panel=_OPENAI, show_default=False)] = None,
+    openai_host: Annotated[str, typer.Option(
+        "--openai-host", help="Address the gateway listens on; beyond loopback --api-key is required.",
+        rich_help_panel=_OPENAI)] = "127.0.0.1",
+    api_key: Annotated[Optional[str], typer.Option(
+        "--api-key", help="Key gateway clients send as 'Authorization: Bearer KEY' (default: $TRITONKIT_API_KEY).",
+        rich_help_panel=_OPENAI, show_default=False)] = None,
 ) -> int:
     """Serve REPO on a local tritonserver: wait until ready, print the endpoints, stop cleanly on Ctrl-C.
 
@@ -135,13 +156,20 @@ def serve(
     problem = repository_path_problem(repo)
     if problem is not None:
         raise ServerError(problem)
+    key = api_key or os.environ.get("TRITONKIT_API_KEY") or None
+    if openai_port is not None:
+        check_exposure(openai_host, key)
     echo = _echo_stderr if server_log or log_verbose > 0 else None
     server = Server(repo, tritonserver=tritonserver, http_port=http_port, grpc_port=grpc_port,
                     metrics_port=metrics_port, model_control_mode=model_control_mode, load_models=load_model or [],
                     log_verbose=log_verbose, gpus=gpus, skip_unsupported=skip_unsupported,
                     exit_timeout_s=exit_timeout, startup_timeout_s=ready_timeout, echo=echo)
+    gateway = None
     try:
         _start(server)
+        gateway = _start_gateway(server, openai_port, openai_host, key)
         return _run_until_stopped(server)
     finally:
+        if gateway is not None:
+            gateway.stop()
         server.stop()

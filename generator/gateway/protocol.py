@@ -12,7 +12,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tritonkit.gateway.errors import APIError, bad_request
+from tritonkit.gateway.errors import bad_request
 
 __all__ = ["ChatRequest", "CompletionRequest", "Generation", "Message", "parse_chat", "parse_completion"]
 
@@ -145,6 +145,8 @@ def _refuse_unsupported(request: _Sampling) -> None:
     for name, reason in _UNSUPPORTED.items():
         if getattr(request, name, None) not in (None, False, [], {}):
             raise bad_request(f"'{name}': {reason}", param=name, code="unsupported_parameter")
+    if request.stream_options is not None and not request.stream:
+        raise bad_request("'stream_options' is only allowed when 'stream' is true", param="stream_options")
     if request.n not in (None, 1):
         raise bad_request(f"'n' is {request.n}; this gateway returns one choice per request (n must be 1); "
                           "send n requests instead", param="n", code="unsupported_parameter")
@@ -201,8 +203,3 @@ def parse_completion(body: Any) -> Generation:
                       include_usage=bool(request.stream_options and request.stream_options.include_usage),
                       sampling=_sampling(request))
 
-
-def check_stream_options(generation: Generation, body: Any) -> None:
-    """OpenAI refuses ``stream_options`` without ``stream``; so does the gateway."""
-    if isinstance(body, dict) and body.get("stream_options") is not None and not generation.stream:
-        raise APIError(400, "'stream_options' is only allowed when 'stream' is true", param="stream_options")

@@ -1,0 +1,62 @@
+"""OpenAI response bodies: whole completions, stream chunks and ``usage``, for chat and text completions."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Optional
+
+from tritonkit.gateway.catalog import LLM
+
+__all__ = ["Reply", "usage"]
+
+
+def usage(prompt_tokens: Optional[int], completion_tokens: Optional[int]) -> Optional[dict[str, int]]:
+    """OpenAI's ``usage`` object, or None when the model's tokenizer could not be loaded."""
+    if prompt_tokens is None or completion_tokens is None:
+        return None
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+class Reply:
+    """The bodies of one answer, chat (``chat.completion``) or text (``text_completion``)."""
+
+    def __init__(self, llm: LLM, chat: bool) -> None:
+        self.chat = chat
+        self.model = llm.name
+        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+
+    def _head(self, chunk: bool) -> dict[str, Any]:
+        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
+                "system_fingerprint": None}
+
+    def whole(self, text: str, finish_reason: str, counts: Optional[dict[str, int]]) -> dict[str, Any]:
+        """The body of a non-streamed answer."""
+        if self.chat:
+            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
+                                      "logprobs": None, "finish_reason": finish_reason}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        return {**self._head(False), "choices": [choice], "usage": counts}
+
+    def chunk(self, text: str, finish_reason: Optional[str] = None, first: bool = False,
+              with_usage: bool = False) -> dict[str, Any]:
+        """One stream chunk; ``first`` carries the assistant role (chat), ``with_usage`` adds ``usage: null``."""
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant", "content": text} if first else {"content": text}
+            if finish_reason is not None and not text:
+                delta = {}
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        body = {**self._head(True), "choices": [choice]}
+        if with_usage:
+            body["usage"] = None
+        return body
+
+    def usage_chunk(self, counts: Optional[dict[str, int]]) -> dict[str, Any]:
+        """The last chunk when ``stream_options.include_usage`` is set: no choices, the usage."""
+        return {**self._head(True), "choices": [], "usage": counts}
