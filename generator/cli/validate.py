@@ -11,7 +11,7 @@ import typer
 from tritonkit.cli._app import EXIT_OK, EXIT_USER_ERROR, app, err_console, out_console
 from tritonkit.errors import RepositoryError
 from tritonkit.runtime.repository import empty_repository_warning, repository_path_problem, scan_repository
-from tritonkit.validate import Report, validate_repository
+from tritonkit.validate import Report, validate_k8s_folder, validate_repository
 
 
 @app.command()
@@ -36,6 +36,9 @@ def validate(
     Errors are what Triton would refuse (exit 1); warnings are what it accepts but is likely a
     mistake (exit 0). Each problem is printed as FILE:LINE:COL: message; hint. Given a spec file,
     the spec, its models and the repository they render to are checked in memory; nothing is written.
+    A k8s/ folder beside the repository (or rendered from the spec) is checked too: core kinds
+    strictly against the Kubernetes versions it targets, KEDA and prometheus-operator kinds against
+    the schemas tritonkit ships.
     """
     if repo.is_file():
         from tritonkit.write.generate import check_spec  # heavy: protobuf, pydantic
@@ -49,6 +52,7 @@ def validate(
         empty = empty_repository_warning(repo, scan_repository(repo))
         if empty is not None:
             err_console.print(empty, markup=False)
+        _add_k8s(report, repo.parent / "k8s")
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -56,6 +60,15 @@ def validate(
             out_console.print(problem.format(), markup=False)
     err_console.print(_summary(report, repo), markup=False)
     return int(EXIT_OK if report.ok else EXIT_USER_ERROR)
+
+
+def _add_k8s(report: Report, folder: Path) -> None:
+    """Check the ``k8s/`` folder that ``generate`` writes beside the repository, when there is one."""
+    if not (folder / "kustomization.yaml").is_file():
+        return
+    found = validate_k8s_folder(folder)
+    report.errors += found.errors
+    report.warnings += found.warnings
 
 
 def _summary(report: Report, repo: Path) -> str:

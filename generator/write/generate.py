@@ -12,7 +12,7 @@ from tritonkit.model.repository import build_repository
 from tritonkit.model.types import RepositoryModel
 from tritonkit.render.repository import Rendered, render_tree
 from tritonkit.spec.load import LoadedSpec, load_spec
-from tritonkit.validate import Report, validate_tree
+from tritonkit.validate import Report, validate_k8s_files, validate_tree
 from tritonkit.write.manifest import MANIFEST_NAME, FileRecord, Manifest, read_manifest
 from tritonkit.write.plan import Action, WritePlan, apply_plan, plan_writes
 from tritonkit.write.versions import VersionDecision, decide_versions
@@ -103,11 +103,20 @@ def _at_spec_line(loaded: LoadedSpec, repository: RepositoryModel, problem: Prob
                    line=mark.line, col=mark.col, hint=problem.hint, model=problem.model)
 
 
+def _k8s_report(tree: dict[str, Rendered], repository: RepositoryModel) -> Report:
+    """Strict schema checks of the rendered ``k8s/`` (no findings when the spec has no deploy.kubernetes)."""
+    if repository.kubernetes is None:
+        return Report()
+    files = {p: d if isinstance(d, bytes) else d.read() for p, d in tree.items() if p.startswith("k8s/")}
+    return validate_k8s_files(files, repository.kubernetes.spec.versions)
+
+
 def _check_in_memory(loaded: LoadedSpec, tree: dict[str, Rendered], keep: set[str], repository: RepositoryModel,
                      versions: dict[str, int]) -> None:
     report = validate_tree(_repository_files(tree, keep, repository, versions), root_name=REPOSITORY_DIR)
-    if report.errors:
-        raise RepositoryError([_at_spec_line(loaded, repository, p) for p in report.errors])
+    errors = [_at_spec_line(loaded, repository, p) for p in report.errors] + _k8s_report(tree, repository).errors
+    if errors:
+        raise RepositoryError(errors)
 
 
 def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str, spec_relative: str,
@@ -141,8 +150,12 @@ def check_spec(spec_path: Union[str, Path], *, gpus: Optional[int] = None, gpu: 
         return Report(errors=list(exc.problems))
     tree = render_tree(repository, {}, Path(spec_path).name, REPOSITORY_DIR)
     files = _repository_files(tree, set(), repository, {})
-    return validate_tree(files, root_name=REPOSITORY_DIR, gpus=gpus, gpu=gpu,
-                         triton_version=triton_version or loaded.spec.triton.version)
+    report = validate_tree(files, root_name=REPOSITORY_DIR, gpus=gpus, gpu=gpu,
+                           triton_version=triton_version or loaded.spec.triton.version)
+    k8s = _k8s_report(tree, repository)
+    report.errors += k8s.errors
+    report.warnings += k8s.warnings
+    return report
 
 
 def _drift_error(plan: WritePlan, spec_shown: str, out: Path) -> DriftError:
