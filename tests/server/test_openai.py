@@ -1,0 +1,204 @@
+"""The OpenAI gateway on a real tritonserver serving the default example (SmolLM2), with the official SDK as client.
+
+Sync, async and streaming clients; greedy answers that agree streamed and whole, under 16 concurrent streams;
+every malformed request gets its 4xx in OpenAI's error shape and leaves the gateway and the server healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import openai
+import pytest
+
+from tritonkit.errors import ClientError
+from tritonkit.gateway import GatewaySettings, GatewayThread, check_exposure
+from tritonkit.runtime import Server
+from tritonkit.runtime.process import free_ports
+from tritonkit.write.generate import generate
+
+pytestmark = [pytest.mark.triton, pytest.mark.llm]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+QUESTION = "What is the capital of France?"
+GREEDY = {"temperature": 0.0, "max_tokens": 24}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Callable[..., Server]) -> Server:
+    root = tmp_path_factory.mktemp("openai")
+    shutil.copytree(EXAMPLES, root, dirs_exist_ok=True)
+    generate(root / "tritonkit.yaml", root)
+    return triton_server_module(root / "model_repository", startup_timeout_s=400.0)
+
+
+def _gateway(server_url: str, repository: Path | None = None, api_key: str | None = None) -> GatewayThread:
+    settings = GatewaySettings(url=server_url, api_key=api_key, repository=repository, timeout_s=120.0)
+    return GatewayThread(settings, port=free_ports(1)[0]).start()
+
+
+@pytest.fixture(scope="module")
+def gateway(server: Server) -> Iterator[GatewayThread]:
+    running = _gateway(server.grpc_url, server.repo)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayThread) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url, api_key="unused", max_retries=0, timeout=120)
+
+
+def _ask(client: openai.OpenAI, question: str = QUESTION) -> str:
+    answer = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": question}],
+                                            **GREEDY)
+    return answer.choices[0].message.content or ""
+
+
+def test_models_lists_the_example_llm(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["smollm2"]
+    assert client.models.retrieve("smollm2").id == "smollm2"
+
+
+def test_sync_chat_answers_paris_with_usage_and_finish_reason(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": QUESTION}],
+                                            **GREEDY)
+    assert "Paris" in (answer.choices[0].message.content or "")
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage is not None and answer.usage.prompt_tokens > 5 and answer.usage.completion_tokens > 2
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+
+
+def test_text_completion_and_a_length_cut(client: openai.OpenAI) -> None:
+    answer = client.completions.create(model="smollm2", prompt=QUESTION, max_tokens=3, temperature=0.0)
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.usage is not None and answer.usage.completion_tokens <= 3
+    assert QUESTION in (client.completions.create(model="smollm2", prompt=QUESTION, echo=True, max_tokens=3)
+                        .choices[0].text)
+
+
+def test_sync_stream_with_usage_matches_the_whole_answer(client: openai.OpenAI) -> None:
+    whole = _ask(client)
+    chunks = list(client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": QUESTION}], stream=True,
+        stream_options={"include_usage": True}, **GREEDY))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole and "Paris" in text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 2
+
+
+def test_sixteen_concurrent_async_streams_equal_their_whole_answers(client: openai.OpenAI,
+                                                                    gateway: GatewayThread) -> None:
+    questions = [QUESTION, "What is the capital of Italy?", "Name a primary color.", "What is 2 + 2?"]
+    expected = {q: _ask(client, q) for q in questions}
+
+    async def stream(aclient: openai.AsyncOpenAI, question: str) -> str:
+        parts = []
+        async for chunk in await aclient.chat.completions.create(
+                model="smollm2", messages=[{"role": "user", "content": question}], stream=True, **GREEDY):
+            if chunk.choices:
+                parts.append(chunk.choices[0].delta.content or "")
+        return "".join(parts)
+
+    async def main() -> list[str]:
+        async with openai.AsyncOpenAI(base_url=gateway.url, api_key="unused", max_retries=0, timeout=300) as aclient:
+            return await asyncio.gather(*(stream(aclient, questions[i % 4]) for i in range(16)))
+
+    answers = asyncio.run(main())
+    assert answers == [expected[questions[i % 4]] for i in range(16)]
+
+
+def _post(gateway: GatewayThread, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(gateway.url + path, body, {"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _chat(**fields: Any) -> bytes:
+    return json.dumps({"model": "smollm2", "messages": [{"role": "user", "content": QUESTION}], **fields}).encode()
+
+
+@pytest.mark.parametrize(("path", "body", "status", "param", "needle"), [
+    ("/chat/completions", b"{not json", 400, None, "not valid JSON"),
+    ("/chat/completions", b"[1, 2]", 400, None, "JSON object"),
+    ("/chat/completions", json.dumps({"model": "smollm2"}).encode(), 400, "messages", "Field required"),
+    ("/chat/completions", _chat(model="gpt-17"), 404, "model", "does not exist"),
+    ("/chat/completions", _chat(n=2), 400, "n", "n must be 1"),
+    ("/chat/completions", _chat(temperature="hot"), 400, "temperature", "valid number"),
+    ("/chat/completions", _chat(temperature=7), 400, "temperature", "less than or equal to 2"),
+    ("/chat/completions", _chat(max_tokens=0), 400, "max_tokens", "greater than or equal to 1"),
+    ("/chat/completions", _chat(logprobs=True), 400, "logprobs", "per-token log probabilities"),
+    ("/chat/completions", _chat(tools=[{"type": "function"}]), 400, "tools", "tool calls"),
+    ("/chat/completions", _chat(stream_options={"include_usage": True}), 400, "stream_options", "'stream' is true"),
+    ("/chat/completions", _chat(frobnicate=1), 400, "frobnicate", "Unrecognized request argument"),
+    ("/chat/completions", _chat(messages=[{"role": "wizard", "content": "hi"}]), 400, "messages.0.role", "'user'"),
+    ("/chat/completions", _chat(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"},
+                                          {"role": "user", "content": "again"}]), 400, "messages", "one user message"),
+    ("/completions", json.dumps({"model": "smollm2", "prompt": "hi " * 1500}).encode(), 400, "prompt",
+     "takes at most 1024"),
+    ("/completions", json.dumps({"model": "smollm2", "prompt": ["a", "b"]}).encode(), 400, "prompt", "one prompt"),
+    ("/completions", json.dumps({"model": "smollm2", "prompt": "hi", "best_of": 3}).encode(), 400, "best_of", "one"),
+    ("/nowhere", b"{}", 404, None, "Not Found"),
+])
+def test_malformed_requests_get_their_4xx_and_everything_stays_healthy(
+        gateway: GatewayThread, server: Server, client: openai.OpenAI, path: str, body: bytes, status: int,
+        param: str | None, needle: str) -> None:
+    got, answer = _post(gateway, path, body)
+    assert got == status, answer
+    assert set(answer) == {"error"} and set(answer["error"]) == {"message", "type", "param", "code"}
+    assert answer["error"]["param"] == param and needle in answer["error"]["message"], answer
+    assert server.client("http").is_server_ready()
+    assert "Paris" in _ask(client)
+
+
+def test_the_sdk_raises_its_own_error_classes(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="gpt-17", messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as too_long:
+        client.completions.create(model="smollm2", prompt="hi " * 1500)
+    assert too_long.value.code == "context_length_exceeded" and "1024" in str(too_long.value)
+
+
+def test_api_key_is_required_when_set(server: Server) -> None:
+    keyed = _gateway(server.grpc_url, server.repo, api_key="s3cret")
+    try:
+        status, answer = _post(keyed, "/chat/completions", _chat(**GREEDY))
+        assert status == 401 and answer["error"]["code"] == "invalid_api_key"
+        good = openai.OpenAI(base_url=keyed.url, api_key="s3cret", max_retries=0, timeout=120)
+        assert "Paris" in _ask(good)
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=keyed.url, api_key="wrong", max_retries=0).models.list()
+    finally:
+        keyed.stop()
+
+
+def test_listening_beyond_loopback_needs_a_key() -> None:
+    with pytest.raises(ClientError, match="without an API key"):
+        check_exposure("0.0.0.0", None)
+    check_exposure("0.0.0.0", "key")
+    check_exposure("127.0.0.1", None)
+
+
+def test_triton_down_is_a_503_in_openai_shape() -> None:
+    down = _gateway(f"localhost:{free_ports(1)[0]}")
+    try:
+        dead = openai.OpenAI(base_url=down.url, api_key="unused", max_retries=0, timeout=30)
+        with pytest.raises(openai.APIStatusError) as listed:
+            dead.models.list()
+        assert listed.value.status_code == 503
+        status, answer = _post(down, "/chat/completions", _chat())
+        assert status == 503 and answer["error"]["code"] == "triton_unavailable"
+    finally:
+        down.stop()
