@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -50,6 +51,16 @@ def _line(node: Optional[yaml.Node], path: Sequence[Union[str, int]]) -> Optiona
     return best
 
 
+def _error_path(error: Any) -> list[Union[str, int]]:
+    """Where a schema error is: for an unexpected key, the key itself, not the object holding it."""
+    path: list[Union[str, int]] = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        unexpected = re.search(r"'([^']+)' (?:was|were) unexpected", error.message)
+        if unexpected:
+            path.append(unexpected.group(1))
+    return path
+
+
 def _documents(text: str) -> Iterator[tuple[Any, yaml.Node]]:
     for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
         if node is None:
@@ -65,7 +76,7 @@ def _custom_problems(doc: dict[str, Any], node: yaml.Node, path: str, schema_nam
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         where = ".".join(str(p) for p in error.absolute_path) or "(top)"
         problems.append(Problem(f"{doc.get('kind')} {where}: {error.message}", path=path,
-                                line=_line(node, list(error.absolute_path)),
+                                line=_line(node, _error_path(error)),
                                 hint=f"fix it to match {schema_name} (see tritonkit/schemas/README.md)"))
     return problems
 
@@ -74,13 +85,19 @@ def _core_problems(doc: dict[str, Any], node: yaml.Node, path: str, versions: Se
     from kubernetes_validate import utils
 
     problems = []
+    oldest = min(utils.all_versions(), key=utils.major_minor)
     for version in versions:
+        if utils.major_minor(version) < utils.major_minor(oldest):
+            problems.append(Problem(f"kubernetes-validate has no schemas for Kubernetes {version} (oldest: "
+                                    f"{utils.major_minor(oldest)})", path=path,
+                                    hint="target a newer version in deploy.kubernetes.versions"))
+            continue
         try:
             utils.validate(doc, version, strict=True)
         except utils.ValidationError as exc:
             where = ".".join(str(p) for p in exc.absolute_path) or "(top)"
             problems.append(Problem(f"{doc.get('kind')} {where}: {exc.message} (Kubernetes {version}, strict)",
-                                    path=path, line=_line(node, list(exc.absolute_path)),
+                                    path=path, line=_line(node, _error_path(exc)),
                                     hint="correct or remove the field, as the API server's schema says"))
         except utils.SchemaNotFoundError as exc:
             problems.append(Problem(f"{exc.message}", path=path, line=_line(node, ["apiVersion"]),
