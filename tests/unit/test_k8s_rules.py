@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
+from test_k8s import _spec
 
 from tritonkit.model.repository import build_repository
 from tritonkit.render.repository import render_tree
 from tritonkit.spec.load import load_spec
-
-from test_k8s import _spec
 
 #: What each record must evaluate to (rounded to 0.001) for the series above.
 EXPECTED = {
