@@ -17,12 +17,13 @@ import typer
 
 from tritonkit.cli._app import EXIT_OK, app, err_console, out_console
 from tritonkit.errors import Problem, TritonkitError
+from tritonkit.triton import BACKEND_FILES
 from tritonkit.write.files import write_atomic
 
 if TYPE_CHECKING:
     from tritonkit.model.deploy import TensorRTStep
 
-_PLAN = "model.plan"
+_PLAN = BACKEND_FILES["tensorrt"]
 _FLAGS = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8"}
 
 

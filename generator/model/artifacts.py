@@ -10,6 +10,7 @@ from tritonkit.model.types import FileSource
 from tritonkit.spec.document import Loc
 from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import TensorSpec
+from tritonkit.triton import BACKEND_FILES
 
 __all__ = ["collect_files", "read_onnx_io", "resolve_path"]
 
@@ -91,7 +92,7 @@ def read_onnx_io(loaded: LoadedSpec, path: Path, max_batch_size: int,
     """
     import onnx
 
-    model_path = path / "model.onnx" if path.is_dir() else path
+    model_path = path / BACKEND_FILES["onnxruntime"] if path.is_dir() else path
     try:
         model = onnx.load(str(model_path), load_external_data=False)
     except Exception as exc:

@@ -19,7 +19,6 @@ from tritonkit.model.types import FileSource, ModelUnit
 from tritonkit.spec.document import Loc
 from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import (
-    BACKEND_DEFAULT_FILES,
     DynamicBatching,
     InstanceGroup,
     ModelSpec,
@@ -28,13 +27,13 @@ from tritonkit.spec.schema import (
     TensorSpec,
     VersionPolicy,
 )
+from tritonkit.triton import BACKEND_FILES, BACKEND_PLATFORMS, default_model_file
 
 __all__ = ["DEFAULT_VERSION_POLICY", "build_classic_unit", "fill_instance_groups", "fill_parameters"]
 
 #: Keep the last two versions loaded, so a rollback is one edit of the version policy.
 DEFAULT_VERSION_POLICY = VersionPolicy.model_validate({"latest": {"num_versions": 2}})
 
-_PLATFORMS = {"tensorrt": "tensorrt_plan", "onnxruntime": "onnxruntime_onnx", "pytorch": "pytorch_libtorch"}
 _KINDS = {"gpu": pb.ModelInstanceGroup.KIND_GPU, "cpu": pb.ModelInstanceGroup.KIND_CPU,
           "model": pb.ModelInstanceGroup.KIND_MODEL, "auto": pb.ModelInstanceGroup.KIND_AUTO}
 
@@ -149,7 +148,7 @@ def _version_files(loaded: LoadedSpec, model: ModelSpec, loc: Loc) -> tuple[dict
     artifact: Optional[Path] = None
     if model.artifact is not None:
         artifact = resolve_path(loaded, model.artifact, (*loc, "artifact"), kind="file or folder")
-        name = model.default_model_filename or BACKEND_DEFAULT_FILES[model.backend]
+        name = default_model_file(model.backend, configured=model.default_model_filename or "") or ""
         if tensorrt_build(model) is None:  # an engine is built into the folder on the GPU host instead
             files.update(collect_files(artifact, name))
     for name, value in model.files.items():
@@ -172,8 +171,8 @@ def build_classic_unit(loaded: LoadedSpec, index: int) -> ModelUnit:
         _fill_ensemble(config, model)
     else:
         config.backend = model.backend
-        if model.backend in _PLATFORMS:
-            config.platform = _PLATFORMS[model.backend]
+        if model.backend in BACKEND_PLATFORMS:
+            config.platform = BACKEND_PLATFORMS[model.backend]
         fill_instance_groups(config, model.instance_group)
     if model.default_model_filename:
         config.default_model_filename = model.default_model_filename
@@ -194,5 +193,5 @@ def build_classic_unit(loaded: LoadedSpec, index: int) -> ModelUnit:
     build_sources: dict[str, FileSource] = {}
     if tensorrt_build(model) is not None and artifact is not None:
         apply_tensorrt_target(config)
-        build_sources = collect_files(artifact, "model.onnx")
+        build_sources = collect_files(artifact, BACKEND_FILES["onnxruntime"])
     return ModelUnit(name=model.name, config=config, version_files=files, spec_loc=loc, build_sources=build_sources)

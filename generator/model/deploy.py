@@ -22,6 +22,7 @@ from tritonkit.spec.document import Loc
 from tritonkit.spec.llm import LLMSpec
 from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import ModelSpec
+from tritonkit.triton import BACKEND_FILES, BACKEND_PLATFORMS
 
 __all__ = ["CONTAINER_PORTS", "MODELS_DIR", "Deployment", "GpuReservation", "LLMEngineStep", "TensorRTStep",
            "TensorShapes", "admin_key_reference", "apply_tensorrt_target", "build_deployment", "profile_shapes",
@@ -151,9 +152,9 @@ def apply_tensorrt_target(config: pb.ModelConfig) -> None:
     ONNX file as for onnxruntime, no ONNX file goes into the version folder (the engine is built there
     on the GPU host), and the config names the TensorRT platform and its file.
     """
-    config.platform = "tensorrt_plan"
+    config.platform = BACKEND_PLATFORMS["tensorrt"]
     config.backend = "tensorrt"
-    config.default_model_filename = "model.plan"
+    config.default_model_filename = BACKEND_FILES["tensorrt"]
 
 
 def _batch_range(config: pb.ModelConfig, build: TensorRTBuild, preferred: Sequence[int]) -> tuple[int, int, int]:

@@ -7,6 +7,8 @@ import re
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from tritonkit.triton import parse_config
+
 __all__ = ["config_header", "parse_config", "render_config"]
 
 _FIELD_NUMBERS = {f.name: f.number for f in pb.ModelConfig.DESCRIPTOR.fields}
@@ -65,8 +67,3 @@ def render_config(config: pb.ModelConfig, spec_name: str) -> bytes:
     if reparsed != config:
         raise AssertionError(f"config.pbtxt for {config.name!r} does not parse back to the same message")
     return text.encode("utf-8")
-
-
-def parse_config(text: str) -> pb.ModelConfig:
-    """Parse config.pbtxt text (raises ``text_format.ParseError`` with line:col on bad input)."""
-    return text_format.Parse(text, pb.ModelConfig())

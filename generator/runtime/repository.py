@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from tritonkit.errors import Problem
+from tritonkit.triton import ENSEMBLE, FILE_BACKENDS, PLATFORM_BACKENDS, parse_config
 
 __all__ = ["RepositoryModel", "docker_command", "empty_repository_warning", "repository_path_problem",
            "scan_repository", "unsupported_models"]
-
-# Triton's platform names map to the backend that serves them.
-_PLATFORM_BACKENDS = {
-    "onnxruntime_onnx": "onnxruntime",
-    "tensorrt_plan": "tensorrt",
-    "pytorch_libtorch": "pytorch",
-    "tensorflow_graphdef": "tensorflow",
-    "tensorflow_savedmodel": "tensorflow",
-    "ensemble": "ensemble",
-}
-# Without backend or platform, Triton picks the backend from the model file's name.
-_FILE_BACKENDS = {
-    "model.py": "python",
-    "model.onnx": "onnxruntime",
-    "model.plan": "tensorrt",
-    "model.pt": "pytorch",
-    "model.savedmodel": "tensorflow",
-    "model.graphdef": "tensorflow",
-}
 
 #: The folder ``tritonkit generate`` writes the model repository into, inside its output folder.
 GENERATED_DIR = "model_repository"
@@ -50,31 +31,27 @@ class RepositoryModel:
     steps: tuple[str, ...] = ()
 
 
-def _field(text: str, name: str) -> Optional[str]:
-    match = re.search(rf'^\s*{name}\s*:\s*"([^"]*)"', text, re.MULTILINE)
-    return match.group(1) if match else None
-
-
 def _parse_config(path: Path) -> tuple[Optional[str], tuple[str, ...]]:
-    """Read ``backend``/``platform`` and the ensemble steps' model names.
+    """Read the backend (or ``"ensemble"``) and the ensemble steps' model names through the one config reader.
 
-    A light reading on purpose: protobuf's schema module pulls in grpc, a second of start-up, and a
-    config it cannot parse is reported by the server itself, with its own message.
+    A config that does not parse is left to the server, which reports it with its own message.
     """
+    from google.protobuf import text_format
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        config = parse_config(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, text_format.ParseError):
         return None, ()
-    text = re.sub(r"#[^\n]*", "", text)
-    steps = tuple(re.findall(r'\bmodel_name\s*:\s*"([^"]*)"', text))
-    platform = _field(text, "platform")
-    backend = _field(text, "backend") or _PLATFORM_BACKENDS.get(platform or "", platform) or None
-    return backend, steps
+    steps = tuple(step.model_name for step in config.ensemble_scheduling.step)
+    if config.platform == ENSEMBLE:
+        return ENSEMBLE, steps
+    backend = config.backend or PLATFORM_BACKENDS.get(config.platform, config.platform)
+    return backend or None, steps
 
 
 def _backend_from_files(folder: Path) -> Optional[str]:
     for version in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()):
-        for filename, backend in _FILE_BACKENDS.items():
+        for filename, backend in FILE_BACKENDS.items():
             if (version / filename).exists():
                 return backend
     return None

@@ -15,7 +15,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from tritonkit.spec.deploy import BuildSpec
 
 __all__ = [
-    "BACKEND_DEFAULT_FILES",
     "DATA_TYPES",
     "DynamicBatching",
     "EnsembleStep",
@@ -46,14 +45,6 @@ DATA_TYPES = (
 )
 _DTYPE_ALIASES = {"BYTES": "STRING", "FLOAT32": "FP32", "FLOAT16": "FP16", "FLOAT64": "FP64",
                   "BFLOAT16": "BF16", "FLOAT": "FP32", "HALF": "FP16", "DOUBLE": "FP64"}
-
-#: The file each backend loads from a version folder when ``default_model_filename`` is unset.
-BACKEND_DEFAULT_FILES = {
-    "tensorrt": "model.plan",
-    "onnxruntime": "model.onnx",
-    "pytorch": "model.pt",
-    "python": "model.py",
-}
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 

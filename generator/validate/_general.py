@@ -5,35 +5,12 @@ from __future__ import annotations
 import difflib
 from typing import Union
 
+from tritonkit.triton import ENSEMBLE, FILE_BACKENDS, PLATFORM_BACKENDS, default_model_file
 from tritonkit.validate._report import ModelEntry, Sink
 from tritonkit.validate._tensors import batch_io_problems, tensor_problems
 
 __all__ = ["check_general", "resolve_backend"]
 
-ENSEMBLE = "ensemble"
-#: platform -> backend, as Triton's core pairs them (constants.h).
-_PLATFORM_BACKEND = {
-    "tensorrt_plan": "tensorrt",
-    "onnxruntime_onnx": "onnxruntime",
-    "pytorch_libtorch": "pytorch",
-    "libtorch": "pytorch",
-    "torch_aoti": "pytorch",
-    "tensorflow_graphdef": "tensorflow",
-    "tensorflow_savedmodel": "tensorflow",
-}
-#: backend -> the file Triton looks for in a version folder when default_model_filename is unset.
-DEFAULT_FILES = {
-    "tensorrt": "model.plan",
-    "onnxruntime": "model.onnx",
-    "pytorch": "model.pt",
-    "python": "model.py",
-    "openvino": "model.xml",
-    "dali": "model.dali",
-}
-#: platform -> default file, where the platform decides it rather than the backend.
-_PLATFORM_FILES = {"tensorflow_graphdef": "model.graphdef", "tensorflow_savedmodel": "model.savedmodel",
-                   "torch_aoti": "model.pt2"}
-_AUTO_FILES = ("model.plan", "model.onnx", "model.pt", "model.py", "model.xml")
 _BACKEND_NAMES = "backend: \"python\" (or onnxruntime, tensorrt, pytorch ...), or platform: \"ensemble\""
 
 
@@ -47,18 +24,15 @@ def resolve_backend(entry: ModelEntry) -> str:
     if config.backend:
         return str(config.backend)
     if config.platform:
-        return _PLATFORM_BACKEND.get(config.platform, "")
-    for backend, filename in DEFAULT_FILES.items():
-        if config.default_model_filename == filename:
-            return backend
-    return _backend_from_files(entry)
+        return PLATFORM_BACKENDS.get(config.platform, "")
+    return FILE_BACKENDS.get(config.default_model_filename) or _backend_from_files(entry)
 
 
 def _backend_from_files(entry: ModelEntry) -> str:
     latest = entry.available_versions()[-1:]
     files = set(entry.versions[latest[0]]) if latest else set()
-    for backend, filename in DEFAULT_FILES.items():
-        if filename in _AUTO_FILES and filename in files:
+    for filename, backend in FILE_BACKENDS.items():
+        if filename in files:
             return backend
     if "." in entry.name:
         return str(entry.name.split(".", 1)[1])
@@ -134,12 +108,12 @@ def _check_backend(entry: ModelEntry, sink: Sink) -> bool:
     if not backend:
         what = f"unexpected platform type '{config.platform}'" if config.platform else \
             f"Could not determine backend for model '{entry.name}' with no backend in model configuration"
-        close = difflib.get_close_matches(config.platform, [*_PLATFORM_BACKEND, ENSEMBLE], n=1)
+        close = difflib.get_close_matches(config.platform, [*PLATFORM_BACKENDS, ENSEMBLE], n=1)
         sink.error(entry, ("platform",) if config.platform else (), what,
                    hint=f"did you mean '{close[0]}'?" if close else f"set {_BACKEND_NAMES}")
         return False
-    paired = _PLATFORM_BACKEND.get(config.platform)
-    if config.backend in set(_PLATFORM_BACKEND.values()) and config.platform and paired != config.backend:
+    paired = PLATFORM_BACKENDS.get(config.platform)
+    if config.backend in set(PLATFORM_BACKENDS.values()) and config.platform and paired != config.backend:
         sink.error(entry, ("platform",),
                    f"unexpected 'platform' and 'backend' pair, got:{config.platform}, {config.backend}",
                    hint="remove the platform line; the backend alone is enough")
@@ -150,8 +124,7 @@ def _check_backend(entry: ModelEntry, sink: Sink) -> bool:
 def _check_model_file(entry: ModelEntry, sink: Sink) -> None:
     assert entry.config is not None
     backend = resolve_backend(entry)
-    filename = entry.config.default_model_filename or _PLATFORM_FILES.get(entry.config.platform) or \
-        DEFAULT_FILES.get(backend)
+    filename = default_model_file(backend, entry.config.platform, entry.config.default_model_filename)
     if backend == ENSEMBLE or filename is None:
         return
     for version in entry.available_versions():

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from tritonkit.triton import BACKEND_PLATFORMS
 from tritonkit.validate._report import ModelEntry, Sink
 
 __all__ = ["check_instances"]
+
+_TENSORRT_PLATFORM = BACKEND_PLATFORMS["tensorrt"]
 
 _KINDS = {0: "KIND_AUTO", 1: "KIND_GPU", 2: "KIND_CPU", 3: "KIND_MODEL"}
 
@@ -40,7 +43,7 @@ def check_instances(entry: ModelEntry, sink: Sink, gpus: Optional[int]) -> None:
 
 def _is_tensorrt(config: Any) -> bool:
     # Triton fills in platform tensorrt_plan for backend tensorrt before it checks profiles.
-    return bool(config.platform == "tensorrt_plan" or (config.backend == "tensorrt" and not config.platform))
+    return bool(config.platform == _TENSORRT_PLATFORM or (config.backend == "tensorrt" and not config.platform))
 
 
 def _check_gpu_ids(entry: ModelEntry, sink: Sink, index: int, group: Any, gpus: Optional[int]) -> None:

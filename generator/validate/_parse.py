@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import TYPE_CHECKING, Optional, cast
+from typing import TYPE_CHECKING, Optional
 
 from tritonkit.errors import Problem
+from tritonkit.triton import parse_config
 from tritonkit.validate._locate import Locator
 from tritonkit.validate._report import ModelEntry, Sink
 from tritonkit.validate._view import RepositoryView
@@ -58,12 +59,10 @@ def _read_versions(view: RepositoryView, entry: ModelEntry, sink: Sink) -> None:
 
 def _parse(text: str, entry: ModelEntry, sink: Sink) -> Optional[ModelConfig]:
     from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
 
     placeholders = _report_placeholders(text, entry, sink)
-    config = model_config_pb2.ModelConfig()
     try:
-        text_format.Parse(text, config)
+        config = parse_config(text)
     except text_format.ParseError as exc:
         line, col = exc.GetLine(), exc.GetColumn()
         if line is not None and line in placeholders:
@@ -73,7 +72,7 @@ def _parse(text: str, entry: ModelEntry, sink: Sink) -> Optional[ModelConfig]:
                          path=entry.config_path, line=line, col=col, model=entry.name,
                          hint=_parse_hint(message)))
         return None
-    return cast("ModelConfig", config)
+    return config
 
 
 def _report_placeholders(text: str, entry: ModelEntry, sink: Sink) -> set[int]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from tritonkit.errors import Problem
+from tritonkit.triton import loaded_versions
 from tritonkit.validate._locate import Locator, PathPart
 
 if TYPE_CHECKING:
@@ -58,18 +59,8 @@ class ModelEntry:
 
     def available_versions(self) -> list[int]:
         """Return the versions Triton would load under the config's version policy."""
-        found = sorted(self.versions)
-        if self.config is None or not self.config.HasField("version_policy"):
-            return found[-1:]
-        policy = self.config.version_policy
-        choice = policy.WhichOneof("policy_choice")
-        if choice == "all":
-            return found
-        if choice == "specific":
-            wanted = set(policy.specific.versions)
-            return [v for v in found if v in wanted]
-        count = max(policy.latest.num_versions, 1)
-        return found[-count:]
+        policy = self.config.version_policy if self.config is not None else None
+        return loaded_versions(policy, self.versions)
 
 
 class Sink:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from tritonkit.triton import BACKEND_PLATFORMS
+
 __all__ = ["element_segments", "tensor_problems"]
+
+_TENSORRT_PLATFORM = BACKEND_PLATFORMS["tensorrt"]
 
 _Found = tuple[Optional[str], str, str]
 _DIMS_HINT = "each dimension is an integer >= 1, or -1 for a variable size"
@@ -75,10 +79,10 @@ def _format_problems(kind: str, name: str, tensor: Any, platform: str) -> list[_
     found: list[_Found] = []
     if kind == "input" and tensor.format in (1, 2) and len(tensor.dims) != 3:
         found.append(("format", f"{name}: NHWC/NCHW require 3 dims", "give 3 dims, or FORMAT_NONE"))
-    if tensor.is_shape_tensor and platform != "tensorrt_plan":
+    if tensor.is_shape_tensor and platform != _TENSORRT_PLATFORM:
         found.append(("is_shape_tensor", f"{name}: shape tensors are only supported for TensorRT "
                                           "platform", "remove is_shape_tensor"))
-    if tensor.is_non_linear_format_io and platform != "tensorrt_plan":
+    if tensor.is_non_linear_format_io and platform != _TENSORRT_PLATFORM:
         found.append(("is_non_linear_format_io", f"{name}: Non-linear IO format is only supported for "
                                                   "the TensorRT platform",
                       "remove is_non_linear_format_io"))

@@ -12,6 +12,7 @@ from tritonkit.model.repository import build_repository
 from tritonkit.model.types import RepositoryModel
 from tritonkit.render.repository import Rendered, render_tree
 from tritonkit.spec.load import LoadedSpec, load_spec
+from tritonkit.triton import BACKEND_FILES
 from tritonkit.validate import Report, validate_k8s_files, validate_tree
 from tritonkit.write.manifest import MANIFEST_NAME, FileRecord, Manifest, read_manifest
 from tritonkit.write.plan import Action, WritePlan, apply_plan, plan_writes
@@ -89,7 +90,7 @@ def _repository_files(tree: dict[str, Rendered], keep: set[str], repository: Rep
     files.update({p[len(prefix):]: b"" for p in keep if p.startswith(prefix)})
     # Engines that docker/'s engine-build service writes on the GPU host count as present.
     for step in repository.deployment.trt_steps if repository.deployment else ():
-        files.setdefault(f"{step.model}/{versions.get(step.model, 1)}/model.plan", b"")
+        files.setdefault(f"{step.model}/{versions.get(step.model, 1)}/{BACKEND_FILES['tensorrt']}", b"")
     return files
 
 

@@ -8,6 +8,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.model.types import ModelUnit
 from tritonkit.render.repository import model_digest
+from tritonkit.triton import loaded_versions
 
 __all__ = ["VersionDecision", "decide_versions"]
 
@@ -23,16 +24,10 @@ class VersionDecision:
 
 
 def _kept(policy: pb.ModelVersionPolicy, known: list[int], current: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Version folders to keep on disk: those the policy can load, and always the current one."""
-    choice = policy.WhichOneof("policy_choice")
-    if choice == "all":
-        return tuple(known), ()
-    if choice == "specific":
-        wanted = set(policy.specific.versions)
-        missing = tuple(sorted(wanted - set(known)))
-        return tuple(v for v in known if v in wanted or v == current), missing
-    count = policy.latest.num_versions if choice == "latest" else 1
-    return tuple(known[-max(count, 1):]), ()
+    """Version folders to keep on disk: those the policy loads, and always the current one."""
+    loaded = set(loaded_versions(policy, known))
+    missing = tuple(sorted(set(policy.specific.versions) - set(known)))
+    return tuple(v for v in known if v in loaded or v == current), missing
 
 
 def decide_versions(unit: ModelUnit, previous: dict[int, str]) -> VersionDecision:

@@ -1,0 +1,31 @@
+"""Triton's own facts, written once: backends and their files, version policies, and the config.pbtxt reader.
+
+Everything here is what Triton's core decides (``constants.h``, ``model_config_utils.cc``,
+``model_lifecycle.cc``), not tritonkit's choices; every other layer reads it from here.
+"""
+
+from __future__ import annotations
+
+from tritonkit.triton.backends import (
+    BACKEND_FILES,
+    BACKEND_PLATFORMS,
+    ENSEMBLE,
+    FILE_BACKENDS,
+    PLATFORM_BACKENDS,
+    PLATFORM_FILES,
+    default_model_file,
+)
+from tritonkit.triton.config import parse_config
+from tritonkit.triton.versions import loaded_versions
+
+__all__ = [
+    "BACKEND_FILES",
+    "BACKEND_PLATFORMS",
+    "ENSEMBLE",
+    "FILE_BACKENDS",
+    "PLATFORM_BACKENDS",
+    "PLATFORM_FILES",
+    "default_model_file",
+    "loaded_versions",
+    "parse_config",
+]
