@@ -1,4 +1,25 @@
-"""The exception tree: every failure a user can act on is a TritonkitError."""
+"""The exception tree: every failure a user can act on is a TritonkitError, and every class is here.
+
+::
+
+    Exception
+    ├── TritonkitError                 exit 1 unless noted; carries located Problems
+    │   ├── SpecError(ValueError)      the spec file is wrong
+    │   ├── RepositoryError(ValueError)  a repository breaks a rule Triton applies at load time
+    │   ├── WriteConflictError         generate would change a file it did not write, or one edited by hand
+    │   ├── DriftError                 generate --check found drift (exit 3)
+    │   ├── ServerError(RuntimeError)  the local tritonserver cannot be found, started or made ready
+    │   ├── ClientError(RuntimeError)  a request to a Triton server failed in a way the caller can fix
+    │   ├── EngineBuildError(RuntimeError)  tritonkit build cannot build a TensorRT engine here
+    │   ├── PlanError(ValueError)      a planning input is wrong, or the model cannot be served as asked
+    │   └── BenchError(ValueError)     a bench run was asked for something it cannot do
+    │       └── SloMissedError         a load level missed a --slo target
+    └── HttpWireError                  bench's raw HTTP client: a reply that is not 200, or a lost connection;
+                                       read like tritonclient's exceptions and never shown to the user as is
+
+Not yet here: the OpenAI gateway's ``APIError`` and ``_ClientGoneError`` (``gateway/``), whose package
+is still being written; they join this module when it settles.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +29,16 @@ from pathlib import Path
 from typing import Optional, Union
 
 __all__ = [
+    "BenchError",
     "ClientError",
     "DriftError",
+    "EngineBuildError",
+    "HttpWireError",
+    "PlanError",
     "Problem",
     "RepositoryError",
     "ServerError",
+    "SloMissedError",
     "SpecError",
     "TritonkitError",
     "WriteConflictError",
@@ -115,3 +141,31 @@ class ServerError(TritonkitError, RuntimeError):
 
 class ClientError(TritonkitError, RuntimeError):
     """A request to a Triton server failed in a way the caller can fix."""
+
+
+class EngineBuildError(TritonkitError, RuntimeError):
+    """An engine cannot be built here: no TensorRT, no GPU, no version folder, or TensorRT refused."""
+
+
+class PlanError(TritonkitError, ValueError):
+    """A planning input is wrong, or the model cannot be served as asked."""
+
+
+class BenchError(TritonkitError, ValueError):
+    """A bench run was asked for something it cannot do (bad flag value, unknown model, bad file)."""
+
+
+class SloMissedError(BenchError):
+    """At least one load level missed a target of ``--slo``; exits 1 so a CI gate fails."""
+
+
+class HttpWireError(Exception):
+    """A reply that is not 200 (``status`` is its code) or a broken connection (``status`` 'connection')."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = status
+
+    def status(self) -> str:
+        """The status, read the way tritonclient's exceptions are read."""
+        return self.kind

@@ -7,16 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tritonkit.errors import Problem, TritonkitError
+from tritonkit.errors import BenchError, Problem
 
 __all__ = ["BenchError", "BenchOptions", "check_protocol", "parse_duration", "parse_levels"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, None: 1.0}
-
-
-class BenchError(TritonkitError, ValueError):
-    """A bench run was asked for something it cannot do (bad flag value, unknown model, bad file)."""
 
 
 @dataclass(frozen=True)

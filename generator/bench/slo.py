@@ -6,9 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from tritonkit.bench.options import BenchError
 from tritonkit.bench.summary import LevelResult
-from tritonkit.errors import Problem
+from tritonkit.errors import BenchError, Problem, SloMissedError
 
 __all__ = ["SloMissedError", "SloTarget", "check_slo", "parse_slo"]
 
@@ -21,10 +20,6 @@ _UPPER = {**{f"{p}_ms": ("latency_ms", p) for p in _LATENCY},
           "error_rate": ("error_rate", "")}
 #: Targets that are lower bounds.
 _LOWER = {"min_rps": ("throughput_rps", ""), "min_tokens_per_s": ("output_tokens_per_s", "")}
-
-
-class SloMissedError(BenchError):
-    """At least one load level missed a target of ``--slo``; exits 1 so a CI gate fails."""
 
 
 @dataclass(frozen=True)

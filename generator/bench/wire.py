@@ -16,19 +16,9 @@ import numpy as np
 import numpy.typing as npt
 from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 
+from tritonkit.errors import HttpWireError
+
 __all__ = ["HttpWireError", "WireConnections", "build_infer_request", "output_text"]
-
-
-class HttpWireError(Exception):
-    """A reply that is not 200 (``status`` is its code) or a broken connection (``status`` 'connection')."""
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = status
-
-    def status(self) -> str:
-        """The status, read the way tritonclient's exceptions are read."""
-        return self.kind
 
 
 def _tensor_bytes(array: npt.NDArray[Any]) -> bytes:

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from tritonkit.errors import Problem, TritonkitError
+from tritonkit.errors import PlanError, Problem
 
 __all__ = [
     "DTYPE_BYTES",
@@ -25,10 +25,6 @@ DTYPE_BYTES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1
 
 #: Dtypes a paged KV cache can be stored in (TensorRT-LLM: 16-bit, fp8 or int8).
 KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
-
-
-class PlanError(TritonkitError, ValueError):
-    """A planning input is wrong, or the model cannot be served as asked."""
 
 
 @dataclass(frozen=True)

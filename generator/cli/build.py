@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from tritonkit.cli._app import EXIT_OK, app, err_console, out_console
-from tritonkit.errors import Problem, TritonkitError
+from tritonkit.errors import EngineBuildError, Problem
 from tritonkit.triton import BACKEND_FILES
 from tritonkit.write.files import write_atomic
 
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 
 _PLAN = BACKEND_FILES["tensorrt"]
 _FLAGS = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8"}
-
-
-class EngineBuildError(TritonkitError, RuntimeError):
-    """An engine cannot be built here: no TensorRT, no GPU, no version folder, or TensorRT refused."""
 
 
 def _load_tensorrt() -> tuple[Optional[ModuleType], Optional[Problem]]:
