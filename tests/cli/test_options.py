@@ -65,7 +65,7 @@ def test_the_names_the_issue_found_ambiguous() -> None:
     options = _options()
     assert {c for c, _ in options["--json"]} >= {"bench", "infer", "plan", "validate"}
     assert all(kind is bool for _, kind in options["--json"])
-    assert {c for c, _ in options["--timeout"]} == {"bench", "chat", "infer"}
+    assert {c for c, _ in options["--timeout"]} == {"bench", "chat", "infer", "openai"}  # seconds per response
     assert {c for c, _ in options["--gpus"]} == {"serve"} and options["--gpus"][0][1] is str
     assert [c for c, _ in options["--gpu-count"]] == ["validate"]
     assert [c for c, _ in options["--ready-timeout"]] == ["serve"]
