@@ -52,7 +52,8 @@ class Problem:
     """One thing wrong, located in a file, in the compiler shape: where, what, what to do.
 
     ``severity`` is ``"error"`` or ``"warning"``. ``model`` names the Triton model the problem
-    belongs to, where there is one.
+    belongs to, where there is one; ``field`` is the path of the ``ModelConfig`` field it is about
+    (``("dynamic_batching", "preferred_batch_size", 0)``), which ``generate`` maps to the spec key.
     """
 
     message: str
@@ -62,6 +63,7 @@ class Problem:
     hint: Optional[str] = None
     model: Optional[str] = None
     severity: str = "error"
+    field: tuple[Union[str, int], ...] = ()
 
     def where(self) -> str:
         """Return ``path:line:col`` with the parts that are known."""
@@ -90,7 +92,20 @@ class Problem:
             "model": self.model,
             "message": self.message,
             "hint": self.hint,
+            "field": self.field_text() or None,
         }
+
+    def field_text(self) -> str:
+        """Return ``field`` as written in config.pbtxt terms: ``input[1].dims``, ``parameters["k"]``."""
+        text = ""
+        for part in self.field:
+            if isinstance(part, int):
+                text += f"[{part}]"
+            elif text and not part.isidentifier():
+                text += f'["{part}"]'
+            else:
+                text += f".{part}" if text else part
+        return text
 
 
 class TritonkitError(Exception):

@@ -41,7 +41,7 @@ def validate(
     the schemas tritonkit ships.
     """
     if repo.is_file():
-        from tritonkit.write.generate import check_spec  # heavy: protobuf, pydantic
+        from tritonkit.pipeline import check_spec  # heavy: protobuf, pydantic
 
         report = check_spec(repo, gpus=gpu_count, gpu=gpu, triton_version=triton_version)
     else:

@@ -141,6 +141,8 @@ def _fill_ensemble(config: pb.ModelConfig, model: ModelSpec) -> None:
             target.input_map[key] = value
         for key, value in step.output_map.items():
             target.output_map[key] = value
+    if model.instance_group:  # Triton refuses it on an ensemble; validate says so, at this spec key
+        fill_instance_groups(config, model.instance_group)
 
 
 def _version_files(loaded: LoadedSpec, model: ModelSpec, loc: Loc) -> tuple[dict[str, FileSource], Optional[Path]]:

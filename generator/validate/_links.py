@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -50,7 +51,7 @@ def check_ensemble_links(entry: ModelEntry, models: dict[str, ModelEntry], broke
     for index, name in missing:
         sink.error(entry, (*_STEP, index, "model_name"),
                    f"ensemble '{entry.name}' depends on '{name}' which is not in the model repository",
-                   hint=f"add a model folder '{name}', or fix the model_name")
+                   hint=_missing_hint(name, models))
     if missing:
         return
     for index, step in steps:
@@ -58,6 +59,11 @@ def check_ensemble_links(entry: ModelEntry, models: dict[str, ModelEntry], broke
         if target is None or not _check_step(entry, sink, index, step, target, tensors):
             return
     _check_decoupled(entry, sink, config, tensors)
+
+
+def _missing_hint(name: str, models: dict[str, ModelEntry]) -> str:
+    close = difflib.get_close_matches(name, list(models), n=1)
+    return f"did you mean '{close[0]}'?" if close else f"add a model folder '{name}', or fix the model_name"
 
 
 def _step_model(entry: ModelEntry, models: dict[str, ModelEntry], broken: set[str], sink: Sink,

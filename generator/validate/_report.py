@@ -88,10 +88,10 @@ class Sink:
     def _problem(entry: ModelEntry, where: tuple[PathPart, ...], message: str, hint: Optional[str],
                  path: Optional[str], severity: str) -> Problem:
         if path is not None:
-            return Problem(message, path=path, hint=hint, model=entry.name, severity=severity)
+            return Problem(message, path=path, hint=hint, model=entry.name, severity=severity, field=where)
         line, col = entry.locator.find(*where) if where else (None, None)
         if line is None and entry.has_config_file:
             line, col = 1, 1
         at = entry.config_path if entry.has_config_file else entry.folder
         return Problem(message, path=at, line=line, col=col, hint=hint, model=entry.name,
-                       severity=severity)
+                       severity=severity, field=where)

@@ -8,20 +8,16 @@ from pathlib import Path
 from typing import Optional, Union
 
 from tritonkit.errors import DriftError, Problem, RepositoryError, SpecError, WriteConflictError
-from tritonkit.model.repository import build_repository
-from tritonkit.model.types import RepositoryModel
-from tritonkit.render.repository import Rendered, render_tree
-from tritonkit.spec.load import LoadedSpec, load_spec
-from tritonkit.triton import BACKEND_FILES
-from tritonkit.validate import Report, validate_k8s_files, validate_tree
+from tritonkit.model.types import FileSource, RepositoryModel
+from tritonkit.pipeline import REPOSITORY_DIR, Built, build_spec, check_rendered, check_spec, render_built
+from tritonkit.render.repository import Rendered
+from tritonkit.spec.load import LoadedSpec
 from tritonkit.write.manifest import MANIFEST_NAME, FileRecord, Manifest, read_manifest
 from tritonkit.write.plan import Action, WritePlan, apply_plan, plan_writes
 from tritonkit.write.versions import VersionDecision, decide_versions
 
+# check_spec and REPOSITORY_DIR live in the pipeline; they stay importable from here.
 __all__ = ["REPOSITORY_DIR", "GenerateResult", "check_spec", "generate"]
-
-#: The model repository's folder inside the output folder (the project's fixed top level).
-REPOSITORY_DIR = "model_repository"
 
 
 @dataclass(frozen=True)
@@ -82,42 +78,22 @@ def _kept_files(manifest: Manifest, decisions: dict[str, VersionDecision]) -> se
     return keep
 
 
-def _repository_files(tree: dict[str, Rendered], keep: set[str], repository: RepositoryModel,
-                      versions: dict[str, int]) -> dict[str, object]:
-    """The repository as it will be on disk, for validate: rendered files plus kept old versions."""
-    prefix = REPOSITORY_DIR + "/"
-    files: dict[str, object] = {p[len(prefix):]: data for p, data in tree.items() if p.startswith(prefix)}
-    files.update({p[len(prefix):]: b"" for p in keep if p.startswith(prefix)})
-    # Engines that docker/'s engine-build service writes on the GPU host count as present.
-    for step in repository.deployment.trt_steps if repository.deployment else ():
-        files.setdefault(f"{step.model}/{versions.get(step.model, 1)}/{BACKEND_FILES['tensorrt']}", b"")
-    return files
+def _shown(path: Path) -> str:
+    """A folder as messages name it: relative to the working folder when inside it."""
+    relative = os.path.relpath(path.resolve(), Path.cwd())
+    return path.as_posix() if relative.startswith("..") else Path(relative).as_posix()
 
 
-def _at_spec_line(loaded: LoadedSpec, repository: RepositoryModel, problem: Problem) -> Problem:
-    """Point a problem of the rendered repository at the spec entry that made the model."""
-    unit = next((u for u in repository.units if u.name == problem.model), None)
-    if unit is None:
-        return problem
-    mark = loaded.document.locations.value(unit.spec_loc)
-    return Problem(f"{problem.message} (in the rendered {problem.where()})", path=loaded.document.display_path,
-                   line=mark.line, col=mark.col, hint=problem.hint, model=problem.model)
-
-
-def _k8s_report(tree: dict[str, Rendered], repository: RepositoryModel) -> Report:
-    """Strict schema checks of the rendered ``k8s/`` (no findings when the spec has no deploy.kubernetes)."""
-    if repository.kubernetes is None:
-        return Report()
-    files = {p: d if isinstance(d, bytes) else d.read() for p, d in tree.items() if p.startswith("k8s/")}
-    return validate_k8s_files(files, repository.kubernetes.spec.versions)
-
-
-def _check_in_memory(loaded: LoadedSpec, tree: dict[str, Rendered], keep: set[str], repository: RepositoryModel,
+def _check_in_memory(built: Built, tree: dict[str, Rendered], keep: set[str], out: Path,
                      versions: dict[str, int]) -> None:
-    report = validate_tree(_repository_files(tree, keep, repository, versions), root_name=REPOSITORY_DIR)
-    errors = [_at_spec_line(loaded, repository, p) for p in report.errors] + _k8s_report(tree, repository).errors
-    if errors:
-        raise RepositoryError(errors)
+    """Every Triton rule over the repository as it will be: the new version and the kept older ones."""
+    kept = {path: FileSource(path=out / path) for path in keep}
+    report = check_rendered(built, tree, kept=kept, versions=versions,
+                            root_shown=_shown(out / REPOSITORY_DIR))
+    if any(p.path == built.loaded.document.display_path for p in report.errors):
+        raise SpecError(report.errors)  # located at spec keys: the spec is what to change
+    if report.errors:
+        raise RepositoryError(report.errors)
 
 
 def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str, spec_relative: str,
@@ -136,29 +112,6 @@ def _new_manifest(old: Manifest, plan: WritePlan, spec_name: str, spec_relative:
                     spec_path=spec_relative if spec_relative != spec_name else "")
 
 
-def check_spec(spec_path: Union[str, Path], *, gpus: Optional[int] = None, gpu: Optional[str] = None,
-               triton_version: Optional[str] = None) -> Report:
-    """Validate a spec as ``generate`` would use it: spec, models and rendered repository, all in memory.
-
-    ``triton_version`` defaults to the spec's ``triton.version``.
-
-    A spec error becomes the report's errors instead of an exception, so callers print one format.
-    """
-    try:
-        loaded = load_spec(spec_path)
-        repository = build_repository(loaded)
-    except SpecError as exc:
-        return Report(errors=list(exc.problems))
-    tree = render_tree(repository, {}, Path(spec_path).name, REPOSITORY_DIR)
-    files = _repository_files(tree, set(), repository, {})
-    report = validate_tree(files, root_name=REPOSITORY_DIR, gpus=gpus, gpu=gpu,
-                           triton_version=triton_version or loaded.spec.triton.version)
-    k8s = _k8s_report(tree, repository)
-    report.errors += k8s.errors
-    report.warnings += k8s.warnings
-    return report
-
-
 def _drift_error(plan: WritePlan, spec_shown: str, out: Path) -> DriftError:
     drift = [Problem(f"would {a.status}" if a.status in ("create", "update", "remove") else a.reason, path=a.path)
              for a in plan.changes + plan.conflicts]
@@ -172,8 +125,9 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path, None] = None
     """Generate (or check) the repository a spec describes under ``out_dir`` (default: the spec's folder).
 
     Raises:
-        SpecError: the spec is wrong (every problem, located).
-        RepositoryError: the rendered repository breaks a Triton load-time rule.
+        SpecError: the spec is wrong (every problem, located), including a Triton load-time rule that the
+            rendered repository breaks (located at the spec key that wrote the field).
+        RepositoryError: an older version the policy keeps loaded breaks a Triton load-time rule.
         WriteConflictError: a file in the way was not written by tritonkit, or was edited by hand, or the
             repository's manifest says another spec made it.
         DriftError: with ``check``, the repository on disk differs from the spec.
@@ -181,17 +135,17 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path, None] = None
     """
     spec_file = Path(spec_path)
     out = Path(out_dir) if out_dir is not None else spec_file.parent
-    loaded = load_spec(spec_path, display_path)
-    repository = build_repository(loaded)
+    built = build_spec(spec_path, display_path)
+    loaded, repository = built.loaded, built.repository
     manifest_path = f"{REPOSITORY_DIR}/{MANIFEST_NAME}"
     manifest = read_manifest(out / manifest_path, str(out / manifest_path))
     _check_same_spec(manifest, spec_file, out, loaded.document.display_path)
     decisions = _decide(loaded, repository, manifest)
     spec_name = _spec_name(spec_file, out)
     versions = {n: d.current for n, d in decisions.items()}
-    tree = render_tree(repository, versions, spec_name, REPOSITORY_DIR)
+    tree = render_built(built, versions, spec_name)
     keep = _kept_files(manifest, decisions)
-    _check_in_memory(loaded, tree, keep, repository, versions)
+    _check_in_memory(built, tree, keep, out, versions)
     lost = None if (out / manifest_path).exists() else manifest_path
     plan = plan_writes(out, tree, keep, manifest, force, lost_manifest=lost)
     new_manifest = _new_manifest(manifest, plan, spec_name, _spec_relative(spec_file, out), decisions)

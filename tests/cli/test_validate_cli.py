@@ -55,7 +55,7 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(out)
     assert data["ok"] is False and data["warnings"] == []
     (error,) = data["errors"]
-    assert set(error) == {"path", "line", "col", "model", "message", "hint"}
+    assert set(error) == {"path", "line", "col", "model", "message", "hint", "field"}
     assert (error["path"], error["line"], error["col"], error["model"]) == \
         ("parse_placeholder/m/config.pbtxt", 2, 17, "m")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonkit.errors import DriftError, RepositoryError, SpecError, WriteConflictError
+from tritonkit.errors import DriftError, SpecError, WriteConflictError
 from tritonkit.render import parse_config
 from tritonkit.write.generate import generate
 
@@ -230,8 +230,9 @@ def test_cross_field_spec_errors_are_located(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         generate(spec, tmp_path / "out")
     text = str(info.value)
-    assert ":8:50: models.m.dynamic_batching.preferred_batch_size[1] is 32, larger than max_batch_size 8" in text
-    assert "cannot be enabled with decoupled models" in text
+    # Triton's own rules, found in the rendered repository, located at the spec key that wrote the field.
+    assert ":8:50: dynamic batching preferred size must be <= max batch size for m (got 32 > 8)" in text
+    assert ":9:5: Response Cache does not currently support model m with 'decoupled'" in text
 
 
 def test_a_rule_broken_only_in_the_rendered_repository_points_at_the_spec(tmp_path: Path) -> None:
@@ -253,9 +254,12 @@ models:
     steps:
       - {model_name: m, input_map: {X: A}, output_map: {Y: b_typo}}
 """)
-    with pytest.raises(RepositoryError) as info:
+    with pytest.raises(SpecError) as info:
         generate(spec, tmp_path / "out")
-    first = info.value.problems[0]
-    assert (first.path, first.line, first.col, first.model) == (str(spec), 8, 5, "e")
-    assert "in the rendered model_repository/e/config.pbtxt:" in first.message
+    first, second = info.value.problems
+    # At the spec key that wrote the field: the ensemble's output B, then the output_map value b_typo.
+    assert (first.path, first.line, first.col, first.model) == (str(spec), 12, 14, "e")
+    assert "output 'B' for ensemble 'e' is not used" in first.message
+    assert "model_repository/e/config.pbtxt:" in first.message
+    assert (second.line, second.col) == (14, 44) and "'b_typo' is unused" in second.message
     assert not (tmp_path / "out").exists()
