@@ -30,7 +30,7 @@ __all__ = ["LLMAPI_FILES", "RESERVED_LLM_ARGS", "TRTLLM_VERSION_LOCAL", "build_l
 
 #: tritonkit's model and the helpers copied beside it, by engine kind.
 LLMAPI_FILES = {
-    "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py")),
+    "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py", "llm_scheduler.py")),
     "tensorrt_llm_api": ("llm_api.py", ("llm_api_trtllm.py", "llm_common.py")),
 }
 #: The interface the local engine declares: TensorRT-LLM 1.2.1's, the release of NGC's images up to 26.07.
@@ -154,7 +154,8 @@ def _local_parameters(builder: _Builder) -> dict[str, ParameterValue]:
     tokenizer = builder.local_path(llm.tokenizer, ("tokenizer",), llm.name, True) if llm.tokenizer else source
     params.update({"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
                    "max_batch_size": llm.max_batch_size, "max_input_len": llm.max_input_len,
-                   "max_output_len": llm.max_output_len, "stop_words": json.dumps(llm.stop_words)})
+                   "max_output_len": llm.max_output_len, "stop_words": json.dumps(llm.stop_words),
+                   "enable_reuse": llm.kv_cache.enable_reuse, "kv_cache_tokens": llm.kv_cache.max_tokens or 0})
     return params
 
 

