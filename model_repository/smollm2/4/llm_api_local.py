@@ -1,5 +1,8 @@
 """The PyTorch engine behind tritonkit's LLM-API model: prompts in, text deltas and outputs back.
 
+Requests go to the in-flight scheduler (``llm_scheduler.py``): they join the running batch at the
+next step and leave it when done.
+
 Copied next to ``llm_api.py``; configured by the model's ``parameters`` (written by tritonkit).
 """
 
@@ -13,6 +16,7 @@ import numpy as np
 
 import llm_common
 import llm_generate
+import llm_scheduler
 
 Respond = Callable[..., None]
 
@@ -22,7 +26,7 @@ def _strings(*values: str) -> np.ndarray[Any, Any]:
 
 
 class LocalEngine:
-    """Tokenizer, model and limits of one model instance."""
+    """Tokenizer, model, limits and in-flight scheduler of one model instance."""
 
     def __init__(self, params: dict[str, str], args: dict[str, Any]) -> None:
         device_id = int(args.get("model_instance_device_id", 0) or 0)
@@ -49,7 +53,12 @@ class LocalEngine:
                          "top_k": int(params.get("top_k") or 0), "top_p": float(params.get("top_p") or 1.0),
                          "repetition_penalty": float(params.get("repetition_penalty") or 1.0),
                          "seed": int(params["seed"]) if params.get("seed") else None}
-        self.cancelled: set[int] = set()
+        max_batch = int(params.get("max_batch_size") or 8)
+        budget = int(params.get("kv_cache_tokens") or 0) or max_batch * (self.max_input_len + self.max_output_len)
+        self.scheduler = llm_scheduler.Engine(
+            self.model, self.pad_id, max_batch=max_batch, num_blocks=-(-budget // 16), block_tokens=16,
+            prefill_chunk=int(params.get("prefill_chunk") or 256), max_queue=int(params.get("max_queue") or 256),
+            prefix_cache=llm_common.parse_bool(params.get("enable_reuse", "")))
 
     def _format(self, text: str) -> str:
         if not self.chat:
@@ -86,68 +95,74 @@ class LocalEngine:
             frequency_penalty=float(settings.get("frequency_penalty", 0.0)), seed=settings["seed"],
             logprobs="return_cumulative_logprob" in job.want)
 
+    def stop(self) -> None:
+        """End the scheduler's thread (the model is unloading)."""
+        self.scheduler.stop()
+
     def cancel(self, job: Any) -> None:
         """Stop ``job`` at the next step (finish reason ``cancelled``)."""
-        self.cancelled.add(id(job))
+        request = job.engine_request
+        if request is not None:
+            self.scheduler.cancel(request)
 
     def run(self, jobs: list[Any], respond: Respond) -> None:
-        """Generate for ``jobs`` together, streaming deltas and sending each job's final outputs."""
-        _Run(self, jobs, respond).go()
+        """Hand ``jobs`` to the in-flight scheduler; without response senders, wait until they are done."""
+        for job in jobs:
+            stream = _Stream(self, job, respond)
+            job.engine_request = llm_scheduler.Request(self._row(job), stream.on_tokens)
+            job.first_scheduled_ns = time.time_ns()
+            try:
+                self.scheduler.submit(job.engine_request)
+            except (llm_scheduler.QueueFullError, ValueError) as exc:
+                job.engine_request = None
+                respond(job, None, True, error=str(exc))
+        for job in jobs:
+            if job.sender is None and job.engine_request is not None:
+                job.engine_request.done.wait()
 
 
-class _Run:
-    """One batched generation and the responses it sends."""
+class _Stream:
+    """Turns one request's tokens into responses: text deltas while streaming, the outputs at the end."""
 
-    def __init__(self, engine: LocalEngine, jobs: list[Any], respond: Respond) -> None:
-        self.engine, self.jobs, self.respond = engine, jobs, respond
-        self.decoders = [llm_common.IncrementalDecoder(engine.tokenizer) for _ in jobs]
-        self.steps = 0
+    def __init__(self, engine: LocalEngine, job: Any, respond: Respond) -> None:
+        self.engine, self.job, self.respond = engine, job, respond
+        self.decoder = llm_common.IncrementalDecoder(engine.tokenizer)
+        self.count = 0
 
-    def go(self) -> None:
-        rows = [self.engine._row(job) for job in self.jobs]
-        now = time.time_ns()
-        for job in self.jobs:
-            job.first_scheduled_ns = now
-        llm_generate.generate(self.engine.model, rows, self.engine.pad_id, self._on_step, self._should_stop)
+    def on_tokens(self, request: Any, new_tokens: list[int]) -> None:
+        job, row = self.job, request.row
+        if new_tokens and not job.first_token_ns:
+            job.first_token_ns = time.time_ns()
+        self.count += 1
+        if job.sender is not None and self.count % 4 == 0 and row.finish_reason is None \
+                and job.sender.is_cancelled():
+            self.engine.scheduler.cancel(request)
+        delta = self.decoder.push(new_tokens) if job.streaming and new_tokens else ""
+        if row.finish_reason is None:
+            if delta:
+                self.respond(job, {"text_output": _strings(self._with_prompt(delta))}, False)
+            return
+        if request.error:
+            self.respond(job, None, True, error=request.error)
+            return
+        self.respond(job, self._final(row, delta), True)
 
-    def _should_stop(self, index: int) -> bool:
-        job = self.jobs[index]
-        if id(job) in self.engine.cancelled:
-            self.engine.cancelled.discard(id(job))
-            return True
-        return job.sender is not None and self.steps % 4 == 0 and job.sender.is_cancelled()
-
-    def _on_step(self, events: list[tuple[int, llm_generate.Row, list[int]]]) -> None:
-        self.steps += 1
-        for index, row, new_tokens in events:
-            job, decoder = self.jobs[index], self.decoders[index]
-            if new_tokens and not job.first_token_ns:
-                job.first_token_ns = time.time_ns()
-            delta = decoder.push(new_tokens) if job.streaming else ""
-            if row.finish_reason is None:
-                if delta:
-                    self.respond(job, {"text_output": _strings(self._with_prompt(job, delta))}, False)
-                continue
-            self.respond(job, self._final(job, row, decoder, delta), True)
-
-    def _with_prompt(self, job: Any, text: str) -> str:
+    def _with_prompt(self, text: str) -> str:
         """The prompt goes in front of the first text when the request asked to keep it."""
-        if job.exclude_input or job.prompt_sent:
+        if self.job.exclude_input or self.job.prompt_sent:
             return text
-        job.prompt_sent = True
-        return job.prompt + text
+        self.job.prompt_sent = True
+        return self.job.prompt + text
 
-    def _final(self, job: Any, row: llm_generate.Row, decoder: llm_common.IncrementalDecoder,
-               delta: str) -> dict[str, Any]:
-        tokens = row.tokens
-        stop_text = ""
+    def _final(self, row: llm_generate.Row, delta: str) -> dict[str, Any]:
+        job, tokens, stop_text = self.job, row.tokens, ""
         if row.stop_word is not None:
             # Like TensorRT-LLM, the stop string is not part of the answer.
             stop_text = llm_common.decode_text(self.engine.tokenizer, row.stop_word).strip()
             tokens = tokens[: len(tokens) - len(row.stop_word)]
         whole = llm_common.decode_text(self.engine.tokenizer, tokens)
-        text = delta + decoder.flush() if job.streaming else whole
-        outputs: dict[str, Any] = {"text_output": _strings(self._with_prompt(job, text))}
+        text = delta + self.decoder.flush() if job.streaming else whole
+        outputs: dict[str, Any] = {"text_output": _strings(self._with_prompt(text))}
         if "return_finish_reason" in job.want:
             outputs["finish_reason"] = _strings(row.finish_reason or "")
         if "return_stop_reason" in job.want:
@@ -160,4 +175,3 @@ class _Run:
             for name, value in times:
                 outputs[name] = np.array([value], dtype=np.int64)
         return outputs
-

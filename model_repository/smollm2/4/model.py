@@ -9,15 +9,14 @@ so a client written for TensorRT-LLM's model works unchanged. What generates the
 - otherwise tritonkit's PyTorch engine (``llm_generate.py``), configured by ``parameters`` in
   config.pbtxt, on CPU or on the GPU of a ``KIND_GPU`` instance.
 
-In decoupled mode ``execute`` only queues the requests; a worker thread batches whatever is queued
-(up to ``max_batch_size`` requests) into one generation, and answers each request on its own
-response sender: one response per step when it asked for ``streaming``, one at the end otherwise.
+In decoupled mode ``execute`` hands the requests to the engine and returns; the engine batches them in
+flight with whatever else runs and answers each request on its own response sender: one response per
+step when it asked for ``streaming``, one at the end otherwise.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,6 +85,7 @@ class Job:
     ids: list[int] = field(default_factory=list)
     prompt_sent: bool = False
     response: Any = None
+    engine_request: Any = None
 
 
 class TritonPythonModel:
@@ -116,13 +116,8 @@ class TritonPythonModel:
             import llm_api_local
 
             self.engine = llm_api_local.LocalEngine(params, args)
-        self.max_batch_size = max(1, int(params.get("max_batch_size") or 8))
         self.live: dict[str, Job] = {}
         self.lock = threading.Lock()
-        self.queue: queue.Queue[Optional[Job]] = queue.Queue()
-        self.worker = threading.Thread(target=self._work, name="llm-api-worker", daemon=True)
-        if self.decoupled:
-            self.worker.start()
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -177,13 +172,12 @@ class TritonPythonModel:
                 responses[slot] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc)))
             if sender is not None:
                 sender.send(responses[slot], flags=_FINAL)
-        if self.decoupled:
-            for job in jobs:
-                self._track(job)
-                self.queue.put(job)
-            return None
+        for job in jobs:
+            self._track(job)
         if jobs:
             self.engine.run(jobs, self._respond)
+        if self.decoupled:
+            return None
         for job in jobs:
             responses[requests.index(job.request)] = job.response
         return responses
@@ -194,28 +188,7 @@ class TritonPythonModel:
             with self.lock:
                 self.live[request_id] = job
 
-    # -- generation ----------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        while True:
-            job = self.queue.get()
-            if job is None:
-                return
-            batch = [job]
-            while len(batch) < self.max_batch_size:
-                try:
-                    more = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self.queue.put(None)
-                    break
-                batch.append(more)
-            try:
-                self.engine.run(batch, self._respond)
-            except Exception as exc:
-                for item in batch:
-                    self._respond(item, None, True, error=f"generation failed: {exc}")
+    # -- responses -----------------------------------------------------------------------------
 
     def _respond(self, job: Job, outputs: Optional[dict[str, Any]], final: bool, error: Optional[str] = None) -> None:
         """Send (decoupled) or keep (not decoupled) one response of ``job``."""
@@ -242,7 +215,7 @@ class TritonPythonModel:
             pb_utils.Logger.log_verbose(f"response not sent: {exc}")
 
     def finalize(self) -> None:
-        """Stop the worker after the requests it holds."""
-        if self.worker.is_alive():
-            self.queue.put(None)
-            self.worker.join(timeout=30)
+        """Stop the engine's thread."""
+        stop = getattr(self.engine, "stop", None)
+        if stop is not None:
+            stop()

@@ -133,6 +133,13 @@ def _choose(logits: torch.Tensor, row: Row) -> int:
     return token
 
 
+def choose_token(logits: torch.Tensor, row: Row) -> int:
+    """Pick ``row``'s next token from its logits and record it (tokens, finish reason, log prob)."""
+    token = _choose(logits, row)
+    _finish(row, token)
+    return token
+
+
 def _sample(logits: torch.Tensor, row: Row) -> int:
     if row.temperature <= 0.0 or row.top_k == 1:
         return int(torch.argmax(logits))

@@ -1,0 +1,319 @@
+"""In-flight batching for tritonkit's PyTorch engine: requests join the running batch between steps.
+
+One background thread owns the model. Each iteration it admits queued requests while KV-cache
+blocks are free, prefills one chunk of one new prompt (so a long prompt never stalls decoding for
+more than a chunk), merges finished prefills into the running batch, and runs one decode step for
+every running sequence. A finished or cancelled sequence leaves the batch at once and returns its
+blocks. Copied next to the engine's ``model.py``; it knows nothing of Triton.
+
+Why not transformers' ``ContinuousBatchingManager``: it has no per-request seed, repetition,
+presence or frequency penalties, bad or stop words, and its module layout changed between 5.17 and
+5.24; on this project's 2-core CPU it also decoded SmolLM2 slower than this loop (docs/llm.md).
+The KV cache is transformers' ``DynamicCache``, built and reshaped only through its public API.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+import llm_generate
+
+#: Called with (request, new token ids); the request's ``row.finish_reason`` is set when it is done.
+Listener = Callable[["Request", list[int]], None]
+
+
+class QueueFullError(RuntimeError):
+    """The engine holds as many waiting requests as it may; the caller should retry later."""
+
+
+@dataclass(eq=False)
+class Request:
+    """One sequence: its row (prompt, limits, sampling), who listens, and its place in the engine."""
+
+    row: llm_generate.Row
+    listener: Listener
+    blocks: int = 0
+    cancelled: bool = False
+    prefilled: int = 0
+    cache: Any = None
+    pending: int = -1
+    state: str = "new"
+    error: Optional[str] = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every layer's (keys, values) of a DynamicCache."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    extra = width - tensor.shape[dim]
+    if extra <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = extra
+    return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor], dim=dim)
+
+
+class PrefixCache:
+    """KV tensors of prompt prefixes already computed, in whole blocks, least recently used first out."""
+
+    def __init__(self, block_tokens: int, max_tokens: int) -> None:
+        self.block_tokens = block_tokens
+        self.max_tokens = max_tokens
+        self.entries: collections.OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = \
+            collections.OrderedDict()
+        self.hits = 0
+
+    def lookup(self, prompt: list[int]) -> tuple[int, Optional[list[tuple[torch.Tensor, torch.Tensor]]]]:
+        """The longest stored prefix of ``prompt`` (leaving at least one token to compute) and its tensors."""
+        blocks = (len(prompt) - 1) // self.block_tokens
+        for count in range(blocks, 0, -1):
+            key = tuple(prompt[: count * self.block_tokens])
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+                self.hits += 1
+                return len(key), found
+        return 0, None
+
+    def store(self, prompt: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Keep the whole-block prefix of ``prompt`` (a copy: the running sequence goes on growing)."""
+        length = (len(prompt) // self.block_tokens) * self.block_tokens
+        if length == 0 or length > self.max_tokens:
+            return
+        key = tuple(prompt[:length])
+        if key not in self.entries:
+            self.entries[key] = [(k[:, :, :length].clone(), v[:, :, :length].clone()) for k, v in layers]
+        self.entries.move_to_end(key)
+        while sum(len(k) for k in self.entries) > self.max_tokens:
+            self.entries.popitem(last=False)
+
+
+class Engine:
+    """The in-flight batching loop over one model."""
+
+    def __init__(self, model: Any, pad_id: int, *, max_batch: int, num_blocks: int, block_tokens: int = 16,
+                 prefill_chunk: int = 256, max_queue: int = 256, prefix_cache: bool = False) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        self.device = next(model.parameters()).device
+        self.cache_name = llm_generate.cache_argument(model)
+        self.max_batch = max_batch
+        self.block_tokens = block_tokens
+        self.num_blocks = num_blocks
+        self.free_blocks = num_blocks
+        self.prefill_chunk = prefill_chunk
+        self.max_queue = max_queue
+        self.prefixes = PrefixCache(block_tokens, num_blocks * block_tokens // 2) if prefix_cache else None
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.prefilling: list[Request] = []
+        self.running: list[Request] = []
+        self.cache: Any = None
+        self.mask: Optional[torch.Tensor] = None
+        self.wake = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, name="llm-scheduler", daemon=True)
+        self.thread.start()
+
+    # -- the caller's side ---------------------------------------------------------------------
+
+    def blocks_for(self, row: llm_generate.Row) -> int:
+        """KV-cache blocks a row may fill: its prompt plus every token it may generate."""
+        return math.ceil((len(row.prompt) + row.max_new_tokens) / self.block_tokens)
+
+    def submit(self, request: Request) -> None:
+        """Queue ``request``; raises QueueFullError past ``max_queue`` waiting, ValueError if it can never fit."""
+        request.blocks = self.blocks_for(request.row)
+        if request.blocks > self.num_blocks:
+            raise ValueError(f"the request needs {request.blocks * self.block_tokens} tokens of KV cache "
+                             f"(prompt plus max tokens); the cache holds {self.num_blocks * self.block_tokens}")
+        with self.wake:
+            if len(self.waiting) >= self.max_queue:
+                raise QueueFullError(f"{len(self.waiting)} requests are waiting already (the limit); retry later")
+            request.state = "waiting"
+            self.waiting.append(request)
+            self.wake.notify()
+
+    def cancel(self, request: Request) -> None:
+        """Stop ``request`` at the next step (finish reason ``cancelled``)."""
+        with self.wake:
+            request.cancelled = True
+            self.wake.notify()
+
+    def stop(self) -> None:
+        """End the loop after the current step."""
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        self.thread.join(timeout=30)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self.wake:
+                while not self.stopping and not (self.waiting or self.prefilling or self.running):
+                    self.wake.wait()
+                if self.stopping:
+                    return
+                self._drop_cancelled_waiting()
+                self._admit()
+            try:
+                self._iterate()
+            except Exception as exc:
+                self._fail_all(exc)
+
+    def _iterate(self) -> None:
+        with torch.inference_mode():
+            if self.prefilling:
+                self._prefill_chunk(self.prefilling[0])
+            self._reap()
+            if self.running:
+                self._decode()
+                self._reap()
+
+    def _drop_cancelled_waiting(self) -> None:
+        for request in [r for r in self.waiting if r.cancelled]:
+            self.waiting.remove(request)
+            self._finish(request, "cancelled")
+
+    def _admit(self) -> None:
+        while self.waiting and len(self.running) + len(self.prefilling) < self.max_batch:
+            if self.waiting[0].blocks > self.free_blocks:
+                return
+            request = self.waiting.popleft()
+            self.free_blocks -= request.blocks
+            request.state = "prefilling"
+            self.prefilling.append(request)
+
+    def _fail_all(self, exc: Exception) -> None:
+        for request in [*self.prefilling, *self.running]:
+            request.error = f"generation failed: {exc}"
+            self._finish(request, "error")
+        self.prefilling, self.running, self.cache, self.mask = [], [], None, None
+
+    def _finish(self, request: Request, reason: str) -> None:
+        if request.row.finish_reason is None:
+            request.row.finish_reason = reason
+        if request.state != "done":
+            if request.state != "waiting":
+                self.free_blocks += request.blocks
+            request.state = "done"
+            request.cache = None
+            request.listener(request, [])
+            request.done.set()
+
+    # -- prefill -------------------------------------------------------------------------------
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                          **{self.cache_name: cache})
+
+    def _prefill_chunk(self, request: Request) -> None:
+        prompt = request.row.prompt
+        if request.cache is None:
+            start, layers = self.prefixes.lookup(prompt) if self.prefixes else (0, None)
+            request.cache = self._new_cache(layers)
+            request.prefilled = start
+        end = min(len(prompt), request.prefilled + self.prefill_chunk)
+        ids = torch.tensor([prompt[request.prefilled:end]], dtype=torch.long, device=self.device)
+        mask = torch.ones((1, end), dtype=torch.long, device=self.device)
+        positions = torch.arange(request.prefilled, end, device=self.device).unsqueeze(0)
+        out = self._forward(ids, mask, positions, request.cache)
+        request.cache = getattr(out, self.cache_name)
+        request.prefilled = end
+        if end < len(prompt):
+            return
+        self.prefilling.remove(request)
+        if self.prefixes is not None:
+            self.prefixes.store(prompt, _layers(request.cache))
+        if self._take_token(request, out.logits[0, -1]):
+            self._join(request)
+
+    def _new_cache(self, layers: Optional[list[tuple[torch.Tensor, torch.Tensor]]]) -> Any:
+        from transformers import DynamicCache
+
+        if layers is None:
+            return DynamicCache()
+        return DynamicCache([(k.clone(), v.clone()) for k, v in layers])
+
+    def _join(self, request: Request) -> None:
+        """Merge a prefilled sequence into the running batch, left-padding the shorter side."""
+        from transformers import DynamicCache
+
+        length = len(request.row.prompt)
+        own = torch.ones((1, length), dtype=torch.long, device=self.device)
+        if self.cache is None:
+            self.cache, self.mask = request.cache, own
+        else:
+            assert self.mask is not None
+            width = max(self.mask.shape[1], length)
+            merged = [(torch.cat([_left_pad(k, width, 2), _left_pad(nk, width, 2)]),
+                       torch.cat([_left_pad(v, width, 2), _left_pad(nv, width, 2)]))
+                      for (k, v), (nk, nv) in zip(_layers(self.cache), _layers(request.cache))]
+            self.cache = DynamicCache(merged)
+            self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(own, width, 1)])
+        request.cache = None
+        request.state = "running"
+        self.running.append(request)
+
+    # -- decode --------------------------------------------------------------------------------
+
+    def _take_token(self, request: Request, logits: torch.Tensor) -> bool:
+        """Choose the next token; True while the sequence goes on."""
+        if request.cancelled:
+            self._finish(request, "cancelled")
+            return False
+        token = llm_generate.choose_token(logits, request.row)
+        new = [] if token in request.row.end_ids else [token]
+        request.pending = token
+        if request.row.finish_reason is None:
+            request.listener(request, new)
+            return True
+        if new:
+            request.listener(request, new)
+        self._finish(request, request.row.finish_reason)
+        return False
+
+    def _decode(self) -> None:
+        assert self.mask is not None
+        ids = torch.tensor([[r.pending] for r in self.running], dtype=torch.long, device=self.device)
+        self.mask = torch.cat([self.mask, torch.ones((len(self.running), 1), dtype=torch.long,
+                                                     device=self.device)], dim=1)
+        positions = (self.mask.sum(dim=1, keepdim=True) - 1)
+        out = self._forward(ids, self.mask, positions, self.cache)
+        self.cache = getattr(out, self.cache_name)
+        for index, request in enumerate(list(self.running)):
+            self._take_token(request, out.logits[index, -1])
+
+    def _reap(self) -> None:
+        """Take finished and cancelled sequences out of the batch and shrink the cache to what is left."""
+        for request in [r for r in self.running if r.cancelled and r.state == "running"]:
+            self._finish(request, "cancelled")
+        for request in [r for r in self.prefilling if r.cancelled]:
+            self.prefilling.remove(request)
+            self._finish(request, "cancelled")
+        keep = [i for i, r in enumerate(self.running) if r.state == "running"]
+        if len(keep) == len(self.running):
+            return
+        self.running = [self.running[i] for i in keep]
+        if not keep:
+            self.cache, self.mask = None, None
+            return
+        assert self.mask is not None
+        index = torch.tensor(keep, device=self.device)
+        mask = self.mask.index_select(0, index)
+        first = int(mask.any(dim=0).nonzero()[0])
+        layers = [(k.index_select(0, index)[:, :, first:], v.index_select(0, index)[:, :, first:])
+                  for k, v in _layers(self.cache)]
+        from transformers import DynamicCache
+
+        self.cache, self.mask = DynamicCache(layers), mask[:, first:]
