@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,23 @@ _CONFLICT_HINTS = {
 }
 
 
+def _copied_hint(source: Path) -> str:
+    """For a hand-edited copy: the file it is copied from is the one to edit."""
+    import tritonkit.python_backends as shipped
+
+    if Path(shipped.__file__).parent in source.resolve().parents:
+        return (f"it is a copy of tritonkit's own {source.name}, replaced on every run: to change it, copy "
+                "that file into your project and name it in the spec (artifact: or files:), or rerun with "
+                "--force to restore it")
+    relative = os.path.relpath(source.resolve(), Path.cwd())
+    shown = source.as_posix() if relative.startswith("..") else Path(relative).as_posix()
+    return f"it is copied from {shown}: make the change there and run generate again, or rerun with --force " \
+           "to overwrite it"
+
+
 def _conflict_hint(plan: WritePlan, action: Action) -> str:
+    if action.status == "modified" and isinstance(action.data, FileSource) and action.data.path is not None:
+        return _copied_hint(action.data.path)
     if action.status == "conflict" and plan.lost_manifest is not None:
         return (f"if tritonkit generated these files, restore {plan.lost_manifest} (e.g. from version control) "
                 "or remove the repository and generate again; otherwise move them away, or generate into another "

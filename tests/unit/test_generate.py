@@ -121,6 +121,19 @@ def test_hand_edited_file_is_reported_and_kept_unless_forced(tmp_path: Path) -> 
     assert "# my edit" not in config.read_text()
 
 
+def test_a_hand_edited_copy_points_at_the_artifact_it_came_from(tmp_path: Path) -> None:
+    spec, out = make_spec(tmp_path), tmp_path / "out"
+    generate(spec, out)
+    copy = out / "model_repository/m/1/model.py"
+    copy.write_text(copy.read_text() + "# my edit\n")
+    with pytest.raises(WriteConflictError) as info:
+        generate(spec, out)
+    (problem,) = info.value.problems
+    assert problem.path == "model_repository/m/1/model.py" and "edited by hand" in problem.message
+    assert problem.hint is not None and "copied from" in problem.hint and problem.hint.split(
+        "copied from ")[1].startswith(str(tmp_path / "m.py")), problem.hint
+
+
 def test_files_it_did_not_write_are_never_touched(tmp_path: Path) -> None:
     spec, out = make_spec(tmp_path), tmp_path / "out"
     mine = out / "model_repository/m/config.pbtxt"
