@@ -1,8 +1,9 @@
 """tritonkit's PyTorch engine: token ids in, token ids out, behind TensorRT-LLM's tensor contract.
 
-Every request of one ``execute`` call is generated together, one forward pass per step. In
-decoupled mode a request with ``streaming`` set gets one response per step; the others get one
-response when they finish. Configured by ``parameters`` in config.pbtxt (written by tritonkit).
+Requests go to the in-flight scheduler (``llm_scheduler.py``): they join the running batch at the
+next step and leave it when done. In decoupled mode a request with ``streaming`` set gets one
+response per step; the others get one response when they finish. Configured by ``parameters`` in
+config.pbtxt (written by tritonkit).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import triton_python_backend_utils as pb_utils
 
 import llm_common
 import llm_generate
+import llm_scheduler
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -69,6 +71,16 @@ class TritonPythonModel:
         }
         self.cancel_dir = llm_common.cancel_dir(args["model_name"])
         self.cancel_dir.mkdir(parents=True, exist_ok=True)
+        max_batch = int(config.get("max_batch_size") or 8)
+        budget = int(params.get("kv_cache_tokens") or 0) or max_batch * self.max_context_or(4096)
+        self.scheduler = llm_scheduler.Engine(
+            self.model, self.default_pad_id, max_batch=max_batch, num_blocks=-(-budget // 16), block_tokens=16,
+            prefill_chunk=int(params.get("prefill_chunk") or 256), max_queue=int(params.get("max_queue") or 256),
+            prefix_cache=llm_common.parse_bool(params.get("enable_reuse", "")))
+
+    def max_context_or(self, default: int) -> int:
+        """The model's context length, or ``default`` when its config does not say."""
+        return self.max_context or default
 
     def _read_prompt(self, request: Any) -> list[int]:
         tensor = pb_utils.get_input_tensor_by_name(request, "input_ids")
@@ -110,71 +122,75 @@ class TritonPythonModel:
         )
 
     def execute(self, requests: list[Any]) -> Optional[list[Any]]:
-        """Generate for every valid request in one batch; malformed ones get an error of their own."""
+        """Hand every valid request to the in-flight scheduler; malformed ones get an error of their own.
+
+        Decoupled: responses go out on each request's sender as tokens come, and ``execute`` returns at
+        once. Otherwise ``execute`` waits for its requests and returns their responses.
+        """
         responses: list[Any] = [None] * len(requests)
-        rows: list[llm_generate.Row] = []
-        live: list[Any] = []
+        streams: list[_Stream] = []
         for slot, request in enumerate(requests):
             try:
-                rows.append(self._row(request))
-                live.append((slot, request))
-            except (llm_common.RequestError, ValueError, TypeError) as exc:
+                stream = _Stream(self, request, slot, responses)
+                self.scheduler.submit(stream.request)
+                streams.append(stream)
+            except (llm_common.RequestError, ValueError, TypeError, llm_scheduler.QueueFullError) as exc:
                 responses[slot] = _error_response(str(exc))
-        if rows:
-            _Batch(self, live, responses).run(rows)
-        if not self.decoupled:
-            return responses
-        for slot, request in enumerate(requests):
-            if responses[slot] is not None:
-                request.get_response_sender().send(responses[slot], flags=_FINAL)
-        return None
+                if self.decoupled:
+                    request.get_response_sender().send(responses[slot], flags=_FINAL)
+        if self.decoupled:
+            return None
+        for stream in streams:
+            stream.request.done.wait()
+        return responses
+
+    def finalize(self) -> None:
+        """Stop the scheduler's thread."""
+        self.scheduler.stop()
 
 
-class _Batch:
-    """Delivers the tokens of one batched generation to each request as they are produced."""
+class _Stream:
+    """Delivers one request's tokens: one response per step when streaming, else one at the end."""
 
-    def __init__(self, engine: TritonPythonModel, live: list[Any], responses: list[Any]) -> None:
-        self.engine = engine
-        self.live = live
-        self.responses = responses
-        self.senders = [r.get_response_sender() if engine.decoupled else None for _, r in live]
-        self.streaming = [engine.decoupled and bool(_scalar(r, "streaming", False)) for _, r in live]
-        self.request_ids = [r.request_id() for _, r in live]
+    def __init__(self, engine: TritonPythonModel, request: Any, slot: int, responses: list[Any]) -> None:
+        self.engine, self.slot, self.responses = engine, slot, responses
+        self.sender = request.get_response_sender() if engine.decoupled else None
+        self.streaming = engine.decoupled and bool(_scalar(request, "streaming", False))
+        self.request_id = request.request_id()
+        self.request = llm_scheduler.Request(engine._row(request), self.on_tokens)
         self.steps = 0
 
-    def run(self, rows: list[llm_generate.Row]) -> None:
-        pad_id = self.engine.default_pad_id
-        llm_generate.generate(self.engine.model, rows, pad_id, self._on_step, self._should_stop)
-
-    def _should_stop(self, index: int) -> bool:
-        request_id = self.request_ids[index]
-        if request_id:
-            marker = self.engine.cancel_dir / request_id
+    def _cancel_requested(self) -> bool:
+        self.steps += 1
+        if self.request_id:
+            marker = self.engine.cancel_dir / self.request_id
             if marker.exists():
                 marker.unlink(missing_ok=True)
                 return True
-        sender = self.senders[index]
-        return sender is not None and self.steps % 4 == 0 and sender.is_cancelled()
+        return self.sender is not None and self.steps % 4 == 0 and self.sender.is_cancelled()
 
-    def _on_step(self, events: list[tuple[int, llm_generate.Row, list[int]]]) -> None:
-        self.steps += 1
-        for index, row, new_tokens in events:
-            done = row.finish_reason is not None
-            sender = self.senders[index]
-            if self.streaming[index] and sender is not None:
-                self._send(sender, _ids_response(new_tokens) if new_tokens else None, done)
-            elif done and sender is not None:
-                self._send(sender, _ids_response(row.tokens), True)
-            elif done:
-                self.responses[self.live[index][0]] = _ids_response(row.tokens)
-
-    def _send(self, sender: Any, response: Any, final: bool) -> None:
+    def on_tokens(self, request: Any, new_tokens: list[int]) -> None:
+        row = request.row
+        done = row.finish_reason is not None
+        if not done and self._cancel_requested():
+            self.engine.scheduler.cancel(request)
+        if request.error:
+            response: Any = _error_response(request.error)
+        elif self.streaming:
+            response = _ids_response(new_tokens) if new_tokens else None
+        else:
+            response = _ids_response(row.tokens) if done else None
+        if self.sender is None:
+            if done:
+                self.responses[self.slot] = response
+            return
+        if response is None and not done:
+            return
         try:
             if response is None:
-                if final:
-                    sender.send(flags=_FINAL)
-                return
-            sender.send(response, flags=_FINAL if final else 0)
+                self.sender.send(flags=_FINAL)
+            else:
+                self.sender.send(response, flags=_FINAL if done else 0)
         except pb_utils.TritonModelException as exc:
             # The client went away (cancelled stream): nothing is waiting for this response.
             pb_utils.Logger.log_verbose(f"response not sent: {exc}")

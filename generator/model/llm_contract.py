@@ -161,6 +161,7 @@ def pytorch_parameters(llm: LLMSpec, source: str) -> dict[str, Union[str, int, f
         "model": source, "device": llm.engine.device, "dtype": llm.engine.dtype,
         "temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
         "repetition_penalty": sampling.repetition_penalty, "trust_remote_code": llm.trust_remote_code,
+        "enable_reuse": llm.kv_cache.enable_reuse, "kv_cache_tokens": llm.kv_cache.max_tokens or 0,
     }
     if sampling.seed is not None:
         params["seed"] = sampling.seed

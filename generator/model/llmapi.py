@@ -154,8 +154,7 @@ def _local_parameters(builder: _Builder) -> dict[str, ParameterValue]:
     tokenizer = builder.local_path(llm.tokenizer, ("tokenizer",), llm.name, True) if llm.tokenizer else source
     params.update({"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
                    "max_batch_size": llm.max_batch_size, "max_input_len": llm.max_input_len,
-                   "max_output_len": llm.max_output_len, "stop_words": json.dumps(llm.stop_words),
-                   "enable_reuse": llm.kv_cache.enable_reuse, "kv_cache_tokens": llm.kv_cache.max_tokens or 0})
+                   "max_output_len": llm.max_output_len, "stop_words": json.dumps(llm.stop_words)})
     return params
 
 

@@ -135,3 +135,33 @@ def test_chat_command_streams_from_the_llmapi_model(server: Server) -> None:
     assert done.returncode == 0, done.stderr
     assert "Paris" in done.stdout
     assert "finish_reason: stop" in done.stderr
+
+
+def test_a_short_request_overtakes_a_long_one_in_flight(server: Server) -> None:
+    """In-flight batching: a 5-token request sent while a 200-token one decodes is answered first."""
+    events: queue.Queue[Any] = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    arrays = {"text_input": np.array([b"Write a long story about a lighthouse keeper and the sea."], dtype=np.object_),
+              "streaming": np.array([True]), "sampling_param_max_tokens": np.array([200], dtype=np.int32)}
+    inputs = []
+    for name, array in arrays.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), {"object": "BYTES", "bool": "BOOL",
+                                                                 "int32": "INT32"}[str(array.dtype)])
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    client.start_stream(callback=lambda result, error: events.put(("long", error or result)))
+    try:
+        client.async_stream_infer("smollm2", inputs, enable_empty_final_response=True)
+        for _ in range(3):  # the long answer is decoding
+            _, item = events.get(timeout=120)
+            assert not isinstance(item, Exception), item
+        status, body = _post(server, "generate", {"text_input": "Say hello.", "sampling_param_max_tokens": 5})
+        assert status == 200, body
+        finished_long = False
+        while not events.empty():
+            _, item = events.get_nowait()
+            finished_long = finished_long or item.get_response().parameters["triton_final_response"].bool_param
+        assert not finished_long, "the short request waited for the long one"
+    finally:
+        client.stop_stream(cancel_requests=True)
+        client.close()
