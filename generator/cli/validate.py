@@ -27,6 +27,9 @@ def validate(
     gpu: Annotated[Optional[str], typer.Option(
         "--gpu", help="GPU type of the serving host (e.g. H100, L40S, A100): FP8 and FP4 checkpoints and KV "
                       "caches are checked against its compute capability.")] = None,
+    backends: Annotated[Optional[str], typer.Option(
+        "--backends", help="Comma-separated backends the serving tritonserver has (e.g. python,onnxruntime): a "
+                           "model whose backend is missing is an error, as Triton refuses it.")] = None,
     triton_version: Annotated[Optional[str], typer.Option(
         "--triton-version", help="NGC release the repository is served with (e.g. 26.04): tensors and "
                                  "model.yaml keys are checked against its TensorRT-LLM.")] = None,
@@ -48,7 +51,8 @@ def validate(
         problem = repository_path_problem(repo)
         if problem is not None:
             raise RepositoryError(problem)
-        report = validate_repository(repo, gpus=gpu_count, gpu=gpu, triton_version=triton_version)
+        have = None if backends is None else {b.strip() for b in backends.split(",") if b.strip()}
+        report = validate_repository(repo, gpus=gpu_count, gpu=gpu, triton_version=triton_version, backends=have)
         empty = empty_repository_warning(repo, scan_repository(repo))
         if empty is not None:
             err_console.print(empty, markup=False)

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["BACKEND_FILES", "BACKEND_PLATFORMS", "ENSEMBLE", "FILE_BACKENDS", "PLATFORM_BACKENDS",
-           "PLATFORM_FILES", "default_model_file"]
+__all__ = [
+    "BACKEND_FILES",
+    "BACKEND_PLATFORMS",
+    "ENSEMBLE",
+    "FILE_BACKENDS",
+    "NGC_BACKENDS",
+    "PLATFORM_BACKENDS",
+    "PLATFORM_FILES",
+    "default_model_file",
+]
 
 #: The platform of an ensemble; its backend must stay empty.
 ENSEMBLE = "ensemble"
@@ -49,6 +57,11 @@ FILE_BACKENDS = {
     "model.savedmodel": "tensorflow",
     "model.graphdef": "tensorflow",
 }
+
+
+#: Backends the NGC tritonserver images ship (``-py3``; ``vllm`` and ``tensorrtllm`` in their own images).
+NGC_BACKENDS = frozenset({"python", "onnxruntime", "tensorrt", "pytorch", "openvino", "fil", "dali", "identity",
+                          "repeat", "square", "tensorflow", "vllm", "tensorrtllm"})
 
 
 def default_model_file(backend: str, platform: str = "", configured: str = "") -> Optional[str]:

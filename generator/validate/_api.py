@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Optional, Union
 
 from tritonkit.errors import Problem, RepositoryError
 from tritonkit.validate._batching import check_batching
-from tritonkit.validate._general import check_general
+from tritonkit.validate._general import check_backend_present, check_general, resolve_backend
 from tritonkit.validate._graph import check_ensemble_config
 from tritonkit.validate._instances import check_instances
 from tritonkit.validate._links import check_ensemble_links
 from tritonkit.validate._llmapi import check_llmapi, llm_target
+from tritonkit.validate._nesting import ensemble_order
+from tritonkit.validate._onnx import check_onnx
 from tritonkit.validate._parse import read_model
+from tritonkit.validate._python import check_python
 from tritonkit.validate._report import ModelEntry, Report, Sink
 from tritonkit.validate._view import DiskRepository, MappingRepository, RepositoryView
 from tritonkit.validate._vllm import check_vllm
@@ -22,7 +25,7 @@ __all__ = ["validate_repository", "validate_tree", "validate_view"]
 
 
 def validate_repository(path: Union[str, Path], *, gpus: Optional[int] = None, gpu: Optional[str] = None,
-                        triton_version: Optional[str] = None) -> Report:
+                        triton_version: Optional[str] = None, backends: Optional[Collection[str]] = None) -> Report:
     """Validate a model repository folder on disk.
 
     Args:
@@ -32,6 +35,9 @@ def validate_repository(path: Union[str, Path], *, gpus: Optional[int] = None, g
         triton_version: the NGC release of the serving image (``"26.04"``), as in a spec's
             ``triton.version``; LLM-API keys and tensors are checked against its TensorRT-LLM
             (default: the newest release with a known TensorRT-LLM).
+        backends: the backends the serving tritonserver has (its ``--backend-directory``); a model whose
+            backend is not among them is an error, as Triton refuses it. Without it, a backend NGC's
+            images do not ship is a warning.
 
     Raises:
         RepositoryError: ``path`` is not a folder, or ``gpu`` or ``triton_version`` is unknown.
@@ -41,7 +47,8 @@ def validate_repository(path: Union[str, Path], *, gpus: Optional[int] = None, g
     if not root.is_dir():
         raise RepositoryError(Problem(f"{root} is not a folder", path=str(root),
                                       hint="pass the model repository folder (it holds one folder per model)"))
-    return validate_view(DiskRepository(root), gpus=gpus, gpu=gpu, triton_version=triton_version)
+    return validate_view(DiskRepository(root), gpus=gpus, gpu=gpu, triton_version=triton_version,
+                         backends=backends)
 
 
 def validate_tree(files: Mapping[str, object], *, root_name: str = "model_repository",
@@ -57,7 +64,7 @@ def validate_tree(files: Mapping[str, object], *, root_name: str = "model_reposi
 
 
 def validate_view(view: RepositoryView, *, gpus: Optional[int] = None, gpu: Optional[str] = None,
-                  triton_version: Optional[str] = None) -> Report:
+                  triton_version: Optional[str] = None, backends: Optional[Collection[str]] = None) -> Report:
     """Validate any repository view; return every error and warning, sorted by file and line.
 
     Raises:
@@ -76,25 +83,40 @@ def validate_view(view: RepositoryView, *, gpus: Optional[int] = None, gpu: Opti
     broken: set[str] = set()
     for entry in models.values():
         before = len(report.errors)
-        _check_model(entry, sink, gpus)
+        _check_model(view, entry, sink, gpus, backends)
         check_llmapi(view, entry, sink, target, gpus)
         check_vllm(view, entry, sink, target.release if target.explicit else None)
         if len(report.errors) > before or (entry.config is None and entry.has_config_file):
             broken.add(entry.name)
-    for entry in models.values():
-        if entry.name not in broken and entry.config is not None and \
-                entry.config.HasField("ensemble_scheduling"):
-            check_ensemble_links(entry, models, broken, sink)
+    _check_ensembles(models, broken, sink, report)
     key = _sort_key
     report.errors.sort(key=key)
     report.warnings.sort(key=key)
     return report
 
 
-def _check_model(entry: ModelEntry, sink: Sink, gpus: Optional[int]) -> None:
+def _check_ensembles(models: dict[str, ModelEntry], broken: set[str], sink: Sink, report: Report) -> None:
+    for entry in ensemble_order(models, broken, sink):  # inner ensembles first: outer ones read their verdict
+        assert entry.config is not None
+        if any(step.model_name in broken for step in entry.config.ensemble_scheduling.step):
+            broken.add(entry.name)  # Triton: "depends on '<step>' which is not valid", reported at the step
+            continue
+        before = len(report.errors)
+        check_ensemble_links(entry, models, broken, sink)
+        if len(report.errors) > before:
+            broken.add(entry.name)
+
+
+def _check_model(view: RepositoryView, entry: ModelEntry, sink: Sink, gpus: Optional[int],
+                 backends: Optional[Collection[str]]) -> None:
     check_general(entry, sink)
+    backend = resolve_backend(entry) if entry.available_versions() else ""
+    check_backend_present(entry, sink, backend, backends)
+    check_python(view, entry, sink, backend)
     if entry.config is None:
         return
+    entry.decoupled = entry.config.model_transaction_policy.decoupled
+    check_onnx(view, entry, sink, backend)
     check_batching(entry, sink)
     check_instances(entry, sink, gpus)
     check_ensemble_config(entry, sink)

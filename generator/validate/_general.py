@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
-from typing import Union
+from collections.abc import Collection
+from typing import Optional, Union
 
-from tritonkit.triton import ENSEMBLE, FILE_BACKENDS, PLATFORM_BACKENDS, default_model_file
+from tritonkit.triton import ENSEMBLE, FILE_BACKENDS, NGC_BACKENDS, PLATFORM_BACKENDS, default_model_file
 from tritonkit.validate._report import ModelEntry, Sink
 from tritonkit.validate._tensors import batch_io_problems, tensor_problems
 
-__all__ = ["check_general", "resolve_backend"]
+__all__ = ["check_backend_present", "check_general", "resolve_backend"]
 
 _BACKEND_NAMES = "backend: \"python\" (or onnxruntime, tensorrt, pytorch ...), or platform: \"ensemble\""
 
@@ -61,6 +62,20 @@ def check_general(entry: ModelEntry, sink: Sink) -> None:
     _warn_batch_dim(entry, sink)
     for field, index, message, hint in batch_io_problems(entry.config):
         sink.error(entry, (field, index), f"{message} for {entry.name}", hint=hint)
+
+
+def check_backend_present(entry: ModelEntry, sink: Sink, backend: str, backends: Optional[Collection[str]]) -> None:
+    """Whether the serving host has the model's backend: exact with ``backends``, else a warning for unusual ones."""
+    if not backend or backend == ENSEMBLE:
+        return
+    message = f"unable to find backend library for backend '{backend}', try specifying runtime on the model " \
+              "configuration."
+    if backends is not None and backend not in backends:
+        sink.error(entry, ("backend",), message, hint=f"the server has: {', '.join(sorted(backends))}")
+    elif backends is None and backend not in NGC_BACKENDS:
+        sink.warning(entry, ("backend",), f"backend '{backend}' is not one NGC's tritonserver images ship; where "
+                                          f"the server lacks it, Triton says: {message}",
+                     hint="pass --backends with the serving host's backends to check it exactly")
 
 
 def _check_name_and_versions(entry: ModelEntry, sink: Sink) -> None:

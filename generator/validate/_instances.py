@@ -63,4 +63,4 @@ def _check_gpu_ids(entry: ModelEntry, sink: Sink, index: int, group: Any, gpus: 
     elif gpus is None:
         sink.warning(entry, (*where, "kind"),
                      f"instance group {label} of model {entry.name} needs a GPU; Triton refuses it on a "
-                     "host without one", hint="pass --gpus N to check the ids against the host")
+                     "host without one", hint="pass --gpu-count N (the serving host's GPUs) to check it exactly")

@@ -104,7 +104,10 @@ def _map_inputs(entry: ModelEntry, sink: Sink, index: int, step: Any, target: Mo
     assert model is not None
     names = [t.name for t in model.input]
     for key, value in sorted(step.input_map.items()):
-        if key not in names:
+        if key not in names and target.auto_complete:
+            _warn_auto_complete(entry, sink, (*_STEP, index, "input_map", key), "input", key, target)
+            tensors.setdefault(value, _unknown(target.name))
+        elif key not in names:
             sink.error(entry, (*_STEP, index, "input_map", key),
                        f"in ensemble {entry.name}, ensemble tensor {value} is mapping to non-existing input "
                        f"{key} in model {target.name}",
@@ -133,6 +136,11 @@ def _map_outputs(entry: ModelEntry, sink: Sink, index: int, step: Any, target: M
     sibling: list[Any] = [False, 0]
     for key, value in sorted(step.output_map.items()):
         tensor = by_name.get(key)
+        if tensor is None and target.auto_complete:
+            _warn_auto_complete(entry, sink, (*_STEP, index, "output_map", key), "output", key, target)
+            node = tensors.setdefault(value, _unknown(target.name))
+            node.sibling, node.decoupled = sibling, target.decoupled
+            continue
         if tensor is None:
             sink.error(entry, (*_STEP, index, "output_map", key),
                        f"in ensemble {entry.name}, ensemble tensor {value} is mapped from non-existing output "
@@ -143,7 +151,7 @@ def _map_outputs(entry: ModelEntry, sink: Sink, index: int, step: Any, target: M
         if not _merge(entry, sink, (*_STEP, index, "output_map", key), tensors, value, node):
             return False
         tensors[value].sibling = sibling
-        tensors[value].decoupled = model.model_transaction_policy.decoupled
+        tensors[value].decoupled = target.decoupled
     for value in step.output_map.values():
         for source in step.input_map.values():
             tensors[value].prev.append(tensors[source])
@@ -151,10 +159,24 @@ def _map_outputs(entry: ModelEntry, sink: Sink, index: int, step: Any, target: M
     return True
 
 
+def _unknown(model: str) -> _Node:
+    """A tensor of a model whose config leaves it to auto_complete_config: type and shape unknown."""
+    return _Node(model, 0, [], [])
+
+
+def _warn_auto_complete(entry: ModelEntry, sink: Sink, where: tuple[Any, ...], kind: str, name: str,
+                        target: ModelEntry) -> None:
+    sink.warning(entry, where, f"{kind} '{name}' is not in {target.name}'s config.pbtxt; its model.py's "
+                               "auto_complete_config may add it when the model loads",
+                 hint=f"list {kind} '{name}' in {target.config_path} so that the ensemble can be checked")
+
+
 def _merge(entry: ModelEntry, sink: Sink, where: tuple[Any, ...], tensors: dict[str, _Node], name: str,
            node: _Node) -> bool:
     known = tensors.get(name)
-    if known is None:
+    if known is None or known.dtype == 0:  # 0: not declared yet (auto_complete_config fills it at load)
+        if known is not None:
+            node.prev, node.next, node.sibling, node.decoupled = known.prev, known.next, known.sibling, known.decoupled
         tensors[name] = node
         return True
     from tritonclient.grpc import model_config_pb2
@@ -211,6 +233,7 @@ def _check_decoupled(entry: ModelEntry, sink: Sink, config: Any, tensors: dict[s
             following.visited = True
             queue.append(following)
     if labels:
+        entry.decoupled = True  # core marks the ensemble decoupled; an outer ensemble sees it so
         sink.warning(entry, ("name",), f"ensemble '{entry.name}' contains a decoupled model, so Triton "
                                        "makes the ensemble decoupled",
                      hint="call it with gRPC streaming or HTTP generate_stream, not HTTP infer")

@@ -42,7 +42,8 @@ class ModelEntry:
     """One model folder: its parsed config (None when missing or unparsable) and version folders.
 
     ``versions`` maps each version number Triton would see (numeric folder names without a
-    leading zero) to the names of the entries in that folder.
+    leading zero) to the names of the entries in that folder. ``auto_complete`` and ``decoupled``
+    are filled in by rules as they learn them, for the rules that run after them.
     """
 
     name: str
@@ -51,6 +52,10 @@ class ModelEntry:
     locator: Locator
     has_config_file: bool
     versions: dict[int, list[str]] = field(default_factory=dict)
+    #: model.py's TritonPythonModel has auto_complete_config: it may add inputs, outputs, max_batch_size.
+    auto_complete: bool = False
+    #: decoupled, by its own config or (an ensemble) through a decoupled model on its data path.
+    decoupled: bool = False
 
     @property
     def config_path(self) -> str:

@@ -97,26 +97,47 @@ def _product(values: Sequence[int]) -> int:
 
 
 def batch_io_problems(config: Any) -> list[tuple[str, int, str, str]]:
-    """Return (field, index, message, hint) for batch_input / batch_output entries Triton refuses."""
+    """Return (field, index, message, hint) for batch_input / batch_output entries Triton refuses.
+
+    Triton's ``ValidateBatchIO`` (model_config_utils.cc) stops at the first; so does this.
+    """
+    from tritonclient.grpc import model_config_pb2 as pb
+
     inputs = {t.name for t in config.input}
     outputs = {t.name for t in config.output}
-    found: list[tuple[str, int, str, str]] = []
     for index, item in enumerate(config.batch_input):
-        if len(item.source_input) != 1:
-            found.append(("batch_input", index, f"batch input expects 1 source input, got {len(item.source_input)}",
-                          "name exactly one source_input"))
-        elif item.data_type not in (8, 11):  # TYPE_INT32, TYPE_FP32
-            found.append(("batch_input", index, "batch input data type must be TYPE_INT32 or TYPE_FP32",
-                          "use TYPE_INT32 or TYPE_FP32"))
-        found.extend(("batch_input", index, f"unknown source input name '{s}'",
-                      f"source_input must be one of the inputs: {', '.join(sorted(inputs))}")
-                     for s in item.source_input if s not in inputs)
+        kind = pb.BatchInput.Kind.Name(item.kind)
+        found = _sources_problem("batch input", kind, item, inputs)
+        if found is None and item.data_type not in (pb.TYPE_INT32, pb.TYPE_FP32):
+            found = ("batch input data type must be TYPE_INT32 or TYPE_FP32", "use TYPE_INT32 or TYPE_FP32")
+        if found is not None:
+            return [("batch_input", index, *found)]
     for index, item in enumerate(config.batch_output):
-        if len(item.source_input) != 1:
-            found.append(("batch_output", index, f"batch output expects 1 source input, got "
-                                                 f"{len(item.source_input)}", "name exactly one source_input"))
-        found.extend(("batch_output", index, f"unknown source input name '{s}'", "name one of the inputs")
-                     for s in item.source_input if s not in inputs)
-        found.extend(("batch_output", index, f"unknown target output name '{t}'", "name one of the outputs")
-                     for t in item.target_name if t not in outputs)
-    return found
+        kind = pb.BatchOutput.Kind.Name(item.kind)
+        found = _sources_problem("batch output", kind, item, inputs) or _targets_problem(item, outputs)
+        if found is not None:
+            return [("batch_output", index, *found)]
+    return []
+
+
+def _sources_problem(what: str, kind: str, item: Any, inputs: set[str]) -> Optional[tuple[str, str]]:
+    if len(item.source_input) != 1:
+        return (f"{what} kind '{kind}' expects 1 source input, got {len(item.source_input)}",
+                "name exactly one source_input")
+    for source in item.source_input:
+        if source not in inputs:
+            return (f"unknown source input name '{source}'",
+                    f"source_input must be one of the inputs: {', '.join(sorted(inputs)) or 'none'}")
+    return None
+
+
+def _targets_problem(item: Any, outputs: set[str]) -> Optional[tuple[str, str]]:
+    seen: set[str] = set()
+    for target in item.target_name:
+        if target not in outputs:
+            return (f"unknown target output name '{target}'",
+                    f"target_name must be one of the outputs: {', '.join(sorted(outputs)) or 'none'}")
+        if target in seen:
+            return f"target output name '{target}' can only be specified once", "name each target output once"
+        seen.add(target)
+    return None

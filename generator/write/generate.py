@@ -88,10 +88,10 @@ def _check_in_memory(built: Built, tree: dict[str, Rendered], keep: set[str], ou
                      versions: dict[str, int]) -> None:
     """Every Triton rule over the repository as it will be: the new version and the kept older ones."""
     kept = {path: FileSource(path=out / path) for path in keep}
-    report = check_rendered(built, tree, kept=kept, versions=versions,
-                            root_shown=_shown(out / REPOSITORY_DIR))
-    if any(p.path == built.loaded.document.display_path for p in report.errors):
-        raise SpecError(report.errors)  # located at spec keys: the spec is what to change
+    root = _shown(out / REPOSITORY_DIR)
+    report = check_rendered(built, tree, kept=kept, versions=versions, root_shown=root)
+    if any(not (p.path or "").startswith(root + "/") for p in report.errors):
+        raise SpecError(report.errors)  # located at spec keys or in artifacts: the spec's side is what to change
     if report.errors:
         raise RepositoryError(report.errors)
 
