@@ -22,7 +22,7 @@ from tritonkit.render.repository import Rendered, render_tree
 from tritonkit.spec.document import Loc, LocationMap, Mark
 from tritonkit.spec.load import LoadedSpec, load_spec
 from tritonkit.triton import BACKEND_FILES
-from tritonkit.validate import Report, validate_tree
+from tritonkit.validate import Report, validate_k8s_files, validate_tree
 
 __all__ = ["REPOSITORY_DIR", "Built", "build_spec", "check_rendered", "check_spec", "render_built"]
 
@@ -76,6 +76,8 @@ def check_rendered(built: Built, tree: Mapping[str, Rendered], *, kept: Optional
                    triton_version: Optional[str] = None) -> Report:
     """Run every Triton rule over the rendered repository; locate each problem at the spec key that caused it.
 
+    The rendered ``k8s/`` folder, when the spec deploys to Kubernetes, is checked too (strict schemas).
+
     Args:
         built: the spec and its models.
         tree: what :func:`render_built` returned.
@@ -94,9 +96,19 @@ def check_rendered(built: Built, tree: Mapping[str, Rendered], *, kept: Optional
                            triton_version=triton_version or built.loaded.spec.triton.version)
     units = {unit.name: unit for unit in built.repository.units}
     place = _Placer(built.loaded, units, versions, root_shown)
-    report.errors = [place(p) for p in report.errors]
-    report.warnings = [place(p) for p in report.warnings]
+    k8s = _k8s_report(built, tree)
+    report.errors = [place(p) for p in report.errors] + k8s.errors
+    report.warnings = [place(p) for p in report.warnings] + k8s.warnings
     return report
+
+
+def _k8s_report(built: Built, tree: Mapping[str, Rendered]) -> Report:
+    """Strict schema checks of the rendered ``k8s/`` (no findings when the spec has no deploy.kubernetes)."""
+    kubernetes = built.repository.kubernetes
+    if kubernetes is None:
+        return Report()
+    files = {p: d if isinstance(d, bytes) else d.read() for p, d in tree.items() if p.startswith("k8s/")}
+    return validate_k8s_files(files, kubernetes.spec.versions)
 
 
 def check_spec(spec_path: Union[str, Path], *, gpus: Optional[int] = None, gpu: Optional[str] = None,

@@ -90,7 +90,8 @@ def _check_in_memory(built: Built, tree: dict[str, Rendered], keep: set[str], ou
     kept = {path: FileSource(path=out / path) for path in keep}
     root = _shown(out / REPOSITORY_DIR)
     report = check_rendered(built, tree, kept=kept, versions=versions, root_shown=root)
-    if any(not (p.path or "").startswith(root + "/") for p in report.errors):
+    output_side = (root + "/", "k8s/")  # an older kept version, or the rendered k8s/ manifests
+    if any(not (p.path or "").startswith(output_side) for p in report.errors):
         raise SpecError(report.errors)  # located at spec keys or in artifacts: the spec's side is what to change
     if report.errors:
         raise RepositoryError(report.errors)
