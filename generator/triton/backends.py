@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = [
-    "BACKEND_FILES",
-    "BACKEND_PLATFORMS",
-    "ENSEMBLE",
-    "FILE_BACKENDS",
-    "NGC_BACKENDS",
-    "PLATFORM_BACKENDS",
-    "PLATFORM_FILES",
-    "default_model_file",
-]
+__all__ = ["BACKEND_FILES", "BACKEND_PLATFORMS", "ENSEMBLE", "FILE_BACKENDS", "NGC_BACKENDS", "PLATFORM_BACKENDS",
+           "PLATFORM_FILES", "default_model_file"]
 
 #: The platform of an ensemble; its backend must stay empty.
 ENSEMBLE = "ensemble"
