@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 import llm_generate
@@ -73,16 +74,24 @@ class PrefixCache:
         self.hits = 0
 
     def lookup(self, prompt: list[int]) -> tuple[int, Optional[list[tuple[torch.Tensor, torch.Tensor]]]]:
-        """The longest stored prefix of ``prompt`` (leaving at least one token to compute) and its tensors."""
-        blocks = (len(prompt) - 1) // self.block_tokens
-        for count in range(blocks, 0, -1):
-            key = tuple(prompt[: count * self.block_tokens])
-            found = self.entries.get(key)
-            if found is not None:
-                self.entries.move_to_end(key)
-                self.hits += 1
-                return len(key), found
-        return 0, None
+        """The longest whole-block prefix ``prompt`` shares with a stored one (one token is left to compute).
+
+        Returns its length and the stored tensors (callers take that many positions of them).
+        """
+        best, found = 0, None
+        tokens = np.asarray(prompt[:-1])
+        for key in self.entries:
+            width = min(len(key), len(tokens))
+            differ = np.flatnonzero(np.asarray(key[:width]) != tokens[:width])
+            common = int(differ[0]) if differ.size else width
+            usable = (common // self.block_tokens) * self.block_tokens
+            if usable > best:
+                best, found = usable, key
+        if found is None:
+            return 0, None
+        self.entries.move_to_end(found)
+        self.hits += 1
+        return best, [(k[:, :, :best], v[:, :, :best]) for k, v in self.entries[found]]
 
     def store(self, prompt: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Keep the whole-block prefix of ``prompt`` (a copy: the running sequence goes on growing)."""
