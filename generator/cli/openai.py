@@ -15,6 +15,13 @@ _LISTEN = "Listen"
 _TRITON = "Triton"
 
 
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise typer.BadParameter(f"{text!r} is not NAME=VALUE", param_hint="--triton-header")
+    return name.strip().lower(), value
+
+
 @app.command()
 def openai(
     url: Annotated[str, typer.Option(
@@ -22,6 +29,10 @@ def openai(
     model_repository: Annotated[Optional[Path], typer.Option(
         "--model-repository", help="The served repository's folder, to find tokenizers named by paths relative "
         "to a model's folder (pkg: and absolute paths need none).", rich_help_panel=_TRITON)] = None,
+    triton_header: Annotated[Optional[list[str]], typer.Option(
+        "--triton-header", help="NAME=VALUE sent as gRPC metadata with every call to Triton (repeatable), e.g. "
+        "triton-grpc-protocol-triton-admin-key=KEY where Triton restricts the model-repository API.",
+        rich_help_panel=_TRITON, show_default=False)] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds to wait for each response from Triton.", rich_help_panel=_TRITON)] = 300.0,
     host: Annotated[str, typer.Option(
@@ -39,8 +50,10 @@ def openai(
     """
     key = api_key or os.environ.get("TRITONKIT_API_KEY") or None
     check_exposure(host, key)
+    headers = tuple(_header(text) for text in triton_header or [])
     err_console.print(f"OpenAI gateway on http://{host}:{port}/v1 for Triton at {url}; Ctrl-C stops it",
                       markup=False)
-    run_gateway(GatewaySettings(url=url, api_key=key, repository=model_repository, timeout_s=timeout),
+    run_gateway(GatewaySettings(url=url, api_key=key, repository=model_repository, timeout_s=timeout,
+                                triton_headers=headers),
                 host=host, port=port)
     return 0

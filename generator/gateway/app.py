@@ -41,6 +41,8 @@ class GatewaySettings:
     repository: Optional[Path] = None
     #: Seconds to wait for each response from Triton.
     timeout_s: float = 300.0
+    #: Metadata sent with every call to Triton (e.g. the admin key its restricted APIs ask for).
+    triton_headers: tuple[tuple[str, str], ...] = ()
 
 
 class _ClientGoneError(Exception):
@@ -72,6 +74,16 @@ async def _unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:
     return task.result()
 
 
+class _Headers:
+    """A tritonclient plugin: adds fixed metadata to every call (tritonclient's own BasicAuth works the same way)."""
+
+    def __init__(self, headers: tuple[tuple[str, str], ...]) -> None:
+        self.headers = dict(headers)
+
+    def __call__(self, request: Any) -> None:
+        request.headers.update(self.headers)
+
+
 class _Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
@@ -83,6 +95,8 @@ class _Gateway:
         import tritonclient.grpc.aio as grpc_aio
 
         self.client = grpc_aio.InferenceServerClient(self.settings.url)
+        if self.settings.triton_headers:
+            self.client.register_plugin(_Headers(self.settings.triton_headers))
         self.catalog = Catalog(self.client, self.settings.repository)
         try:
             await self.catalog.refresh()

@@ -16,6 +16,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import Problem, SpecError
 from tritonkit.model.artifacts import read_onnx_io, resolve_path
+from tritonkit.model.gateway import GatewayService, check_gateway, gateway_packages, gateway_service
 from tritonkit.model.types import FileSource, ModelUnit
 from tritonkit.spec.deploy import DeploySpec, TensorRTBuild
 from tritonkit.spec.document import Loc
@@ -128,6 +129,8 @@ class Deployment:
     templates: tuple[tuple[str, FileSource], ...] = ()
     #: A TensorRT-LLM LLM-API model: MPI workers share memory with the server (``ipc: host``).
     uses_trtllm_api: bool = False
+    #: The OpenAI gateway beside Triton (``deploy.openai``).
+    gateway: Optional[GatewayService] = None
 
     @property
     def needs_dockerfile(self) -> bool:
@@ -306,7 +309,7 @@ def _python_packages(loaded: LoadedSpec, base_image: str) -> tuple[str, ...]:
     needed = _LLM_PACKAGES if any(m.engine.kind == "pytorch" for m in llms) else (
         _TOKENIZER_PACKAGES if llms and "trtllm" not in base_image and "vllm" not in base_image else ())
     names = {re.split(r"[=<>!~\[; ]", p, maxsplit=1)[0].lower() for p in own}
-    return tuple([p for p in needed if p.split("==")[0] not in names] + list(own))
+    return (*[p for p in needed if p.split("==")[0] not in names], *own, *gateway_packages(loaded.spec.deploy))
 
 
 def admin_key_reference(env: str) -> str:
@@ -405,6 +408,7 @@ def build_deployment(loaded: LoadedSpec, units: Sequence[ModelUnit]) -> Deployme
 
     """
     trt, llm, problems = _engine_steps(loaded)
+    problems += check_gateway(loaded, CONTAINER_PORTS)
     try:
         templates = _templates(loaded)
     except SpecError as exc:
@@ -421,4 +425,5 @@ def build_deployment(loaded: LoadedSpec, units: Sequence[ModelUnit]) -> Deployme
         deploy=deploy, server_command=tuple(_server_command(deploy, units, llms)), trt_steps=tuple(trt),
         llm_steps=tuple(llm), models=tuple(unit.name for unit in units), uses_llm=bool(llms),
         uses_trtllm=any(m.engine.kind == "tensorrt_llm" for m in llms), templates=templates,
-        uses_trtllm_api=any(m.engine.kind == "tensorrt_llm_api" for m in llms))
+        uses_trtllm_api=any(m.engine.kind == "tensorrt_llm_api" for m in llms),
+        gateway=gateway_service(deploy, CONTAINER_PORTS[1], MODELS_DIR))

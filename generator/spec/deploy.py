@@ -19,6 +19,7 @@ __all__ = [
     "BuildSpec",
     "DeploySpec",
     "MonitoringSpec",
+    "OpenAISpec",
     "PortsSpec",
     "RestrictableApi",
     "ShapeRange",
@@ -121,6 +122,20 @@ class MonitoringSpec(_StrictModel):
     histograms: bool = True
 
 
+class OpenAISpec(_StrictModel):
+    """The OpenAI-compatible gateway (``tritonkit openai``): a compose service, and a second container in ``k8s/``."""
+
+    #: Port the gateway listens on in its container, published on ``bind_address`` as the same port.
+    port: _Port = 9000
+    #: Variable (in ``docker/.env`` or the k8s Secret) holding the key clients send as ``Authorization: Bearer``.
+    api_key_env: Annotated[str, AfterValidator(_check_env)] = "TRITONKIT_API_KEY"
+    #: Seconds the gateway waits for each response from Triton.
+    timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    #: The pip requirement that puts tritonkit with its ``gateway`` extra into the image (a wheel URL, a git URL,
+    #: ...); default: this tritonkit's version from PyPI.
+    package: Optional[str] = None
+
+
 GpuCount = Union[Literal["all"], Positive]
 
 
@@ -154,6 +169,8 @@ class DeploySpec(_StrictModel):
     log_verbose: NonNegative = 0
     #: Write ``k8s/`` (Deployment, Service, PodMonitor, PrometheusRule, KEDA ScaledObject) beside ``docker/``.
     kubernetes: Optional[KubernetesSpec] = None
+    #: Run the OpenAI-compatible gateway beside Triton: the ``openai`` compose service, a container in ``k8s/``.
+    openai: Optional[OpenAISpec] = None
 
     @model_validator(mode="after")
     def _engines_dir_absolute(self) -> DeploySpec:
