@@ -5,14 +5,24 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from tritonkit.bench.client import BenchClient, Sample
+from tritonkit.bench.client import Sample
 from tritonkit.bench.options import BenchOptions
 
-__all__ = ["LevelRun", "ProgressCallback", "run_level"]
+__all__ = ["LevelRun", "LoadClient", "ProgressCallback", "run_level"]
+
+
+class LoadClient(Protocol):
+    """What a load level needs of a client: timed requests and the server's statistics (Triton or OpenAI)."""
+
+    async def send(self, index: int) -> Sample:
+        """Send the ``index``-th prepared request and time it."""
+
+    async def statistics(self) -> list[dict[str, Any]]:
+        """Return the server's per-model statistics (empty where it has none)."""
 
 #: Called a few times a second with the fraction of the measured window done (0..1).
 ProgressCallback = Callable[[float], None]
@@ -60,7 +70,7 @@ class _Budget:
         return min(1.0, max(parts))
 
 
-async def _closed_loop(client: BenchClient, concurrency: int, budget: _Budget) -> list[Sample]:
+async def _closed_loop(client: LoadClient, concurrency: int, budget: _Budget) -> list[Sample]:
     samples: list[Sample] = []
 
     async def worker() -> None:
@@ -71,7 +81,7 @@ async def _closed_loop(client: BenchClient, concurrency: int, budget: _Budget) -
     return samples
 
 
-async def _open_loop(client: BenchClient, rate: float, budget: _Budget, seed: int) -> list[Sample]:
+async def _open_loop(client: LoadClient, rate: float, budget: _Budget, seed: int) -> list[Sample]:
     rng = np.random.default_rng(seed)
     tasks: list[asyncio.Task[Sample]] = []
     due = time.perf_counter()
@@ -84,7 +94,7 @@ async def _open_loop(client: BenchClient, rate: float, budget: _Budget, seed: in
     return list(await asyncio.gather(*tasks))
 
 
-async def _drive(client: BenchClient, options: BenchOptions, level: float, budget: _Budget,
+async def _drive(client: LoadClient, options: BenchOptions, level: float, budget: _Budget,
                  progress: Optional[ProgressCallback]) -> list[Sample]:
     async def report() -> None:
         while progress is not None:
@@ -111,7 +121,7 @@ def _answered(stats: list[dict[str, Any]]) -> int:
     return total
 
 
-async def settled_statistics(client: BenchClient, tries: int = 20) -> list[dict[str, Any]]:
+async def settled_statistics(client: LoadClient, tries: int = 20) -> list[dict[str, Any]]:
     """Read Triton's statistics until two reads 20 ms apart agree (the server has booked every request)."""
     last = await client.statistics()
     for _ in range(tries):
@@ -123,7 +133,7 @@ async def settled_statistics(client: BenchClient, tries: int = 20) -> list[dict[
     return last
 
 
-async def run_level(client: BenchClient, options: BenchOptions, level: float,
+async def run_level(client: LoadClient, options: BenchOptions, level: float,
                     progress: Optional[ProgressCallback] = None) -> LevelRun:
     """Warm up, then measure one load level and read the server statistics around the window."""
     if options.warmup_s > 0:

@@ -40,6 +40,12 @@ class BenchOptions:
     tokenizer: Optional[str] = None
     timeout_s: float = 60.0
     seed: int = 0
+    #: An OpenAI-compatible server's base URL (``http://host:9000/v1``): bench drives it instead of Triton.
+    openai_url: Optional[str] = None
+    #: ``chat`` (``/chat/completions``) or ``completions`` (``/completions``), with ``openai_url``.
+    endpoint: str = "chat"
+    #: Sent as ``Authorization: Bearer`` to the OpenAI server.
+    api_key: Optional[str] = None
 
 
 def parse_duration(text: str, flag: str) -> float:

@@ -81,7 +81,8 @@ def result_tables(result: BenchResult) -> list[Table]:
     tables = [_latency_table(result)]
     if result.kind == "llm":
         tables.append(_token_table(result))
-    tables.append(_server_table(result))
+    if result.protocol != "openai":  # an OpenAI server has no Triton statistics to split
+        tables.append(_server_table(result))
     return tables
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from tritonkit.bench.client import BenchClient, open_client
-from tritonkit.bench.load import ProgressCallback, run_level
+from tritonkit.bench.load import LoadClient, ProgressCallback, run_level
+from tritonkit.bench.openai import OpenAIBenchClient, openai_bodies
 from tritonkit.bench.options import BenchError, BenchOptions
 from tritonkit.bench.payload import ModelInfo, Payload, generate_payloads, load_payloads
 from tritonkit.bench.prompts import (
@@ -86,20 +87,57 @@ def _prepare(client: BenchClient, options: BenchOptions, model: ModelInfo) -> tu
     return "classic", "random inputs generated from the model's metadata"
 
 
-async def _sweep(options: BenchOptions, progress: Optional[LevelProgress]) -> BenchResult:
+def _prompts(options: BenchOptions) -> tuple[tuple[str, ...], TokenCounter, str]:
+    tokenizer = load_tokenizer(options.tokenizer) if options.tokenizer else None
+    prompts = read_prompts(options.prompts) if options.prompts is not None else synthetic_prompts(
+        options.input_tokens, 32, tokenizer)
+    return prompts.texts, TokenCounter(tokenizer), prompts.note
+
+
+async def _open_openai(options: BenchOptions) -> tuple[OpenAIBenchClient, str]:
+    texts, counter, prompt_note = _prompts(options)
+    client = OpenAIBenchClient(options, counter.count if counter.exact else None)
+    try:
+        await client.check_model()
+    except BaseException:
+        await client.close()
+        raise
+    client.prepare(openai_bodies(options, texts))
+    tokens = ("output tokens counted with the tokenizer" if counter.exact else
+              "output tokens from the server's usage (pass --tokenizer to count them as AIPerf does)")
+    figures = "TTFT and ITL as AIPerf defines them" if options.stream else "no TTFT/ITL without --stream"
+    return client, (f"{prompt_note}; {tokens}; max_tokens {options.output_tokens}; "
+                    f"{options.endpoint} endpoint; {figures}")
+
+
+async def _open(options: BenchOptions) -> tuple[LoadClient, Any, str, str]:
+    """(the load client, the object to close, the kind of model, the note) for Triton or an OpenAI server."""
+    if options.openai_url is not None:
+        openai_client, note = await _open_openai(options)
+        return openai_client, openai_client, "llm", note
     client = open_client(options)
     try:
         model = await client.model_info()
         kind, note = _prepare(client, options, model)
-        result = BenchResult(options.model, options.protocol, options.url, options.mode, options.stream,
-                             kind, (note,))
+    except BaseException:
+        await client.close()
+        raise
+    return client, client, kind, note
+
+
+async def _sweep(options: BenchOptions, progress: Optional[LevelProgress]) -> BenchResult:
+    client, closing, kind, note = await _open(options)
+    try:
+        protocol = "openai" if options.openai_url else options.protocol
+        result = BenchResult(options.model, protocol, options.openai_url or options.url, options.mode,
+                             options.stream, kind, (note,))
         for level in options.levels:
             callback = progress(level_label(options, level)) if progress is not None else None
             run = await run_level(client, options, level, callback)
             result.levels.append(summarize_level(run, options.mode))
         return result
     finally:
-        await client.close()
+        await closing.close()
 
 
 def run_bench(options: BenchOptions, progress: Optional[LevelProgress] = None) -> BenchResult:

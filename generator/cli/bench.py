@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -26,12 +27,14 @@ from tritonkit.bench import (
     write_plot,
 )
 from tritonkit.bench.load import ProgressCallback
+from tritonkit.bench.openai import ENDPOINTS
 from tritonkit.bench.options import BenchError, check_protocol
 from tritonkit.cli._app import EXIT_OK, app, err_console, out_console
 from tritonkit.errors import Problem
 from tritonkit.runtime.client import Client
 
 _LOAD = "Load"
+_OPENAI = "OpenAI server"
 _INPUTS = "Inputs"
 _OUTPUT = "Output"
 
@@ -61,6 +64,24 @@ def _check_target(options: BenchOptions) -> None:
         raise BenchError(Problem(f"must be more than 0 seconds (got {options.timeout_s:g})", path="--timeout"))
     with Client(options.url, protocol=options.protocol, timeout_s=min(options.timeout_s, 30.0)) as client:
         client.model(options.model)
+
+
+def _openai_options(options: BenchOptions, openai_url: Optional[str], endpoint: str,
+                    api_key: Optional[str]) -> BenchOptions:
+    """Point the run at an OpenAI-compatible server, or check the Triton target as before."""
+    if openai_url is None:
+        check_protocol(options.protocol, options.stream)
+        _check_target(options)
+        return options
+    if endpoint not in ENDPOINTS:
+        raise BenchError(Problem(f"must be chat or completions (got {endpoint!r})", path="--endpoint"))
+    if not openai_url.startswith(("http://", "https://")):
+        raise BenchError(Problem(f"must be an http(s) base URL (got {openai_url!r})", path="--openai",
+                                 hint="for example --openai http://127.0.0.1:9000/v1"))
+    if options.timeout_s <= 0:
+        raise BenchError(Problem(f"must be more than 0 seconds (got {options.timeout_s:g})", path="--timeout"))
+    key = api_key or os.environ.get("TRITONKIT_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+    return replace(options, openai_url=openai_url, endpoint=endpoint, api_key=key)
 
 
 def _run_with_progress(options: BenchOptions) -> BenchResult:
@@ -126,6 +147,15 @@ def bench(
                                        rich_help_panel=_OUTPUT)] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each response; a slower one counts as a "
                                                 "failed request.", rich_help_panel=_LOAD)] = 60.0,
+    openai_url: Annotated[_Text, typer.Option("--openai", help="Drive an OpenAI-compatible server instead of "
+                                              "Triton: its base URL, e.g. http://127.0.0.1:9000/v1 (MODEL is the "
+                                              "model id it lists). TTFT and ITL as AIPerf defines them.",
+                                              rich_help_panel=_OPENAI)] = None,
+    endpoint: Annotated[str, typer.Option(help="With --openai: chat (/chat/completions) or completions.",
+                                          rich_help_panel=_OPENAI)] = "chat",
+    api_key: Annotated[_Text, typer.Option(help="With --openai: the Bearer key (default: $TRITONKIT_API_KEY, "
+                                                "else $OPENAI_API_KEY).", rich_help_panel=_OPENAI,
+                                           show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every figure as JSON on stdout instead of the "
                                                          "tables.", rich_help_panel=_OUTPUT)] = False,
     json_path: Annotated[_File, typer.Option("--save-json", help="Also write every figure as JSON to this file.",
@@ -144,8 +174,7 @@ def bench(
     base = _options(model, url, protocol, concurrency, request_rate, duration, requests, warmup)
     options = replace(base, stream=stream, input_data=input_data, prompts=prompts, input_tokens=input_tokens,
                       output_tokens=output_tokens, tokenizer=tokenizer, timeout_s=timeout)
-    check_protocol(options.protocol, options.stream)
-    _check_target(options)
+    options = _openai_options(options, openai_url, endpoint, api_key)
     result = _run_with_progress(options)
     for note in result.notes:
         err_console.print(f"note: {note}", markup=False)
