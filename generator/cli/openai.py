@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from tritonkit.cli._app import app, err_console
-from tritonkit.gateway import GatewaySettings, check_exposure, run_gateway
+from tritonkit.errors import ClientError, Problem
 
 _LISTEN = "Listen"
 _TRITON = "Triton"
@@ -48,6 +48,11 @@ def openai(
     Example: tritonkit openai --url localhost:8001 --port 9000, then point any OpenAI client at
     http://localhost:9000/v1 (model: smollm2 in the default example).
     """
+    try:  # the web stack is the optional `gateway` extra: import it on use
+        from tritonkit.gateway import GatewaySettings, check_exposure, run_gateway
+    except ModuleNotFoundError as exc:
+        raise ClientError(Problem(f"the OpenAI gateway needs its web stack ({exc.name} is missing)",
+                                  hint="pip install 'tritonkit[gateway]'")) from None
     key = api_key or os.environ.get("TRITONKIT_API_KEY") or None
     check_exposure(host, key)
     headers = tuple(_header(text) for text in triton_header or [])

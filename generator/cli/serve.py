@@ -14,7 +14,6 @@ import typer
 
 from tritonkit.cli._app import app, err_console, out_console
 from tritonkit.errors import Problem, ServerError
-from tritonkit.gateway import GatewaySettings, GatewayThread, check_exposure
 from tritonkit.runtime import Server
 from tritonkit.runtime.repository import empty_repository_warning, repository_path_problem, scan_repository
 from tritonkit.runtime.server import CONTROL_MODES
@@ -74,11 +73,22 @@ def _forward_signals(server: Server, stopping: threading.Event) -> Callable[[], 
     return restore
 
 
-def _start_gateway(server: Server, port: Optional[int], host: str, api_key: Optional[str]) -> Optional[GatewayThread]:
+def _gateway() -> Any:
+    """The gateway package, imported on use: its web stack is the optional ``gateway`` extra."""
+    try:
+        import tritonkit.gateway as gateway
+    except ModuleNotFoundError as exc:
+        raise ServerError(Problem(f"--openai-port needs the OpenAI gateway's web stack ({exc.name} is missing)",
+                                  hint="pip install 'tritonkit[gateway]'")) from None
+    return gateway
+
+
+def _start_gateway(server: Server, port: Optional[int], host: str, api_key: Optional[str]) -> Any:
     if port is None:
         return None
-    settings = GatewaySettings(url=server.grpc_url, api_key=api_key, repository=server.repo.resolve())
-    gateway = GatewayThread(settings, host=host, port=port).start()
+    gateway_module = _gateway()
+    settings = gateway_module.GatewaySettings(url=server.grpc_url, api_key=api_key, repository=server.repo.resolve())
+    gateway = gateway_module.GatewayThread(settings, host=host, port=port).start()
     out_console.print(f"openai: {gateway.url}", markup=False)
     return gateway
 
@@ -158,7 +168,7 @@ def serve(
         raise ServerError(problem)
     key = api_key or os.environ.get("TRITONKIT_API_KEY") or None
     if openai_port is not None:
-        check_exposure(openai_host, key)
+        _gateway().check_exposure(openai_host, key)
     echo = _echo_stderr if server_log or log_verbose > 0 else None
     server = Server(repo, tritonserver=tritonserver, http_port=http_port, grpc_port=grpc_port,
                     metrics_port=metrics_port, model_control_mode=model_control_mode, load_models=load_model or [],
