@@ -2,13 +2,20 @@
 
 Requests go to the in-flight scheduler (``llm_scheduler.py``): they join the running batch at the
 next step and leave it when done. In decoupled mode a request with ``streaming`` set gets one
-response per step; the others get one response when they finish. Configured by ``parameters`` in
-config.pbtxt (written by tritonkit).
+response per step; the others get one response when they finish. ``num_return_sequences`` runs as
+that many rows, each answered with its ``sequence_index``. A request with ``stop`` set cancels the
+live request that has the same request id, as TensorRT-LLM's backend does; a client that cancels
+its own request (Triton's request cancellation) stops it too. Inputs this engine cannot honour
+(beam search, LoRA, prompt tables, guided decoding, ...) get an error response naming the input and
+the engine that supports it; tritonkit writes that list into the ``unsupported_inputs`` parameter.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import threading
+import time
 from typing import Any, Optional
 
 import numpy as np
@@ -19,27 +26,56 @@ import llm_generate
 import llm_scheduler
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+#: Sampling inputs: (engine input, Row field, parameter default key, lowest allowed, highest allowed).
+_FLOATS = (("temperature", "temperature", 0.0, None), ("runtime_top_p", "top_p", 0.0, 1.0),
+           ("repetition_penalty", "repetition_penalty", 0.0, None),
+           ("presence_penalty", "presence_penalty", None, None), ("frequency_penalty", "frequency_penalty", None, None))
+_NEUTRAL = {"beam_width": 1}
+
+
+def _array(request: Any, name: str) -> Optional[np.ndarray[Any, Any]]:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
 
 
 def _scalar(request: Any, name: str, default: Any = None) -> Any:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    if tensor is None:
+    array = _array(request, name)
+    if array is None or array.size == 0:
         return default
-    array = tensor.as_numpy().reshape(-1)
-    if array.size == 0:
-        return default
-    return array[0].item()
+    return array.reshape(-1)[0].item()
 
 
 def _error_response(message: str) -> Any:
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
 
 
-def _ids_response(tokens: list[int]) -> Any:
-    ids = np.array(tokens, dtype=np.int32).reshape(1, 1, len(tokens))
-    length = np.array([[len(tokens)]], dtype=np.int32)
-    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("output_ids", ids),
-                                                      pb_utils.Tensor("sequence_length", length)])
+def _is_neutral(name: str, array: np.ndarray[Any, Any]) -> bool:
+    if array.size == 0:
+        return True
+    if name in _NEUTRAL:
+        return bool(np.all(array == _NEUTRAL[name]))
+    return array.dtype == np.bool_ and not bool(array.any())
+
+
+def check_unsupported(request: Any, unsupported: dict[str, str]) -> None:
+    """Refuse a request that sets an input this engine cannot honour (to anything but its neutral value)."""
+    for name, why in unsupported.items():
+        array = _array(request, name)
+        if array is not None and not _is_neutral(name, array):
+            raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's PyTorch engine: {why}")
+
+
+def _number(request: Any, name: str, default: Any, low: Optional[float], high: Optional[float]) -> Any:
+    value = _scalar(request, name, default)
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise llm_common.RequestError(f"input {name!r} must be a finite number (got {value})")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if low is not None and high is not None else \
+            (f"at least {low}" if low is not None else f"at most {high}")
+        raise llm_common.RequestError(f"input {name!r} must be {bounds} (got {value})")
+    return value
 
 
 class TritonPythonModel:
@@ -62,64 +98,79 @@ class TritonPythonModel:
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self.default_end_ids = [int(params["end_id"])] if params.get("end_id") else []
         self.default_pad_id = int(params.get("pad_id") or 0)
+        self.exclude_input = llm_common.parse_bool(params.get("exclude_input_in_output", ""), False)
+        self.unsupported: dict[str, str] = json.loads(params.get("unsupported_inputs") or "{}")
         self.defaults = {
             "temperature": float(params.get("temperature") or 0.0),
-            "top_k": int(params.get("top_k") or 0),
-            "top_p": float(params.get("top_p") or 1.0),
+            "runtime_top_k": int(params.get("top_k") or 0),
+            "runtime_top_p": float(params.get("top_p") or 1.0),
             "repetition_penalty": float(params.get("repetition_penalty") or 1.0),
+            "presence_penalty": 0.0, "frequency_penalty": 0.0,
             "seed": int(params["seed"]) if params.get("seed") else None,
         }
-        self.cancel_dir = llm_common.cancel_dir(args["model_name"])
-        self.cancel_dir.mkdir(parents=True, exist_ok=True)
-        max_batch = int(config.get("max_batch_size") or 8)
-        budget = int(params.get("kv_cache_tokens") or 0) or max_batch * self.max_context_or(4096)
+        self.max_batch = int(config.get("max_batch_size") or 8)
+        budget = int(params.get("kv_cache_tokens") or 0) or self.max_batch * self.max_context_or(4096)
         self.scheduler = llm_scheduler.Engine(
-            self.model, self.default_pad_id, max_batch=max_batch, num_blocks=-(-budget // 16), block_tokens=16,
+            self.model, self.default_pad_id, max_batch=self.max_batch, num_blocks=-(-budget // 16), block_tokens=16,
             prefill_chunk=int(params.get("prefill_chunk") or 256), max_queue=int(params.get("max_queue") or 256),
             prefix_cache=llm_common.parse_bool(params.get("enable_reuse", "")))
+        #: Live requests by Triton request id, for the ``stop`` input.
+        self.live: dict[str, list[_Job]] = {}
+        self.live_lock = threading.Lock()
 
     def max_context_or(self, default: int) -> int:
         """The model's context length, or ``default`` when its config does not say."""
         return self.max_context or default
 
-    def _read_prompt(self, request: Any) -> list[int]:
-        tensor = pb_utils.get_input_tensor_by_name(request, "input_ids")
-        if tensor is None:
+    def read_prompt(self, request: Any) -> list[int]:
+        """The prompt's token ids (``input_ids`` cut to ``input_lengths``)."""
+        ids = _array(request, "input_ids")
+        if ids is None:
             raise llm_common.RequestError("input 'input_ids' is missing")
-        ids = tensor.as_numpy()
         if ids.shape[0] != 1:
             raise llm_common.RequestError(f"send one sequence per request (got a batch of {ids.shape[0]})")
         length = _scalar(request, "input_lengths", ids.shape[-1])
+        if not 0 < int(length) <= ids.reshape(-1).size:
+            raise llm_common.RequestError(f"input 'input_lengths' must be between 1 and the {ids.reshape(-1).size} "
+                                          f"ids of input_ids (got {length})")
         prompt = [int(t) for t in ids.reshape(-1)[: int(length)]]
-        if not prompt:
-            raise llm_common.RequestError("the prompt is empty (input_lengths is 0)")
+        if self.max_context and len(prompt) >= self.max_context:
+            raise llm_common.RequestError(f"input 'input_ids' has {len(prompt)} tokens; the model's context is "
+                                          f"{self.max_context}")
         return prompt
 
-    def _row(self, request: Any) -> llm_generate.Row:
-        prompt = self._read_prompt(request)
+    def _max_new(self, request: Any, prompt: list[int]) -> int:
+        limit = (self.max_context - len(prompt)) if self.max_context else 1 << 20
         wanted = _scalar(request, "request_output_len")
         if wanted is None or int(wanted) <= 0:
-            raise llm_common.RequestError(f"request_output_len must be at least 1 (got {wanted})")
-        max_new = int(wanted)
-        if self.max_context:
-            if len(prompt) >= self.max_context:
-                raise llm_common.RequestError(
-                    f"the prompt has {len(prompt)} tokens; the model's context is {self.max_context}")
-            max_new = min(max_new, self.max_context - len(prompt))
+            raise llm_common.RequestError(f"input 'request_output_len' must be at least 1 (got {wanted})")
+        return min(int(wanted), limit)
+
+    def rows(self, request: Any) -> list[llm_generate.Row]:
+        """The rows one request generates: ``num_return_sequences`` of them, sampling settings checked."""
+        check_unsupported(request, self.unsupported)
+        prompt = self.read_prompt(request)
+        max_new = self._max_new(request, prompt)
+        count = int(_number(request, "num_return_sequences", 1, 1, self.max_batch))
         end_id = _scalar(request, "end_id")
-        stop = pb_utils.get_input_tensor_by_name(request, "stop_words_list")
-        bad = pb_utils.get_input_tensor_by_name(request, "bad_words_list")
-        return llm_generate.Row(
-            prompt=prompt, max_new_tokens=max_new,
-            end_ids=[int(end_id)] if end_id is not None else list(self.default_end_ids),
-            stop_words=llm_common.list_to_words(stop.as_numpy() if stop is not None else None),
-            bad_words=llm_common.list_to_words(bad.as_numpy() if bad is not None else None),
-            temperature=float(_scalar(request, "temperature", self.defaults["temperature"])),
-            top_k=int(_scalar(request, "runtime_top_k", self.defaults["top_k"])),
-            top_p=float(_scalar(request, "runtime_top_p", self.defaults["top_p"])),
-            repetition_penalty=float(_scalar(request, "repetition_penalty", self.defaults["repetition_penalty"])),
-            seed=_scalar(request, "seed", self.defaults["seed"]),
-        )
+        stop, bad = _array(request, "stop_words_list"), _array(request, "bad_words_list")
+        bias = _array(request, "embedding_bias")
+        _number(request, "len_penalty", 1.0, None, None)  # beam search only: no effect at beam_width 1
+        settings = {field: _number(request, name, self.defaults[name], low, high)
+                    for name, field, low, high in _FLOATS}
+        top_k = int(_number(request, "runtime_top_k", self.defaults["runtime_top_k"], 0, None))
+        seed = _scalar(request, "seed", self.defaults["seed"])
+        rows = []
+        for index in range(count):
+            rows.append(llm_generate.Row(
+                prompt=prompt, max_new_tokens=max_new,
+                end_ids=[int(end_id)] if end_id is not None else list(self.default_end_ids),
+                stop_words=llm_common.list_to_words(stop), bad_words=llm_common.list_to_words(bad),
+                top_k=top_k, seed=None if seed is None else int(seed) + index,
+                min_tokens=int(_number(request, "min_tokens", 0, 0, None)),
+                embedding_bias=bias.reshape(-1).tolist() if bias is not None and bias.size else None,
+                logprobs=bool(_scalar(request, "return_log_probs", False)), **settings))
+        return rows
 
     def execute(self, requests: list[Any]) -> Optional[list[Any]]:
         """Hand every valid request to the in-flight scheduler; malformed ones get an error of their own.
@@ -128,69 +179,178 @@ class TritonPythonModel:
         once. Otherwise ``execute`` waits for its requests and returns their responses.
         """
         responses: list[Any] = [None] * len(requests)
-        streams: list[_Stream] = []
+        jobs: list[_Job] = []
         for slot, request in enumerate(requests):
             try:
-                stream = _Stream(self, request, slot, responses)
-                self.scheduler.submit(stream.request)
-                streams.append(stream)
+                if _scalar(request, "stop", False):
+                    responses[slot] = self.stop(request)
+                else:
+                    jobs.append(_Job(self, request, slot, responses))
+                    continue
             except (llm_common.RequestError, ValueError, TypeError, llm_scheduler.QueueFullError) as exc:
                 responses[slot] = _error_response(str(exc))
-                if self.decoupled:
-                    request.get_response_sender().send(responses[slot], flags=_FINAL)
+            if self.decoupled:
+                request.get_response_sender().send(responses[slot], flags=_FINAL)
         if self.decoupled:
             return None
-        for stream in streams:
-            stream.request.done.wait()
+        for job in jobs:
+            job.wait()
         return responses
+
+    def stop(self, request: Any) -> Any:
+        """``stop: true``: cancel the live request with this request's id; answer with an empty response."""
+        request_id = request.request_id()
+        if not request_id:
+            raise llm_common.RequestError("input 'stop' needs a request id naming the request to stop")
+        with self.live_lock:
+            found = list(self.live.get(request_id, []))
+        for job in found:
+            job.cancel()
+        return pb_utils.InferenceResponse(output_tensors=[])
+
+    def register(self, job: _Job, add: bool) -> None:
+        """Track (or forget) a live job under its request id."""
+        if not job.request_id:
+            return
+        with self.live_lock:
+            jobs = self.live.setdefault(job.request_id, [])
+            if add:
+                jobs.append(job)
+            else:
+                jobs.remove(job)
+                if not jobs:
+                    del self.live[job.request_id]
 
     def finalize(self) -> None:
         """Stop the scheduler's thread."""
         self.scheduler.stop()
 
 
-class _Stream:
-    """Delivers one request's tokens: one response per step when streaming, else one at the end."""
+def _time_ns() -> int:
+    return time.time_ns()
+
+
+class _Job:
+    """One client request: its rows in the scheduler, and the responses they make."""
 
     def __init__(self, engine: TritonPythonModel, request: Any, slot: int, responses: list[Any]) -> None:
         self.engine, self.slot, self.responses = engine, slot, responses
+        self.triton_request = request
         self.sender = request.get_response_sender() if engine.decoupled else None
         self.streaming = engine.decoupled and bool(_scalar(request, "streaming", False))
+        self.exclude_input = bool(_scalar(request, "exclude_input_in_output", engine.exclude_input))
+        self.perf = bool(_scalar(request, "return_perf_metrics", False))
         self.request_id = request.request_id()
-        self.request = llm_scheduler.Request(engine._row(request), self.on_tokens)
+        self.times = {"arrival_time_ns": _time_ns()}
+        rows = engine.rows(request)
+        self.lock = threading.Lock()
+        self.requests = [llm_scheduler.Request(row, self.on_tokens) for row in rows]
+        self.left = len(self.requests)
+        #: Rows whose final response is made (the scheduler may report a finished row twice).
+        self.closed: set[int] = set()
         self.steps = 0
+        engine.register(self, True)
+        try:
+            for item in self.requests:
+                engine.scheduler.submit(item)
+        except (ValueError, llm_scheduler.QueueFullError):
+            self.cancel()
+            engine.register(self, False)
+            raise
+        self.times["first_scheduled_time_ns"] = _time_ns()
 
-    def _cancel_requested(self) -> bool:
+    def wait(self) -> None:
+        for item in self.requests:
+            item.done.wait()
+
+    def cancel(self) -> None:
+        for item in self.requests:
+            self.engine.scheduler.cancel(item)
+
+    def _client_cancelled(self) -> bool:
         self.steps += 1
-        if self.request_id:
-            marker = self.engine.cancel_dir / self.request_id
-            if marker.exists():
-                marker.unlink(missing_ok=True)
-                return True
-        return self.sender is not None and self.steps % 4 == 0 and self.sender.is_cancelled()
+        if self.steps % 4:
+            return False
+        holder = self.sender if self.sender is not None else self.triton_request
+        return bool(holder.is_cancelled())
 
-    def on_tokens(self, request: Any, new_tokens: list[int]) -> None:
-        row = request.row
-        done = row.finish_reason is not None
-        if not done and self._cancel_requested():
-            self.engine.scheduler.cancel(request)
-        if request.error:
-            response: Any = _error_response(request.error)
-        elif self.streaming:
-            response = _ids_response(new_tokens) if new_tokens else None
-        else:
-            response = _ids_response(row.tokens) if done else None
+    def _tensors(self, item: Any, new_tokens: list[int], done: bool) -> dict[str, np.ndarray[Any, Any]]:
+        row = item.row
+        tokens = new_tokens if self.streaming else row.tokens
+        if not self.streaming and not self.exclude_input:
+            tokens = row.prompt + tokens
+        index = self.requests.index(item)
+        out = {"output_ids": np.array(tokens, dtype=np.int32).reshape(1, 1, -1),
+               "sequence_length": np.array([[len(tokens)]], dtype=np.int32),
+               "batch_index": np.zeros((1, 1), dtype=np.int32),
+               "sequence_index": np.array([[index]], dtype=np.int32)}
+        if row.logprobs:
+            chosen = row.token_logprobs[:len(row.tokens)]
+            part = chosen[len(chosen) - len(new_tokens):] if self.streaming else chosen
+            out["cum_log_probs"] = np.array([[sum(chosen)]], dtype=np.float32)
+            out["output_log_probs"] = np.array(part, dtype=np.float32).reshape(1, 1, -1)
+        if done:
+            out["finish_reason"] = np.array([[(row.finish_reason or "stop").encode()]], dtype=np.object_)
+        if self.perf:
+            now = _time_ns()
+            self.times.setdefault("first_token_time_ns", now)
+            out.update({key: np.array([[value]], dtype=np.int64) for key, value in self.times.items()})
+            out["last_token_time_ns"] = np.array([[now]], dtype=np.int64)
+            blocks = np.array([[item.blocks]], dtype=np.int32)
+            out.update(kv_cache_alloc_new_blocks=blocks, kv_cache_alloc_total_blocks=blocks,
+                       kv_cache_reused_blocks=np.zeros((1, 1), dtype=np.int32))
+        return out
+
+    def on_tokens(self, item: Any, new_tokens: list[int]) -> None:
+        done = item.row.finish_reason is not None
+        if done:
+            with self.lock:
+                if id(item) in self.closed:
+                    return
+                self.closed.add(id(item))
+        elif self._client_cancelled():
+            self.cancel()
         if self.sender is None:
             if done:
-                self.responses[self.slot] = response
+                self._finish_unary(item)
             return
-        if response is None and not done:
+        if item.error:
+            response: Any = _error_response(item.error)
+        elif self.streaming and (new_tokens or done):
+            response = pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor(k, v) for k, v in self._tensors(item, new_tokens, done).items()])
+        elif done:
+            response = pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor(k, v) for k, v in self._tensors(item, [], True).items()])
+        else:
             return
+        self._send(response, done)
+
+    def _send(self, response: Any, done: bool) -> None:
+        with self.lock:
+            if done:
+                self.left -= 1
+            last = self.left == 0
         try:
-            if response is None:
-                self.sender.send(flags=_FINAL)
-            else:
-                self.sender.send(response, flags=_FINAL if done else 0)
+            assert self.sender is not None
+            self.sender.send(response, flags=_FINAL if last else 0)
         except pb_utils.TritonModelException as exc:
             # The client went away (cancelled stream): nothing is waiting for this response.
             pb_utils.Logger.log_verbose(f"response not sent: {exc}")
+        if last:
+            self.engine.register(self, False)
+
+    def _finish_unary(self, item: Any) -> None:
+        with self.lock:
+            self.left -= 1
+            if self.left:
+                return
+        self.engine.register(self, False)
+        errors = [r.error for r in self.requests if r.error]
+        if errors:
+            self.responses[self.slot] = _error_response(errors[0])
+            return
+        parts = [self._tensors(r, [], True) for r in self.requests]
+        self.responses[self.slot] = pb_utils.InferenceResponse(output_tensors=[
+            pb_utils.Tensor(k, v) for k, v in llm_common.merge_sequences(parts, self.engine.default_pad_id).items()])
+

@@ -33,9 +33,14 @@ class Row:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     seed: Optional[int] = None
-    #: Sum the log probabilities of the chosen tokens into ``cum_logprob``.
+    #: No end id ends the row before it has this many tokens (TensorRT-LLM's ``min_tokens``).
+    min_tokens: int = 0
+    #: Added to the logits before sampling (TensorRT-LLM's ``embedding_bias``, vocabulary-sized).
+    embedding_bias: Optional[list[float]] = None
+    #: Record the log probability of each chosen token (``token_logprobs``) and their sum (``cum_logprob``).
     logprobs: bool = False
     tokens: list[int] = field(default_factory=list)
+    token_logprobs: list[float] = field(default_factory=list)
     finish_reason: Optional[str] = None
     #: The stop word (token ids) that ended the row, when one did.
     stop_word: Optional[list[int]] = None
@@ -98,7 +103,19 @@ def load_model(source: str, device: torch.device, dtype: torch.dtype, trust_remo
     return model.to(device).eval()  # type: ignore[arg-type]
 
 
+def _penalise(logits: torch.Tensor, row: Row) -> None:
+    if row.embedding_bias:
+        width = min(len(row.embedding_bias), logits.shape[-1])
+        logits[:width] += torch.tensor(row.embedding_bias[:width], dtype=logits.dtype, device=logits.device)
+    if len(row.tokens) < row.min_tokens:
+        # End ids, and the one-token stop words tritonkit uses for chat turn ends (``<|im_end|>``).
+        ends = row.end_ids + [w[0] for w in row.stop_words if len(w) == 1]
+        if ends:
+            logits[torch.tensor(ends, device=logits.device)] = float("-inf")
+
+
 def _filter_logits(logits: torch.Tensor, row: Row) -> torch.Tensor:
+    _penalise(logits, row)
     for word in row.bad_words:
         # Ban the token that would complete a bad word whose other tokens were just generated.
         if len(word) == 1 or row.tokens[-(len(word) - 1):] == word[:-1]:
@@ -129,7 +146,9 @@ def _choose(logits: torch.Tensor, row: Row) -> int:
     raw = logits.float()
     token = _sample(_filter_logits(raw.clone() if row.logprobs else raw, row), row)
     if row.logprobs:
-        row.cum_logprob += float(torch.log_softmax(raw, dim=-1)[token])
+        logprob = float(torch.log_softmax(raw, dim=-1)[token])
+        row.cum_logprob += logprob
+        row.token_logprobs.append(logprob)
     return token
 
 

@@ -1,7 +1,8 @@
 """Postprocessing of an LLM pipeline: token ids to text for the whole request batch in one call.
 
-Honours ``SEQUENCE_LENGTH`` per beam, skips special tokens, and reports a finish reason
-("length" when the answer used all of ``REQUEST_OUTPUT_LEN``, otherwise "stop").
+``TOKENS_BATCH`` and ``SEQUENCE_LENGTH`` are ragged, so requests whose answers differ in length still
+batch. ``OUTPUT`` holds one string per sequence (``[beams]``, ``[1]`` for a plain request), as NVIDIA's
+postprocessing returns it. The finish reason comes from the engine, not from here.
 """
 
 from __future__ import annotations
@@ -15,18 +16,12 @@ import triton_python_backend_utils as pb_utils
 import llm_common
 
 
-def _read(request: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], Any]:
+def _read(request: Any) -> list[list[int]]:
     tokens = pb_utils.get_input_tensor_by_name(request, "TOKENS_BATCH")
     lengths = pb_utils.get_input_tensor_by_name(request, "SEQUENCE_LENGTH")
     if tokens is None or lengths is None:
         raise llm_common.RequestError("inputs 'TOKENS_BATCH' and 'SEQUENCE_LENGTH' are required")
-    ids = tokens.as_numpy()
-    ids = ids.reshape(ids.shape[0], -1, ids.shape[-1]) if ids.ndim != 3 else ids
-    seq = lengths.as_numpy().reshape(ids.shape[0], -1)
-    if seq.shape[1] != ids.shape[1]:
-        raise llm_common.RequestError(f"SEQUENCE_LENGTH has {seq.shape[1]} beams, TOKENS_BATCH {ids.shape[1]}")
-    wanted = pb_utils.get_input_tensor_by_name(request, "REQUEST_OUTPUT_LEN")
-    return ids, seq, wanted.as_numpy().reshape(-1) if wanted is not None else None
+    return llm_common.engine_sequences(tokens.as_numpy(), lengths.as_numpy())
 
 
 class TritonPythonModel:
@@ -38,32 +33,24 @@ class TritonPythonModel:
         self.tokenizer = llm_common.tokenizer_from_parameters(params, args["model_repository"])
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        """Decode every sequence of every request in one ``batch_decode`` call."""
+        """Decode every sequence of every request in one batched call."""
         parsed: list[Any] = []
         sequences: list[list[int]] = []
         for request in requests:
             try:
-                ids, seq, wanted = _read(request)
+                found = _read(request)
             except llm_common.RequestError as exc:
                 parsed.append(exc)
                 continue
-            parsed.append((ids.shape[0], ids.shape[1], seq, wanted, len(sequences)))
-            for row in range(ids.shape[0]):
-                for beam in range(ids.shape[1]):
-                    sequences.append([int(t) for t in ids[row, beam, : max(int(seq[row, beam]), 0)]])
-        texts = self.tokenizer.batch_decode(sequences, **llm_common.DECODE_KWARGS) if sequences else []
-        return [self._response(item, texts) for item in parsed]
-
-    def _response(self, item: Any, texts: list[str]) -> Any:
-        if isinstance(item, Exception):
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(item)))
-        rows, beams, seq, wanted, start = item
-        words = np.array([t.encode("utf-8") for t in texts[start:start + rows * beams]], dtype=np.object_)
-        reasons = []
-        for row in range(rows):
-            limit = int(wanted[row]) if wanted is not None and row < len(wanted) else None
-            reasons.append(b"length" if limit is not None and int(seq[row, 0]) >= limit else b"stop")
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor("OUTPUT", words.reshape(rows, beams)),
-            pb_utils.Tensor("FINISH_REASON", np.array(reasons, dtype=np.object_).reshape(rows, 1)),
-        ])
+            parsed.append((len(sequences), len(found)))
+            sequences.extend(found)
+        texts = llm_common.decode_batch(self.tokenizer, sequences)
+        responses = []
+        for item in parsed:
+            if isinstance(item, Exception):
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(item))))
+                continue
+            start, count = item
+            words = np.array([t.encode("utf-8") for t in texts[start:start + count]], dtype=np.object_)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", words)]))
+        return responses

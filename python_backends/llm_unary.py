@@ -3,7 +3,7 @@
 Triton marks an ensemble decoupled as soon as one of its steps is, and decoupled models cannot be
 called through HTTP ``infer`` or unary gRPC. This model takes the engine's own tensors, forwards
 every request of a batch to ``<name>_engine`` at once (so the engine still batches them) with
-``streaming`` off, and returns each single answer.
+``streaming`` off, and returns the engine's answer as it is (several sequences merged into one).
 """
 
 from __future__ import annotations
@@ -17,19 +17,18 @@ import triton_python_backend_utils as pb_utils
 
 import llm_common
 
-_OUTPUTS = ["output_ids", "sequence_length"]
-
 
 class TritonPythonModel:
     """The ``<name>_engine_unary`` model."""
 
     def initialize(self, args: dict[str, Any]) -> None:
-        """Read which engine to call."""
-        params = llm_common.read_parameters(json.loads(args["model_config"]))
-        self.engine_name = params["engine_model"]
+        """Read which engine to call and which outputs to ask it for."""
         config = json.loads(args["model_config"])
+        params = llm_common.read_parameters(config)
+        self.engine_name = params["engine_model"]
         # Inputs declared with ``reshape: []`` arrive here as [batch]; the engine wants [batch, 1] back.
         self.scalars = {t["name"] for t in config.get("input", []) if "reshape" in t}
+        self.outputs = [t["name"] for t in config.get("output", [])]
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrency") or 8),
                                        thread_name_prefix="tritonkit-unary")
 
@@ -39,6 +38,8 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Send every request to the engine concurrently and wait for all answers."""
+        if len(requests) == 1:
+            return [self._forward(requests[0])]
         return list(self.pool.map(self._forward, requests))
 
     def _forward(self, request: Any) -> Any:
@@ -46,18 +47,14 @@ class TritonPythonModel:
                   for t in request.inputs() if t.name() != "streaming"]
         inputs.append(pb_utils.Tensor("streaming", np.zeros((1, 1), dtype=np.bool_)))
         engine_request = pb_utils.InferenceRequest(model_name=self.engine_name, inputs=inputs,
-                                                   requested_output_names=_OUTPUTS)
-        tokens: list[np.ndarray[Any, Any]] = []
+                                                   request_id=request.request_id(),
+                                                   requested_output_names=self.outputs)
+        parts: list[dict[str, Any]] = []
         for response in engine_request.exec(decoupled=True):
             if response.has_error():
                 return pb_utils.InferenceResponse(error=pb_utils.TritonError(response.error().message()))
-            ids = pb_utils.get_output_tensor_by_name(response, "output_ids")
-            lengths = pb_utils.get_output_tensor_by_name(response, "sequence_length")
-            if ids is not None and lengths is not None:
-                count = int(lengths.as_numpy().reshape(-1)[0])
-                tokens.append(ids.as_numpy().reshape(-1)[:count])
-        merged = np.concatenate(tokens).astype(np.int32) if tokens else np.zeros(0, dtype=np.int32)
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor("output_ids", merged.reshape(1, 1, -1)),
-            pb_utils.Tensor("sequence_length", np.array([[merged.size]], dtype=np.int32)),
-        ])
+            tensors = {t.name(): t.as_numpy() for t in response.output_tensors()}
+            if tensors:
+                parts.append(tensors)
+        merged = llm_common.merge_sequences(parts, 0) if parts else {}
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in merged.items()])

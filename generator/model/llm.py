@@ -170,6 +170,9 @@ class _Builder:
         config = self.base(f"{self.llm.name}_{suffix}", "python")
         contract.add_tensors(config, suffix)
         if batching:
+            # With a delay of 0 (the default) a request never waits for company, and requests that queue
+            # while the instance is busy still go in one batch; ragged inputs let them batch at any length.
+            config.dynamic_batching.SetInParent()
             config.dynamic_batching.max_queue_delay_microseconds = self.llm.max_queue_delay_microseconds
         contract.add_instances(config, "KIND_CPU", count)
         contract.set_parameters(config, params)
@@ -180,7 +183,8 @@ class _Builder:
         params: dict[str, ParameterValue] = {
             "tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
             "max_input_len": llm.max_input_len, "max_output_len": llm.max_output_len,
-            "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code}
+            "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code,
+            "unsupported_inputs": json.dumps(contract.PREPROCESSING_UNSUPPORTED, sort_keys=True)}
         return self.python_model("preprocessing", llm.instances.preprocessing, params, True)
 
     def postprocessing(self, tokenizer: str) -> ModelUnit:
@@ -193,7 +197,10 @@ class _Builder:
             "tokenizer": tokenizer, "preprocessing_model": f"{llm.name}_preprocessing",
             "engine_model": f"{llm.name}_engine", "engine_kind": llm.engine.kind,
             "engine_decoupled": llm.streaming, "max_concurrency": 2 * llm.max_batch_size,
-            "trust_remote_code": llm.trust_remote_code}
+            "trust_remote_code": llm.trust_remote_code,
+            "unsupported_inputs": json.dumps(contract.BLS_UNSUPPORTED, sort_keys=True),
+            "preprocessing_inputs": json.dumps(contract.bls_routes()["preprocessing"], sort_keys=True),
+            "engine_inputs": json.dumps(contract.bls_routes()["engine"], sort_keys=True)}
         unit = self.python_model("bls", llm.instances.bls, params, False)
         unit.config.model_transaction_policy.decoupled = True
         return unit
@@ -206,7 +213,8 @@ class _Builder:
             return self.unit(config, {})
         config = self.base(f"{llm.name}_engine", "python")
         contract.add_tensors(config, "engine")
-        config.dynamic_batching.preferred_batch_size.append(llm.max_batch_size)
+        # The scheduler batches in flight (requests join between steps), so Triton need not hold any back.
+        config.dynamic_batching.SetInParent()
         config.dynamic_batching.max_queue_delay_microseconds = llm.max_queue_delay_microseconds
         config.model_transaction_policy.decoupled = llm.streaming
         contract.add_pytorch_instances(config, llm)
@@ -218,9 +226,7 @@ class _Builder:
         llm = self.llm
         params: dict[str, ParameterValue] = {"engine_model": f"{llm.name}_engine",
                                              "max_concurrency": 2 * llm.max_batch_size}
-        unit = self.python_model("engine_unary", 1, params, True)
-        unit.config.dynamic_batching.preferred_batch_size.append(llm.max_batch_size)
-        return unit
+        return self.python_model("engine_unary", 1, params, True)
 
     def ensemble(self) -> ModelUnit:
         name = self.llm.name

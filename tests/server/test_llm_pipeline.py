@@ -43,13 +43,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Calla
 
 def _inputs(module: Any, prompt: Any, max_tokens: Any, **extra: Any) -> list[Any]:
     arrays = {"text_input": np.array([[prompt]], dtype=np.object_), "max_tokens": np.array([[max_tokens]])}
-    arrays.update({k: np.array([[v]]) for k, v in extra.items()})
+    arrays.update({k: v if isinstance(v, np.ndarray) else np.array([[v]]) for k, v in extra.items()})
     if arrays["max_tokens"].dtype == np.int64:
         arrays["max_tokens"] = arrays["max_tokens"].astype(np.int32)
     tensors = []
     for name, array in arrays.items():
         dtype = "BYTES" if array.dtype == np.object_ else {"int32": "INT32", "float64": "FP64", "bool": "BOOL",
-                                                            "float32": "FP32"}[str(array.dtype)]
+                                                            "float32": "FP32", "uint64": "UINT64",
+                                                            "int64": "INT64"}[str(array.dtype)]
         tensor = module.InferInput(name, list(array.shape), dtype)
         tensor.set_data_from_numpy(array)
         tensors.append(tensor)
@@ -73,9 +74,19 @@ class _Stream:
         self.events: queue.Queue[tuple[Any, Any, float]] = queue.Queue()
         self.client.start_stream(callback=lambda result, error: self.events.put((result, error, time.time())))
 
-    def send(self, prompt: Any, max_tokens: int) -> float:
-        self.client.async_stream_infer("smollm2_bls", _inputs(grpcclient, prompt, max_tokens, stream=True))
+    def send(self, prompt: Any, max_tokens: int, **extra: Any) -> float:
+        extra.setdefault("stream", True)
+        self.client.async_stream_infer("smollm2_bls", _inputs(grpcclient, prompt, max_tokens, **extra))
         return time.time()
+
+    def results(self, timeout_s: float = 300.0) -> Iterator[Any]:
+        while True:
+            result, error, _ = self.events.get(timeout=timeout_s)
+            if error is not None:
+                raise error
+            yield result
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                return
 
     def collect(self, timeout_s: float = 300.0) -> Iterator[tuple[str, Optional[str], float]]:
         while True:
@@ -152,21 +163,149 @@ def test_eight_concurrent_requests_are_batched(server: Server) -> None:
     assert executions - executions0 < inferences - inferences0
 
 
-@pytest.mark.parametrize(("prompt", "max_tokens", "words"), [
-    (b"", 8, "empty"),
-    (b"   ", 8, "empty"),
-    (b"\xff\xfe not utf-8", 8, "UTF-8"),
-    (QUESTION.encode(), 0, "at least 1"),
-    (QUESTION.encode(), -3, "at least 1"),
-    (("word " * 200).encode(), 8, "max_input_len 96"),
-    (QUESTION.encode(), np.float32(8.0), "max_tokens"),
-])
-def test_malformed_requests_get_an_error_and_the_server_stays_ready(server: Server, prompt: bytes,
-                                                                   max_tokens: Any, words: str) -> None:
+#: Malformed requests, each with what its error must name (the tensor and the limit).
+MALFORMED: list[tuple[Any, Any, dict[str, Any], str]] = [
+    (b"", 8, {}, "'text_input' is empty"),
+    (b"   ", 8, {}, "'text_input' is empty"),
+    (b"\xff\xfe not utf-8", 8, {}, "'text_input' is not valid UTF-8"),
+    (QUESTION.encode(), 0, {}, "'max_tokens' must be between 1 and max_output_len 256"),
+    (QUESTION.encode(), -3, {}, "'max_tokens' must be between 1 and max_output_len 256"),
+    (QUESTION.encode(), 10**6, {}, "'max_tokens' must be between 1 and max_output_len 256"),
+    (("word " * 200).encode(), 8, {}, "max_input_len 96"),
+    (QUESTION.encode(), np.float32(8.0), {}, "max_tokens"),
+    (QUESTION.encode(), 8, {"stop_words": np.array([[b"\xc3("]], dtype=np.object_)}, "'stop_words' is not valid UTF-8"),
+    (QUESTION.encode(), 8, {"beam_width": np.array([[2]], dtype=np.int32)}, "'beam_width' is not supported"),
+    (QUESTION.encode(), 8, {"lora_task_id": np.array([[7]], dtype=np.uint64)}, "'lora_task_id' is not supported"),
+    (QUESTION.encode(), 8, {"temperature": np.array([[-1.0]], dtype=np.float32)}, "'temperature' must be"),
+    (QUESTION.encode(), 8, {"num_return_sequences": np.array([[99]], dtype=np.int32)}, "'num_return_sequences'"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "max_tokens", "extra", "words"), MALFORMED)
+def test_malformed_requests_get_an_error_and_the_server_stays_ready(server: Server, prompt: bytes, max_tokens: Any,
+                                                                   extra: dict[str, Any], words: str) -> None:
     with pytest.raises(InferenceServerException) as caught:
-        _ask(server, "http", prompt, max_tokens)
+        _ask(server, "http", prompt, max_tokens, **extra)
     assert words in str(caught.value)
     assert httpclient.InferenceServerClient(server.http_url).is_server_ready()
+
+
+def test_malformed_requests_in_a_concurrent_load_spoil_nothing(server: Server) -> None:
+    results: dict[str, Any] = {}
+
+    def run(key: str, prompt: Any, max_tokens: Any, extra: dict[str, Any]) -> None:
+        try:
+            results[key] = _ask(server, "grpc", prompt, max_tokens, **extra)[0]
+        except InferenceServerException as exc:
+            results[key] = exc
+
+    jobs = [(f"bad{i}", *case) for i, case in enumerate(MALFORMED)]
+    jobs += [(f"good{i}", QUESTION.encode(), 12, {}) for i in range(4)]
+    threads = [threading.Thread(target=run, args=(key, p, m, e)) for key, p, m, e, *_ in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    for i, case in enumerate(MALFORMED):
+        assert isinstance(results[f"bad{i}"], InferenceServerException) and case[3] in str(results[f"bad{i}"])
+    assert all("Paris" in results[f"good{i}"] for i in range(4))
+    assert grpcclient.InferenceServerClient(server.grpc_url).is_server_ready()
+
+
+def _nvidia_inputs(module: Any, **values: Any) -> list[Any]:
+    """Inputs as NVIDIA's end_to_end_test client builds them (every option it exposes, NVIDIA's dtypes)."""
+    arrays = {"text_input": np.array([[QUESTION.encode()]], dtype=np.object_),
+              "max_tokens": np.array([[16]], dtype=np.int32), "bad_words": np.array([[b""]], dtype=np.object_),
+              "stop_words": np.array([[b""]], dtype=np.object_), "exclude_input_in_output": np.array([[True]]),
+              "beam_width": np.array([[1]], dtype=np.int32), "temperature": np.array([[1.0]], dtype=np.float32),
+              "top_k": np.array([[1]], dtype=np.int32), "top_p": np.array([[0.0]], dtype=np.float32),
+              "length_penalty": np.array([[1.0]], dtype=np.float32),
+              "repetition_penalty": np.array([[1.0]], dtype=np.float32),
+              "min_tokens": np.array([[1]], dtype=np.int32), "presence_penalty": np.array([[0.0]], dtype=np.float32),
+              "frequency_penalty": np.array([[0.0]], dtype=np.float32), "seed": np.array([[0]], dtype=np.uint64),
+              "return_log_probs": np.array([[True]]), "return_context_logits": np.array([[False]]),
+              "return_generation_logits": np.array([[False]]), "end_id": np.array([[2]], dtype=np.int32),
+              "pad_id": np.array([[2]], dtype=np.int32), "stream": np.array([[False]])}
+    arrays.update(values)
+    return _inputs(module, arrays.pop("text_input")[0][0], arrays.pop("max_tokens")[0][0], **arrays)
+
+
+def test_a_client_written_for_nvidias_ensemble_works_unchanged(server: Server) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    result = client.infer("smollm2", _nvidia_inputs(grpcclient, top_p=np.array([[1.0]], dtype=np.float32)))
+    text = result.as_numpy("text_output")
+    assert text.shape == (1,) and "Paris" in text[0].decode()
+    assert result.as_numpy("cum_log_probs").reshape(-1)[0] < 0
+    logprobs = result.as_numpy("output_log_probs").reshape(-1)
+    assert logprobs.size >= 1 and np.isclose(logprobs.sum(), result.as_numpy("cum_log_probs").reshape(-1)[0],
+                                             atol=1e-3)
+    assert result.as_numpy("batch_index").reshape(-1)[0] == 0
+    with_prompt = client.infer("smollm2", _nvidia_inputs(grpcclient, exclude_input_in_output=np.array([[False]])))
+    assert "capital of France" in with_prompt.as_numpy("text_output")[0].decode()
+
+
+def test_min_tokens_and_penalties_change_the_answer(server: Server) -> None:
+    short, reason = _ask(server, "grpc", b"Say only the word yes.", 32)
+    longer, _ = _ask(server, "grpc", b"Say only the word yes.", 32, min_tokens=np.array([[20]], dtype=np.int32))
+    assert reason == "stop" and len(longer) > len(short)
+    plain, _ = _ask(server, "grpc", b"Count: one one one one", 24)
+    penalised, _ = _ask(server, "grpc", b"Count: one one one one", 24,
+                        frequency_penalty=np.array([[2.0]], dtype=np.float32),
+                        presence_penalty=np.array([[1.0]], dtype=np.float32))
+    assert plain != penalised
+
+
+def test_bls_returns_several_sequences_with_their_index(server: Server) -> None:
+    stream = _Stream(server)
+    try:
+        stream.send(QUESTION, 8, stream=False, num_return_sequences=np.array([[2]], dtype=np.int32),
+                    temperature=np.array([[1.0]], dtype=np.float32), seed=np.array([[3]], dtype=np.uint64),
+                    return_log_probs=np.array([[True]]))
+        results = list(stream.results())
+    finally:
+        stream.close()
+    finals = [r for r in results if r.as_numpy("finish_reason") is not None]
+    assert sorted(int(r.as_numpy("sequence_index").reshape(-1)[0]) for r in finals) == [0, 1]
+    assert all(r.as_numpy("text_output").shape == (1,) for r in finals)
+    assert all(r.as_numpy("cum_log_probs") is not None for r in finals)
+
+
+def test_finish_reason_says_length_when_max_tokens_cut_the_answer(server: Server) -> None:
+    _, reason = _ask(server, "grpc", b"Write a long story about a dragon.", 3)
+    assert reason == "length"
+
+
+def test_stop_input_cancels_the_engine_request_with_the_same_id(server: Server) -> None:
+    events: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.start_stream(callback=lambda result, error: events.put((result, error)))
+    try:
+        ids = np.array([[1, 2, 3, 4]], dtype=np.int32)
+        start = [grpcclient.InferInput("input_ids", [1, 4], "INT32"), grpcclient.InferInput("input_lengths", [1, 1],
+                 "INT32"), grpcclient.InferInput("request_output_len", [1, 1], "INT32"),
+                 grpcclient.InferInput("streaming", [1, 1], "BOOL")]
+        for tensor, value in zip(start, (ids, np.array([[4]], dtype=np.int32), np.array([[250]], dtype=np.int32),
+                                         np.array([[True]]))):
+            tensor.set_data_from_numpy(value)
+        client.async_stream_infer("smollm2_engine", start, request_id="long-one")
+        events.get(timeout=120)
+        stop = [grpcclient.InferInput(n, [1, 1], t) for n, t in (("stop", "BOOL"), ("input_lengths", "INT32"),
+                                                                   ("request_output_len", "INT32"))]
+        for tensor, value in zip(stop, (np.array([[True]]), np.array([[1]], dtype=np.int32),
+                                        np.array([[1]], dtype=np.int32))):
+            tensor.set_data_from_numpy(value)
+        client.async_stream_infer("smollm2_engine", stop, request_id="long-one")
+        reasons = []
+        deadline = time.time() + 60
+        while "cancelled" not in reasons and time.time() < deadline:
+            result, error = events.get(timeout=60)
+            assert error is None
+            reason = result.as_numpy("finish_reason")
+            if reason is not None:
+                reasons.append(reason.reshape(-1)[0].decode())
+        assert "cancelled" in reasons
+    finally:
+        client.stop_stream()
 
 
 def test_missing_input_is_refused(server: Server) -> None:

