@@ -129,6 +129,8 @@ class Engine:
         self.mask: Optional[torch.Tensor] = None
         self.wake = threading.Condition()
         self.stopping = False
+        # OpenMP's thread count is per thread: the loop's thread takes the creator's (set_threads).
+        self.cpu_threads = torch.get_num_threads()
         self.thread = threading.Thread(target=self._loop, name="llm-scheduler", daemon=True)
         self.thread.start()
 
@@ -167,6 +169,7 @@ class Engine:
     # -- the loop ------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        torch.set_num_threads(self.cpu_threads)
         while True:
             with self.wake:
                 while not self.stopping and not (self.waiting or self.prefilling or self.running):
@@ -276,12 +279,16 @@ class Engine:
 
     # -- decode --------------------------------------------------------------------------------
 
-    def _take_token(self, request: Request, logits: torch.Tensor) -> bool:
-        """Choose the next token; True while the sequence goes on."""
+    def _take_token(self, request: Request, logits: torch.Tensor, greedy: Optional[int] = None) -> bool:
+        """Choose the next token (``greedy`` when the batch already picked it); True while the sequence goes on."""
         if request.cancelled:
             self._finish(request, "cancelled")
             return False
-        token = llm_generate.choose_token(logits, request.row)
+        if greedy is None:
+            token = llm_generate.choose_token(logits, request.row)
+        else:
+            token = greedy
+            llm_generate.record_token(request.row, token)
         new = [] if token in request.row.end_ids else [token]
         request.pending = token
         if request.row.finish_reason is None:
@@ -300,8 +307,12 @@ class Engine:
         positions = (self.mask.sum(dim=1, keepdim=True) - 1)
         out = self._forward(ids, self.mask, positions, self.cache)
         self.cache = getattr(out, self.cache_name)
+        last = out.logits[:, -1]
+        # Plain greedy rows take one batched argmax and one device sync, not one per row.
+        plain = [llm_generate.is_plain_greedy(r.row) for r in self.running]
+        picked = last.argmax(dim=-1).tolist() if any(plain) else []
         for index, request in enumerate(list(self.running)):
-            self._take_token(request, out.logits[index, -1])
+            self._take_token(request, last[index], picked[index] if plain[index] else None)
 
     def _reap(self) -> None:
         """Take finished and cancelled sequences out of the batch and shrink the cache to what is left."""

@@ -148,6 +148,21 @@ def decode_text(tokenizer: Any, ids: Any) -> str:
     return str(tokenizer.decode(list(ids), **DECODE_KWARGS))
 
 
+def decode_batch(tokenizer: Any, sequences: list[list[int]]) -> list[str]:
+    """Decode many sequences in one call, exactly as ``decode_text`` decodes each (postprocessing's path)."""
+    return [str(t) for t in tokenizer.batch_decode(sequences, **DECODE_KWARGS)] if sequences else []
+
+
+def engine_sequences(output_ids: Any, sequence_length: Any) -> list[list[int]]:
+    """The token ids of each sequence of one engine response (``output_ids`` [1, beams, T], cut per beam)."""
+    ids = np.asarray(output_ids)
+    ids = ids.reshape(int(np.prod(ids.shape[:-1])), ids.shape[-1]) if ids.ndim else ids.reshape(1, 1)
+    lengths = np.asarray(sequence_length).reshape(-1) if sequence_length is not None else [ids.shape[-1]] * len(ids)
+    if len(lengths) != len(ids):
+        raise RequestError(f"sequence_length has {len(lengths)} values for {len(ids)} sequences of output_ids")
+    return [[int(t) for t in row[: max(int(n), 0)]] for row, n in zip(ids, lengths)]
+
+
 class IncrementalDecoder:
     """Turns a growing list of token ids into text deltas with no lost spaces and no broken UTF-8.
 
@@ -222,10 +237,20 @@ def list_to_words(array: Optional[np.ndarray[Any, Any]]) -> list[list[int]]:
     return [w for w in words if w]
 
 
-def cancel_dir(engine_name: str) -> Path:
-    """Folder through which the BLS asks the PyTorch engine to stop a request (by request id).
-
-    Python backend 2.51 has no way to cancel a BLS request it streams from, so the BLS drops a
-    marker file here and the engine checks for it between decoding steps.
-    """
-    return Path(tempfile.gettempdir()) / f"tritonkit-cancel-{os.getuid()}" / engine_name
+def merge_sequences(parts: list[dict[str, np.ndarray[Any, Any]]], pad_id: int) -> dict[str, np.ndarray[Any, Any]]:
+    """Several sequences of one request as one response: ``[1, sequences, ...]``, padded with ``pad_id``."""
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[str, np.ndarray[Any, Any]] = {}
+    for key in parts[0]:
+        arrays = [p[key] for p in parts]
+        if arrays[0].ndim == 3:
+            width = max(a.shape[-1] for a in arrays)
+            fill = pad_id if key == "output_ids" else 0
+            arrays = [np.pad(a, ((0, 0), (0, 0), (0, width - a.shape[-1])), constant_values=fill) for a in arrays]
+            merged[key] = np.concatenate(arrays, axis=1)
+        elif key in ("sequence_length", "cum_log_probs", "finish_reason"):
+            merged[key] = np.concatenate(arrays, axis=1)
+        else:
+            merged[key] = arrays[0]
+    return merged
