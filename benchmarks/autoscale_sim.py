@@ -2,9 +2,9 @@
 
 The service time comes from a ``tritonkit bench`` run (``--save-json``): one level's concurrency is the
 requests a replica serves at once, its mean latency their service time. The autoscaler is the one ``k8s/``
-generates: with ``--spec``, its first trigger, threshold, replicas and windows (``generator/model/k8s.py``);
+generates: with ``--spec``, its first trigger, threshold, replicas and windows (``generator/tritonkit/model/k8s.py``);
 else ``--signal`` with its default threshold, or ``--threshold``. Arithmetic in
-``generator/capacity/autoscale.py``.
+``generator/tritonkit/capacity/autoscale.py``.
 
     .venv/bin/python benchmarks/autoscale_sim.py --bench-json bench.json --level 4 \\
         --load 0:2,300:40,900:40,1200:5 --duration 1800 --startup 90 --spec examples/trtllm_llmapi.yaml

@@ -79,7 +79,8 @@ def test_gpu_example_model_yaml_and_launch(gpu_example: Path) -> None:
     assert settings["triton_config"] == {"max_batch_size": 0, "decoupled": True}
     assert settings["enable_chunked_prefill"] is True
     compose = yaml.safe_load((gpu_example / "docker" / "docker-compose.yml").read_text())["services"]["triton"]
-    assert compose["image"] == "nvcr.io/nvidia/tritonserver:26.04-trtllm-python-py3"
+    # The example also runs the OpenAI gateway, so its image adds tritonkit to NGC's.
+    assert compose["build"]["args"]["BASE_IMAGE"] == "nvcr.io/nvidia/tritonserver:26.04-trtllm-python-py3"
     assert compose["command"][:2] == ["trtllm-llmapi-launch", "tritonserver"]
     assert compose["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 2
     assert compose["ipc"] == "host"

@@ -1,6 +1,6 @@
 """Turn an upstream CustomResourceDefinition into the strict JSON schema stored beside this file.
 
-Usage: ``python generator/schemas/convert_crd.py CRD.yaml VERSION OUT.json``. The served version's
+Usage: ``python generator/tritonkit/schemas/convert_crd.py CRD.yaml VERSION OUT.json``. The served version's
 ``openAPIV3Schema`` is taken as it is, and every object that lists ``properties`` without saying
 what else it allows gets ``additionalProperties: false`` (the API server prunes unknown fields
 silently; a strict check reports them instead, as kubernetes-validate's ``--strict`` does for core kinds).
