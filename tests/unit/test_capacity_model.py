@@ -197,3 +197,25 @@ def test_exported_members() -> None:
     public = {name for name, value in vars(capacity).items()
               if not name.startswith("_") and not isinstance(value, types.ModuleType)}
     assert public - {"annotations"} == set(capacity.__all__)
+
+
+# Output tokens/s of tritonkit's PyTorch engine measured on one H200 (128 + 128 tokens, bf16, random
+# weights): `bash benchmarks/gpu/device.sh .carry OUT engine_steps.py`, 2026-11-30 (docs/benchmarks.md).
+MEASURED_H200 = {("smollm2-135m", 1): 42.7, ("smollm2-135m", 32): 844.0,
+                 ("llama-3-8b", 1): 28.9, ("llama-3-8b", 32): 813.5}
+
+
+@pytest.mark.parametrize(("model", "concurrency"), sorted(MEASURED_H200))
+def test_plan_with_the_pytorch_profile_is_within_a_quarter_of_the_h200(model: str, concurrency: int) -> None:
+    from tritonkit.capacity import Assumptions, Targets, find_gpu, find_preset, load_catalog, plan_gpu
+    from tritonkit.capacity.engines import engine_profile
+
+    profile = engine_profile("pytorch")
+    assumptions = Assumptions(step_overhead_ms=profile.fixed_ms, per_sequence_ms=profile.per_sequence_ms)
+    targets = Targets(concurrency, 128, 128, 1.0, None, "bf16", None)
+    plan = plan_gpu(find_preset(model), find_gpu(load_catalog(), "H200-141GB"), targets, assumptions)
+    assert plan.max_batch_size == concurrency and plan.replicas == 1
+    estimate = plan.aggregate_tokens_per_s
+    assert abs(estimate / MEASURED_H200[model, concurrency] - 1) <= 0.25, estimate
+    roofline = plan_gpu(find_preset(model), find_gpu(load_catalog(), "H200-141GB"), targets).aggregate_tokens_per_s
+    assert roofline > 2 * estimate  # without the engine's costs the plan would promise far too much

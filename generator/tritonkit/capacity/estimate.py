@@ -76,8 +76,9 @@ class Targets:
 class Assumptions:
     """The stated margins: memory kept back for runtime use, fractions of peak reached in practice.
 
-    ``step_overhead_ms`` is a fixed cost added to every decode step (kernel launches, scheduling); it
-    is 0 by default and matters only for small models, where it dominates.
+    ``step_overhead_ms`` is a fixed cost added to every decode step (kernel launches, scheduling) and
+    ``per_sequence_ms`` a cost per sequence in the step (sampling, bookkeeping); both are 0 by default
+    and come from an engine profile (``engine_profile``) when the plan names the engine.
     """
 
     memory_overhead: float = 0.10
@@ -85,11 +86,12 @@ class Assumptions:
     compute_efficiency: float = 0.50
     max_kv_fraction: float = 0.95
     step_overhead_ms: float = 0.0
+    per_sequence_ms: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             flag = "--" + name.replace("_", "-")
-            if name == "step_overhead_ms":
+            if name in ("step_overhead_ms", "per_sequence_ms"):
                 if not math.isfinite(value) or value < 0:
                     raise PlanError(Problem(f"{name} must be 0 or more (got {value})", path=flag))
             elif not 0 < value < 1 and not (name.endswith("efficiency") and value == 1):
@@ -178,7 +180,8 @@ class _Replica:
         read = self.weights_per_gpu + batch * context * self.kv_per_token
         memory_s = read / (self.gpu.bandwidth_gb_s * 1e9 * self.assumptions.bandwidth_efficiency)
         compute_s = 2 * parameter_count(self.arch) * batch / self.tp / self._tflops()
-        return max(memory_s, compute_s) + self.assumptions.step_overhead_ms / 1000
+        engine_ms = self.assumptions.step_overhead_ms + self.assumptions.per_sequence_ms * batch
+        return max(memory_s, compute_s) + engine_ms / 1000
 
     def prefill_s(self) -> float:
         """Prefill of one prompt: 2 x params x input tokens FLOPs shared by the group's GPUs."""

@@ -29,6 +29,7 @@ from tritonkit.capacity import (
     spec_values,
     weight_bytes,
 )
+from tritonkit.capacity.engines import engine_profile
 from tritonkit.cli._app import EXIT_OK, app, err_console, out_console
 from tritonkit.errors import Problem
 from tritonkit.write.files import write_atomic
@@ -90,8 +91,12 @@ def plan(
         rich_help_panel=_ASSUME)] = 0.75,
     compute_efficiency: Annotated[float, _Opt("--compute-efficiency", help="Share of peak dense tensor "
                                               "FLOP/s prefill reaches.", rich_help_panel=_ASSUME)] = 0.50,
-    step_overhead_ms: Annotated[float, _Opt("--step-overhead-ms", help="Fixed time added to every decode "
-                                            "step (launches, scheduling).", rich_help_panel=_ASSUME)] = 0.0,
+    engine: Annotated[str, _Opt("--engine", help="Whose decode steps: roofline (the memory or compute bound "
+                                "alone, as TensorRT-LLM nears it) or pytorch (tritonkit's PyTorch engine, "
+                                "measured on an H200).", rich_help_panel=_ASSUME)] = "roofline",
+    step_overhead_ms: Annotated[Optional[float], _Opt(
+        "--step-overhead-ms", help="Fixed time added to every decode step (launches, scheduling); default: the "
+        "engine's profile.", rich_help_panel=_ASSUME)] = None,
     as_json: Annotated[bool, _Opt("--json", help="Print the plan as JSON.", rich_help_panel=_OUTPUT)] = False,
     write: Annotated[Optional[Path], _Opt(
         "--write", help="Put the plan for --gpu into this spec's LLM entry, keeping its comments and layout.",
@@ -115,8 +120,10 @@ def plan(
     catalog = load_catalog(gpu_catalog)
     targets = Targets(concurrency, input_tokens, output_tokens, target_tps, ttft_ms, dtype.value,
                       kv_dtype.value if kv_dtype is not None else None)
+    profile = engine_profile(engine)
     assumptions = Assumptions(memory_overhead, bandwidth_efficiency, compute_efficiency,
-                              step_overhead_ms=step_overhead_ms)
+                              step_overhead_ms=profile.fixed_ms if step_overhead_ms is None else step_overhead_ms,
+                              per_sequence_ms=profile.per_sequence_ms)
     if gpu is not None:
         plans = [plan_gpu(arch, find_gpu(catalog, gpu), targets, assumptions, price_per_hour)]
         skipped: list[tuple[str, str]] = []
@@ -173,7 +180,8 @@ def _print_summary(report: dict[str, Any]) -> None:
         f"assumptions: {assume['memory_overhead']:.0%} of GPU memory kept back, decode at "
         f"{assume['bandwidth_efficiency']:.0%} of peak bandwidth, prefill at "
         f"{assume['compute_efficiency']:.0%} "
-        f"of peak dense tensor FLOP/s, {assume['step_overhead_ms']:g} ms fixed cost per decode step, "
+        f"of peak dense tensor FLOP/s, {assume['step_overhead_ms']:g} ms fixed cost per decode step "
+        f"+ {assume['per_sequence_ms']:g} ms per sequence, "
         "tensor-parallel communication not modelled", markup=False)
 
 
