@@ -9,7 +9,7 @@ from importlib import resources
 from tritonkit.capacity.architecture import PlanError
 from tritonkit.errors import Problem
 
-__all__ = ["EngineProfile", "engine_profile", "engine_names"]
+__all__ = ["EngineProfile", "engine_names", "engine_profile"]
 
 
 @dataclass(frozen=True)
