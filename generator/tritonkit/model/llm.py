@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +19,7 @@ from tritonkit.errors import Problem, SpecError
 from tritonkit.model import llm_contract as contract
 from tritonkit.model import releases
 from tritonkit.model.llmapi import build_llmapi_unit, check_llmapi
-from tritonkit.model.types import FileSource, ModelUnit
+from tritonkit.model.types import FileSource, ModelUnit, python_backend_files
 from tritonkit.model.vllm import build_vllm_unit, check_vllm
 from tritonkit.spec.document import Loc
 from tritonkit.spec.llm import LLMSpec
@@ -40,11 +39,7 @@ BACKEND_FILES = {
 
 
 def _backend_files(role: str) -> dict[str, FileSource]:
-    root = resources.files("tritonkit.python_backends")
-    main, helpers = BACKEND_FILES[role]
-    files = {"model.py": FileSource(path=Path(str(root.joinpath(main))))}
-    files.update({name: FileSource(path=Path(str(root.joinpath(name)))) for name in helpers})
-    return files
+    return python_backend_files(*BACKEND_FILES[role])
 
 
 class _Builder:

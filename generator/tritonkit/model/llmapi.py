@@ -10,8 +10,6 @@ Both run tritonkit's own ``model.py`` (``python_backends/llm_api.py``); docs/llm
 from __future__ import annotations
 
 import json
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -20,7 +18,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 from tritonkit.model import llm_contract as contract
 from tritonkit.model import releases
 from tritonkit.model.llmapi_contract import add_llmapi_tensors
-from tritonkit.model.types import FileSource, ModelUnit
+from tritonkit.model.types import FileSource, ModelUnit, python_backend_files
 from tritonkit.spec.schema import ParameterValue
 
 if TYPE_CHECKING:
@@ -48,11 +46,7 @@ _GPU_SHARE_LIMIT = 0.95
 
 
 def _files(kind: str) -> dict[str, FileSource]:
-    root = resources.files("tritonkit.python_backends")
-    main, helpers = LLMAPI_FILES[kind]
-    files = {"model.py": FileSource(path=Path(str(root.joinpath(main))))}
-    files.update({name: FileSource(path=Path(str(root.joinpath(name)))) for name in helpers})
-    return files
+    return python_backend_files(*LLMAPI_FILES[kind])
 
 
 def check_llmapi(builder: _Builder) -> None:

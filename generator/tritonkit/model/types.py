@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from tritonkit.model.deploy import Deployment
     from tritonkit.model.k8s import KubernetesPlan
 
-__all__ = ["FileSource", "ModelUnit", "RepositoryModel"]
+__all__ = ["FileSource", "ModelUnit", "RepositoryModel", "python_backend_files"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,16 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def python_backend_files(main: str, helpers: tuple[str, ...]) -> dict[str, FileSource]:
+    """A version folder of one of tritonkit's Python models: ``main`` as ``model.py``, helpers beside it."""
+    from importlib import resources
+
+    root = resources.files("tritonkit.python_backends")
+    files = {"model.py": FileSource(path=Path(str(root.joinpath(main))))}
+    files.update({name: FileSource(path=Path(str(root.joinpath(name)))) for name in helpers})
+    return files
 
 
 @dataclass(frozen=True)
