@@ -167,3 +167,39 @@ def test_the_loop_survives_many_threads_submitting(engine: Any, tokenizer: Any) 
     assert len(done) + len(refused) == 12 and done
     assert all(r.row.finish_reason in ("stop", "length") for r in done)
     assert engine.free_blocks == engine.num_blocks
+
+
+def test_a_burst_is_prefilled_together_and_decodes_as_alone(model: Any, tokenizer: Any) -> None:
+    import llm_generate
+    import llm_scheduler
+
+    alone = []
+    for text in PROMPTS:
+        row = llm_generate.Row(prompt=_encode(tokenizer, text), max_new_tokens=10,
+                               end_ids=llm_common.end_ids(tokenizer))
+        llm_generate.generate(model, [row], 2, lambda events: None)
+        alone.append(row.tokens)
+    engine = llm_scheduler.Engine(model, 2, max_batch=4, num_blocks=160, block_tokens=16, prefill_chunk=64)
+    forwards: list[int] = []
+    original = engine._forward
+
+    def counting(ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
+        forwards.append(ids.shape[0] if ids.shape[1] > 1 else 0)
+        return original(ids, mask, positions, cache)
+
+    engine._forward = counting  # type: ignore[method-assign]
+    try:
+        with engine.wake:  # all four wait before the loop looks: one burst
+            requests = [_request(tokenizer, text, 10) for text in PROMPTS]
+            for request in requests:
+                request.blocks = engine.blocks_for(request.row)
+                request.state = "waiting"
+                engine.waiting.append(request)
+            engine.wake.notify()
+        for request in requests:
+            assert request.done.wait(120)
+    finally:
+        engine.stop()
+    assert [r.row.tokens for r in requests] == alone
+    assert max(forwards) > 1  # at least two prompts went through one prefill
+    assert engine.free_blocks == engine.num_blocks
