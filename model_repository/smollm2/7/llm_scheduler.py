@@ -185,7 +185,10 @@ class Engine:
 
     def _iterate(self) -> None:
         with torch.inference_mode():
-            if self.prefilling:
+            group = self._short_prompts()
+            if len(group) > 1:
+                self._prefill_together(group)
+            elif self.prefilling:
                 self._prefill_chunk(self.prefilling[0])
             self._reap()
             if self.running:
@@ -250,6 +253,49 @@ class Engine:
         if self._take_token(request, out.logits[0, -1]):
             self._join(request)
 
+    def _short_prompts(self) -> list[Request]:
+        """New prompts that fit one prefill together (left-padded to the longest, at most 4 chunks of tokens).
+
+        Without it, a burst of requests is prefilled one per step and the last one waits for all the others.
+        With the prefix cache on, each prompt goes alone: it may start from a cached prefix.
+        """
+        if self.prefixes is not None:
+            return []
+        group: list[Request] = []
+        for request in self.prefilling:
+            if request.cache is not None or request.cancelled:
+                continue
+            width = max([len(request.row.prompt), *(len(r.row.prompt) for r in group)])
+            if width * (len(group) + 1) > 4 * self.prefill_chunk:
+                break
+            group.append(request)
+        return group
+
+    def _prefill_together(self, group: list[Request]) -> None:
+        from transformers import DynamicCache
+
+        width = max(len(r.row.prompt) for r in group)
+        ids = torch.full((len(group), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for i, request in enumerate(group):
+            prompt = request.row.prompt
+            ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, width - len(prompt):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._forward(ids, mask, positions, DynamicCache())
+        layers = _layers(getattr(out, self.cache_name))
+        going = []
+        for i, request in enumerate(group):
+            self.prefilling.remove(request)
+            if self._take_token(request, out.logits[i, -1]):
+                going.append(i)
+        if going:
+            index = torch.tensor(going, device=self.device)
+            self._join_rows([group[i] for i in going],
+                            [(k.index_select(0, index), v.index_select(0, index)) for k, v in layers],
+                            mask.index_select(0, index))
+
     def _new_cache(self, layers: Optional[list[tuple[torch.Tensor, torch.Tensor]]]) -> Any:
         from transformers import DynamicCache
 
@@ -258,24 +304,28 @@ class Engine:
         return DynamicCache([(k.clone(), v.clone()) for k, v in layers])
 
     def _join(self, request: Request) -> None:
-        """Merge a prefilled sequence into the running batch, left-padding the shorter side."""
+        """Merge one prefilled sequence into the running batch."""
+        own = torch.ones((1, len(request.row.prompt)), dtype=torch.long, device=self.device)
+        self._join_rows([request], _layers(request.cache), own)
+
+    def _join_rows(self, requests: list[Request], layers: list[tuple[torch.Tensor, torch.Tensor]],
+                   mask: torch.Tensor) -> None:
+        """Merge prefilled rows (their cache layers and mask) into the running batch, left-padding the shorter side."""
         from transformers import DynamicCache
 
-        length = len(request.row.prompt)
-        own = torch.ones((1, length), dtype=torch.long, device=self.device)
-        if self.cache is None:
-            self.cache, self.mask = request.cache, own
+        if self.cache is None or self.mask is None:
+            self.cache, self.mask = DynamicCache(layers), mask
         else:
-            assert self.mask is not None
-            width = max(self.mask.shape[1], length)
+            width = max(self.mask.shape[1], mask.shape[1])
             merged = [(torch.cat([_left_pad(k, width, 2), _left_pad(nk, width, 2)]),
                        torch.cat([_left_pad(v, width, 2), _left_pad(nv, width, 2)]))
-                      for (k, v), (nk, nv) in zip(_layers(self.cache), _layers(request.cache))]
+                      for (k, v), (nk, nv) in zip(_layers(self.cache), layers)]
             self.cache = DynamicCache(merged)
-            self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(own, width, 1)])
-        request.cache = None
-        request.state = "running"
-        self.running.append(request)
+            self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(mask, width, 1)])
+        for request in requests:
+            request.cache = None
+            request.state = "running"
+            self.running.append(request)
 
     # -- decode --------------------------------------------------------------------------------
 
