@@ -201,8 +201,8 @@ def test_exported_members() -> None:
 
 # Output tokens/s of tritonkit's PyTorch engine measured on one H200 (128 + 128 tokens, bf16, random
 # weights): `bash benchmarks/gpu/device.sh .carry OUT engine_steps.py`, 2026-11-30 (docs/benchmarks.md).
-MEASURED_H200 = {("smollm2-135m", 1): 42.7, ("smollm2-135m", 32): 844.0,
-                 ("llama-3-8b", 1): 28.9, ("llama-3-8b", 32): 813.5}
+MEASURED_H200 = {("smollm2-135m", 1): 46.9, ("smollm2-135m", 32): 1207.1,
+                 ("llama-3-8b", 1): 35.0, ("llama-3-8b", 32): 1135.4}
 
 
 @pytest.mark.parametrize(("model", "concurrency"), sorted(MEASURED_H200))
