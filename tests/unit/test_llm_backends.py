@@ -101,7 +101,8 @@ def _source(name: str) -> str:
 def test_every_declared_input_is_read_by_a_backend() -> None:
     from tritonkit.model import llm_contract as contract
 
-    engine, pre, post = _source("llm_engine.py"), _source("llm_preprocessing.py"), _source("llm_postprocessing.py")
+    engine, post = _source("llm_engine.py"), _source("llm_postprocessing.py")
+    pre = _source("llm_preprocessing.py") + _source("llm_prompt.py")
     routes = contract.bls_routes()
     for tensor in contract.declared(contract.ENGINE_INPUTS):
         assert f'"{tensor.name}"' in engine or tensor.name in contract.PYTORCH_UNSUPPORTED, tensor.name

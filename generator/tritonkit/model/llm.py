@@ -30,11 +30,11 @@ __all__ = ["BACKEND_FILES", "build_llm_units"]
 
 #: The python_backends file each Python model of the pipeline runs, and the helpers copied beside it.
 BACKEND_FILES = {
-    "preprocessing": ("llm_preprocessing.py", ("llm_common.py",)),
+    "preprocessing": ("llm_preprocessing.py", ("llm_common.py", "llm_prompt.py")),
     "postprocessing": ("llm_postprocessing.py", ("llm_common.py",)),
-    "bls": ("llm_bls.py", ("llm_common.py",)),
+    "bls": ("llm_bls.py", ("llm_common.py", "llm_prompt.py")),
     "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_scheduler.py")),
-    "engine_unary": ("llm_unary.py", ("llm_common.py",)),
+    "engine_unary": ("llm_unary.py", ("llm_common.py",)),  # it decodes text too, as postprocessing does
 }
 
 
@@ -173,13 +173,17 @@ class _Builder:
         contract.set_parameters(config, params)
         return self.unit(config, _backend_files(suffix))
 
+    def prompt_parameters(self, tokenizer: str) -> dict[str, ParameterValue]:
+        """What ``llm_prompt.Preprocessor`` reads: preprocessing's and the BLS's (which tokenises itself)."""
+        llm = self.llm
+        return {"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
+                "max_input_len": llm.max_input_len, "max_output_len": llm.max_output_len,
+                "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code}
+
     def preprocessing(self, tokenizer: str) -> ModelUnit:
         llm = self.llm
-        params: dict[str, ParameterValue] = {
-            "tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
-            "max_input_len": llm.max_input_len, "max_output_len": llm.max_output_len,
-            "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code,
-            "unsupported_inputs": json.dumps(contract.PREPROCESSING_UNSUPPORTED, sort_keys=True)}
+        params = self.prompt_parameters(tokenizer)
+        params["unsupported_inputs"] = json.dumps(contract.PREPROCESSING_UNSUPPORTED, sort_keys=True)
         return self.python_model("preprocessing", llm.instances.preprocessing, params, True)
 
     def postprocessing(self, tokenizer: str) -> ModelUnit:
@@ -188,15 +192,15 @@ class _Builder:
 
     def bls(self, tokenizer: str) -> ModelUnit:
         llm = self.llm
-        params: dict[str, ParameterValue] = {
-            "tokenizer": tokenizer, "preprocessing_model": f"{llm.name}_preprocessing",
+        params = self.prompt_parameters(tokenizer)
+        params.update({
             "engine_model": f"{llm.name}_engine", "engine_kind": llm.engine.kind,
             "engine_decoupled": llm.streaming, "max_concurrency": 2 * llm.max_batch_size,
-            "trust_remote_code": llm.trust_remote_code,
             "unsupported_inputs": json.dumps(contract.BLS_UNSUPPORTED, sort_keys=True),
+            "preprocessing_unsupported_inputs": json.dumps(contract.PREPROCESSING_UNSUPPORTED, sort_keys=True),
             "preprocessing_inputs": json.dumps(contract.bls_routes()["preprocessing"], sort_keys=True),
-            "engine_inputs": json.dumps(contract.bls_routes()["engine"], sort_keys=True)}
-        unit = self.python_model("bls", llm.instances.bls, params, False)
+            "engine_inputs": json.dumps(contract.bls_routes()["engine"], sort_keys=True)})
+        unit = self.python_model("bls", llm.instances.bls, params, True)
         unit.config.model_transaction_policy.decoupled = True
         return unit
 
@@ -217,16 +221,20 @@ class _Builder:
         contract.set_parameters(config, contract.pytorch_parameters(llm, source))
         return self.unit(config, _backend_files("engine"))
 
-    def engine_unary(self) -> ModelUnit:
+    def engine_unary(self, tokenizer: str) -> ModelUnit:
         llm = self.llm
-        params: dict[str, ParameterValue] = {"engine_model": f"{llm.name}_engine",
+        params: dict[str, ParameterValue] = {"engine_model": f"{llm.name}_engine", "tokenizer": tokenizer,
+                                             "trust_remote_code": llm.trust_remote_code,
                                              "max_concurrency": 2 * llm.max_batch_size}
         return self.python_model("engine_unary", 1, params, True)
 
     def ensemble(self) -> ModelUnit:
         name = self.llm.name
         config = self.base(name, "ensemble")
-        contract.fill_ensemble(config, name, f"{name}_engine_unary" if self.llm.streaming else f"{name}_engine")
+        if self.llm.streaming:
+            contract.fill_ensemble(config, name, f"{name}_engine_unary", engine_decodes=True)
+        else:
+            contract.fill_ensemble(config, name, f"{name}_engine")
         return self.unit(config, {})
 
 
@@ -238,7 +246,8 @@ def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Pat
 
     With ``streaming`` (a decoupled engine) a sixth model, ``<name>_engine_unary``, sits between the
     ensemble and the engine: Triton marks an ensemble decoupled when any step is, and a decoupled
-    ensemble refuses HTTP ``infer`` and unary gRPC.
+    ensemble refuses HTTP ``infer`` and unary gRPC. It also decodes the text, so the ensemble skips
+    postprocessing and a request makes as many hops as with a non-decoupled engine.
 
     Args:
         loaded: the validated spec.
@@ -263,7 +272,7 @@ def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Pat
     units = [builder.ensemble(), builder.preprocessing(tokenizer), builder.engine(),
              builder.postprocessing(tokenizer), builder.bls(tokenizer)]
     if builder.llm.streaming:
-        units.append(builder.engine_unary())
+        units.append(builder.engine_unary(tokenizer))
     if builder.problems:
         raise SpecError(builder.problems)
     return units

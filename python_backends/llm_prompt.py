@@ -1,0 +1,215 @@
+"""Text to token ids for an LLM pipeline, shared by ``<name>_preprocessing`` and the BLS.
+
+Applies the chat template when enabled (rendered once at start-up, then filled by string
+concatenation), turns stop/bad words into TensorRT-LLM's word-list tensors and embedding-bias words
+into a vocabulary-sized bias, and refuses ``max_tokens`` outside 1..``max_output_len`` and prompts
+longer than ``max_input_len``. Requests are plain ``{preprocessing input name: array}`` mappings, so
+the BLS tokenises in its own process (one hop fewer per request) exactly as preprocessing does.
+
+This file is copied next to ``model.py``; it imports nothing of tritonkit nor of Triton.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Optional, Union
+
+import numpy as np
+
+import llm_common
+
+#: Preprocessing input -> the client input of the ensemble and BLS that feeds it (for error messages).
+_CLIENT = {"QUERY": "text_input", "REQUEST_OUTPUT_LEN": "max_tokens", "BAD_WORDS_DICT": "bad_words",
+           "STOP_WORDS_DICT": "stop_words", "END_ID": "end_id", "PAD_ID": "pad_id",
+           "EMBEDDING_BIAS_WORDS": "embedding_bias_words", "EMBEDDING_BIAS_WEIGHTS": "embedding_bias_weights",
+           "DECODER_QUERY": "decoder_text_input", "PROMPT_TABLE_EXTRA_ID": "prompt_table_extra_id"}
+_SENTINEL = "\x00tritonkit-user\x00"
+Inputs = Mapping[str, np.ndarray[Any, Any]]
+Prepared = Union[dict[str, np.ndarray[Any, Any]], llm_common.RequestError]
+
+
+def _texts(inputs: Inputs, name: str) -> Optional[list[str]]:
+    array = inputs.get(name)
+    if array is None:
+        return None
+    texts = []
+    for item in array.reshape(-1):
+        raw = item if isinstance(item, bytes) else str(item).encode()
+        try:
+            texts.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise llm_common.RequestError(f"input {_CLIENT.get(name, name)!r} is not valid UTF-8 ({exc.reason} "
+                                          f"at byte {exc.start})") from None
+    return texts
+
+
+def _ints(inputs: Inputs, name: str, rows: int) -> Optional[list[int]]:
+    array = inputs.get(name)
+    if array is None:
+        return None
+    values = [int(v) for v in array.reshape(-1)]
+    if len(values) != rows:
+        raise llm_common.RequestError(f"input {_CLIENT.get(name, name)!r} has {len(values)} values for {rows} "
+                                      "prompt(s)")
+    return values
+
+
+def _pad_rows(rows: list[np.ndarray[Any, Any]], fill: int) -> np.ndarray[Any, Any]:
+    width = max((r.shape[-1] for r in rows), default=0)
+    out = np.full((len(rows), width), fill, dtype=np.int32)
+    for i, row in enumerate(rows):
+        out[i, : row.shape[-1]] = row
+    return out
+
+
+class Preprocessor:
+    """The tokenizer and the limits of one pipeline, from the parameters tritonkit writes into config.pbtxt."""
+
+    def __init__(self, params: dict[str, str], tokenizer: Any, unsupported: dict[str, str]) -> None:
+        self.tokenizer = tokenizer
+        self.chat = llm_common.parse_bool(params.get("chat_template", "true"), True)
+        self.chat = self.chat and bool(getattr(tokenizer, "chat_template", None))
+        self.system_prompt = params.get("system_prompt", "")
+        self.max_input_len = int(params["max_input_len"])
+        self.max_output_len = int(params["max_output_len"])
+        self.unsupported = unsupported
+        self.vocab_size = len(tokenizer)
+        self.template = self._split_template()
+        ends = llm_common.end_ids(tokenizer)
+        self.end_id = ends[0] if ends else 0
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.end_id
+        stops: list[str] = json.loads(params.get("stop_words") or "[]")
+        self.default_stop_ids = [[t] for t in ends[1:]] + llm_common.encode_words(tokenizer, stops)
+        self._no_words = np.zeros((1, 2, 0), dtype=np.int32)
+        self._default_stops = self._word_list(self.default_stop_ids)
+
+    def _render(self, text: str) -> str:
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        messages.append({"role": "user", "content": text})
+        return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+
+    def _split_template(self) -> Optional[tuple[str, str]]:
+        """The chat template's text before and after the user's message, when it inserts the message verbatim.
+
+        Rendering the Jinja template costs more than the rest of preprocessing; a template that only
+        places the message is rendered once here and filled by concatenation after that.
+        """
+        if not self.chat:
+            return None
+        rendered = self._render(_SENTINEL)
+        if rendered.count(_SENTINEL) != 1:
+            return None
+        before, after = rendered.split(_SENTINEL)
+        probe = "Hello there, \u00e9t\u00e9 {x}"
+        return (before, after) if self._render(probe) == before + probe + after else None
+
+    def _format(self, text: str) -> str:
+        if not text.strip():
+            raise llm_common.RequestError("input 'text_input' is empty (a prompt needs at least one character "
+                                          "that is not white space)")
+        if not self.chat:
+            return text
+        if self.template is not None:
+            return self.template[0] + text + self.template[1]
+        return self._render(text)
+
+    def _bias(self, inputs: Inputs, rows: int) -> np.ndarray[Any, Any]:
+        words = _texts(inputs, "EMBEDDING_BIAS_WORDS") or []
+        array = inputs.get("EMBEDDING_BIAS_WEIGHTS")
+        weights = [] if array is None else [float(w) for w in array.reshape(-1)]
+        if len(words) != len(weights):
+            raise llm_common.RequestError(f"input 'embedding_bias_weights' has {len(weights)} values for "
+                                          f"{len(words)} embedding_bias_words (they pair up one to one)")
+        if not words:
+            return np.zeros((rows, 0), dtype=np.float32)
+        bias = np.zeros(self.vocab_size, dtype=np.float32)
+        for word, weight in zip(words, weights):
+            for ids in llm_common.encode_words(self.tokenizer, [word]):
+                bias[ids[0]] += weight
+        return np.repeat(bias[np.newaxis], rows, axis=0)
+
+    def _refuse_unsupported(self, inputs: Inputs) -> None:
+        for name, why in self.unsupported.items():
+            array = inputs.get(name)
+            if array is not None and array.size:
+                raise llm_common.RequestError(f"input {_CLIENT.get(name, name)!r} is not supported by tritonkit's "
+                                              f"preprocessing: {why}")
+
+    @staticmethod
+    def _word_list(sequences: list[list[int]]) -> np.ndarray[Any, Any]:
+        return llm_common.words_to_list(sequences)[np.newaxis]
+
+    def _words(self, inputs: Inputs, name: str, rows: int, defaults: list[list[int]]) -> np.ndarray[Any, Any]:
+        words = [w for w in _texts(inputs, name) or [] if w]
+        if not words:  # the common case: the lists made at start-up
+            single = self._default_stops if defaults else self._no_words
+            return single if rows == 1 else np.repeat(single, rows, axis=0)
+        sequences = defaults + [s for s in llm_common.encode_words(self.tokenizer, words) if s not in defaults]
+        return np.repeat(self._word_list(sequences), rows, axis=0)
+
+    def parse(self, inputs: Inputs) -> dict[str, Any]:
+        """Check one request's inputs and format its prompts; raise RequestError naming the client's input."""
+        self._refuse_unsupported(inputs)
+        texts = _texts(inputs, "QUERY")
+        if not texts:
+            raise llm_common.RequestError("input 'text_input' is missing or empty")
+        wanted = _ints(inputs, "REQUEST_OUTPUT_LEN", len(texts))
+        if wanted is None:
+            raise llm_common.RequestError("input 'max_tokens' is missing")
+        for value in wanted:
+            if not 1 <= value <= self.max_output_len:
+                raise llm_common.RequestError(f"input 'max_tokens' must be between 1 and max_output_len "
+                                              f"{self.max_output_len} (got {value})")
+        return {
+            "prompts": [self._format(t) for t in texts],
+            "output_len": wanted,
+            "bias": self._bias(inputs, len(texts)),
+            "end_id": _ints(inputs, "END_ID", len(texts)) or [self.end_id] * len(texts),
+            "pad_id": _ints(inputs, "PAD_ID", len(texts)) or [self.pad_id] * len(texts),
+            "stop": self._words(inputs, "STOP_WORDS_DICT", len(texts), self.default_stop_ids),
+            "bad": self._words(inputs, "BAD_WORDS_DICT", len(texts), []),
+        }
+
+    def tensors(self, parsed: dict[str, Any], encoded: list[list[int]]) -> dict[str, np.ndarray[Any, Any]]:
+        """Preprocessing's outputs for one parsed request whose prompts tokenised to ``encoded``."""
+        for ids in encoded:
+            if len(ids) > self.max_input_len:
+                raise llm_common.RequestError(
+                    f"input 'text_input' has {len(ids)} tokens, more than max_input_len {self.max_input_len}")
+        rows = [np.array(ids, dtype=np.int32) for ids in encoded]
+        return {
+            "INPUT_ID": _pad_rows(rows, parsed["pad_id"][0]),
+            "REQUEST_INPUT_LEN": np.array([[len(ids)] for ids in encoded], dtype=np.int32),
+            "REQUEST_OUTPUT_LEN": np.array([[v] for v in parsed["output_len"]], dtype=np.int32),
+            "STOP_WORDS_IDS": parsed["stop"],
+            "BAD_WORDS_IDS": parsed["bad"],
+            "EMBEDDING_BIAS": parsed["bias"],
+            "OUT_END_ID": np.array([[v] for v in parsed["end_id"]], dtype=np.int32),
+            "OUT_PAD_ID": np.array([[v] for v in parsed["pad_id"]], dtype=np.int32),
+        }
+
+    def prepare(self, requests: list[Inputs]) -> list[Prepared]:
+        """Every request's outputs (or its error), with the prompts of all of them tokenised in one call."""
+        parsed: list[Any] = []
+        for inputs in requests:
+            try:
+                parsed.append(self.parse(inputs))
+            except (llm_common.RequestError, ValueError) as exc:
+                parsed.append(exc if isinstance(exc, llm_common.RequestError) else llm_common.RequestError(str(exc)))
+        prompts = [p for item in parsed if isinstance(item, dict) for p in item["prompts"]]
+        encoded = self.tokenizer(prompts, add_special_tokens=not self.chat)["input_ids"] if prompts else []
+        results: list[Prepared] = []
+        start = 0
+        for item in parsed:
+            if not isinstance(item, dict):
+                results.append(item)
+                continue
+            count = len(item["prompts"])
+            try:
+                results.append(self.tensors(item, encoded[start:start + count]))
+            except llm_common.RequestError as exc:
+                results.append(exc)
+            start += count
+        return results
