@@ -9,8 +9,6 @@ Copied next to ``llm_api.py``; configured by the model's ``parameters`` (written
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
 from typing import Any, Callable
 
@@ -61,11 +59,6 @@ class LocalEngine:
             self.model, self.pad_id, max_batch=max_batch, num_blocks=-(-budget // 16), block_tokens=16,
             prefill_chunk=int(params.get("prefill_chunk") or 256), max_queue=int(params.get("max_queue") or 256),
             prefix_cache=llm_common.parse_bool(params.get("enable_reuse", "")))
-        # Detokenising and sending happen on a thread of their own: at 64 streams they took as long
-        # as the decode step itself when the scheduler's thread did them.
-        self.outbox: queue.Queue[Any] = queue.Queue()
-        self.responder = threading.Thread(target=self._respond_loop, name="llm-responder", daemon=True)
-        self.responder.start()
 
     def _format(self, text: str) -> str:
         if not self.chat:
@@ -103,10 +96,8 @@ class LocalEngine:
             logprobs="return_cumulative_logprob" in job.want)
 
     def stop(self) -> None:
-        """End the scheduler's and the responder's threads (the model is unloading)."""
+        """End the scheduler's thread (the model is unloading)."""
         self.scheduler.stop()
-        self.outbox.put(None)
-        self.responder.join(timeout=30)
 
     def cancel(self, job: Any) -> None:
         """Stop ``job`` at the next step (finish reason ``cancelled``)."""
@@ -116,10 +107,8 @@ class LocalEngine:
 
     def run(self, jobs: list[Any], respond: Respond) -> None:
         """Hand ``jobs`` to the in-flight scheduler; without response senders, wait until they are done."""
-        streams = []
         for job in jobs:
             stream = _Stream(self, job, respond)
-            streams.append(stream)
             job.engine_request = llm_scheduler.Request(self._row(job), stream.on_tokens)
             job.first_scheduled_ns = time.time_ns()
             try:
@@ -127,22 +116,9 @@ class LocalEngine:
             except (llm_scheduler.QueueFullError, ValueError) as exc:
                 job.engine_request = None
                 respond(job, None, True, error=str(exc))
-        for job, stream in zip(jobs, streams):
+        for job in jobs:
             if job.sender is None and job.engine_request is not None:
-                stream.done.wait()
-
-    def _respond_loop(self) -> None:
-        while True:
-            item = self.outbox.get()
-            if item is None:
-                return
-            stream, request, tokens, finished = item
-            try:
-                stream.deliver(request, tokens, finished)
-            except Exception as exc:  # one bad response must not stop every other stream
-                self.scheduler.cancel(request)
-                if finished:
-                    stream.respond(stream.job, None, True, error=f"could not build the response: {exc}")
+                job.engine_request.done.wait()
 
 
 class _Stream:
@@ -152,10 +128,8 @@ class _Stream:
         self.engine, self.job, self.respond = engine, job, respond
         self.decoder = llm_common.IncrementalDecoder(engine.tokenizer)
         self.count = 0
-        self.done = threading.Event()
 
     def on_tokens(self, request: Any, new_tokens: list[int]) -> None:
-        """On the scheduler's thread: note the time, check for a cancelled client, hand the rest on."""
         job, row = self.job, request.row
         if new_tokens and not job.first_token_ns:
             job.first_token_ns = time.time_ns()
@@ -163,20 +137,8 @@ class _Stream:
         if job.sender is not None and self.count % 4 == 0 and row.finish_reason is None \
                 and job.sender.is_cancelled():
             self.engine.scheduler.cancel(request)
-        self.engine.outbox.put((self, request, list(new_tokens), row.finish_reason is not None))
-
-    def deliver(self, request: Any, new_tokens: list[int], finished: bool) -> None:
-        """On the responder's thread: decode and send, so the scheduler's next step need not wait for it."""
-        try:
-            self._deliver(request, new_tokens, finished)
-        finally:
-            if finished:
-                self.done.set()
-
-    def _deliver(self, request: Any, new_tokens: list[int], finished: bool) -> None:
-        job, row = self.job, request.row
         delta = self.decoder.push(new_tokens) if job.streaming and new_tokens else ""
-        if not finished:
+        if row.finish_reason is None:
             if delta:
                 self.respond(job, {"text_output": _strings(self._with_prompt(delta))}, False)
             return
