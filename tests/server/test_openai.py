@@ -202,3 +202,42 @@ def test_triton_down_is_a_503_in_openai_shape() -> None:
         assert status == 503 and answer["error"]["code"] == "triton_unavailable"
     finally:
         down.stop()
+
+
+def _smollm2_requests(server: Server) -> tuple[float, float]:
+    """(finished requests, their total time in seconds) of smollm2, from Triton's own metrics."""
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    found = {"count": 0.0, "us": 0.0}
+    for line in text.splitlines():
+        if line.startswith(("nv_inference_request_success{", "nv_inference_request_duration_us{")) \
+                and 'model="smollm2"' in line:
+            found["count" if line.startswith("nv_inference_request_success") else "us"] = float(line.split()[-1])
+    return found["count"], found["us"] / 1e6
+
+
+def test_a_client_that_hangs_up_cancels_the_triton_request(server: Server, gateway: GatewayThread) -> None:
+    import time
+
+    body = {"model": "smollm2", "stream": True, "max_tokens": 120, "temperature": 0.0,
+            "messages": [{"role": "user", "content": "Write a very long story about the sea."}]}
+    client = openai.OpenAI(base_url=gateway.url, api_key="unused", max_retries=0, timeout=120)
+    start_count, start_s = _smollm2_requests(server)
+    whole = client.chat.completions.create(**{**body, "stream": False})
+    before_count, before_s = _smollm2_requests(server)
+    assert before_count == start_count + 1 and whole.usage is not None
+    full_s = before_s - start_s  # what the same request costs Triton when nobody hangs up
+    request = urllib.request.Request(f"{gateway.url}/chat/completions", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        assert reply.status == 200
+        for _ in range(6):  # a few chunks arrive, then the client goes away
+            assert reply.readline()
+    deadline = time.monotonic() + 60
+    while _smollm2_requests(server)[0] == before_count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    count, total_s = _smollm2_requests(server)
+    assert count == before_count + 1, "the request never finished"
+    assert whole.usage.completion_tokens > 40, "the answer is too short to tell a cancelled request from it"
+    assert total_s - before_s < full_s / 2, (total_s - before_s, full_s)
+    assert "Paris" in _ask(client)
