@@ -28,20 +28,9 @@ import llm_common
 import llm_prompt
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-_PRE_OUTPUTS = {"INPUT_ID": "input_ids", "REQUEST_INPUT_LEN": "input_lengths",
-                "REQUEST_OUTPUT_LEN": "request_output_len", "STOP_WORDS_IDS": "stop_words_list",
-                "BAD_WORDS_IDS": "bad_words_list", "EMBEDDING_BIAS": "embedding_bias", "OUT_END_ID": "end_id",
-                "OUT_PAD_ID": "pad_id"}
-
-
-def _input(request: Any, name: str) -> Optional[np.ndarray[Any, Any]]:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy()
-
-
-def _batched(value: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """A client tensor as a batch of one: scalars as [1, 1], the rest as they came (they carry the batch)."""
-    return value.reshape(1, 1) if value.size == 1 and value.ndim <= 2 else value
+def _inputs(request: Any) -> dict[str, np.ndarray[Any, Any]]:
+    """The request's inputs by name, read once (the routes look up some 70 names per request)."""
+    return {t.name(): t.as_numpy() for t in request.inputs()}
 
 
 def _strings(*texts: str) -> np.ndarray[Any, Any]:
@@ -57,13 +46,9 @@ class TritonPythonModel:
         params = llm_common.read_parameters(config)
         self.engine_name = params["engine_model"]
         self.engine_decoupled = llm_common.parse_bool(params.get("engine_decoupled", "true"), True)
-        self.unsupported: dict[str, str] = json.loads(params.get("unsupported_inputs") or "{}")
-        self.to_pre: dict[str, str] = json.loads(params.get("preprocessing_inputs") or "{}")
-        self.to_engine: dict[str, str] = json.loads(params.get("engine_inputs") or "{}")
         self.outputs = [t["name"] for t in config.get("output", [])]
         self.tokenizer = llm_common.tokenizer_from_parameters(params, args["model_repository"])
-        self.pre = llm_prompt.Preprocessor(params, self.tokenizer,
-                                           json.loads(params.get("preprocessing_unsupported_inputs") or "{}"))
+        self.router = llm_prompt.Router(params, self.tokenizer, "BLS")
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrency") or 8),
                                        thread_name_prefix="tritonkit-bls")
 
@@ -87,41 +72,6 @@ class TritonPythonModel:
             with contextlib.suppress(Exception):  # the client may be gone; nothing left to tell then
                 sender.send(pb_utils.InferenceResponse(error=error), flags=_FINAL)
 
-    def preprocess(self, request: Any) -> dict[str, np.ndarray[Any, Any]]:
-        """Preprocessing's outputs for this request, computed here as ``<name>_preprocessing`` computes them.
-
-        Tokenising in this process saves a hop to the preprocessing model on every request.
-        """
-        for name, why in self.unsupported.items():
-            value = _input(request, name)
-            if value is not None and value.size and (value.dtype != np.bool_ or value.any()):
-                raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's BLS: {why}")
-        inputs = {}
-        for client, step in self.to_pre.items():
-            value = _input(request, client)
-            if value is not None:
-                inputs[step] = value.reshape(1, -1)
-        result = self.pre.prepare([inputs])[0]
-        if isinstance(result, llm_common.RequestError):
-            raise result
-        return result
-
-    def engine_inputs(self, request: Any, pre: dict[str, np.ndarray[Any, Any]], stream: bool) -> list[Any]:
-        """The engine request: TensorRT-LLM's tensor names, batch of one, every client input routed."""
-        length = int(pre["REQUEST_INPUT_LEN"].reshape(-1)[0])
-        tensors = {"input_ids": pre["INPUT_ID"].reshape(1, -1)[:, :length]}
-        for name in ("REQUEST_INPUT_LEN", "REQUEST_OUTPUT_LEN", "OUT_END_ID", "OUT_PAD_ID"):
-            tensors[_PRE_OUTPUTS[name]] = pre[name].reshape(1, 1)
-        for name in ("STOP_WORDS_IDS", "BAD_WORDS_IDS", "EMBEDDING_BIAS"):
-            if pre[name].shape[-1] > 0:
-                tensors[_PRE_OUTPUTS[name]] = pre[name].reshape(1, *pre[name].shape[1:])
-        for client, engine_name in self.to_engine.items():
-            value = _input(request, client)
-            if value is not None:
-                tensors[engine_name] = _batched(value)
-        tensors["streaming"] = np.array([[stream]], dtype=np.bool_)
-        return [pb_utils.Tensor(name, value) for name, value in tensors.items()]
-
     def stop_engine(self, request_id: str) -> None:
         """Stop the engine's request ``request_id``: TensorRT-LLM's ``stop`` input, which both engines read."""
         inputs = [pb_utils.Tensor("stop", np.array([[True]])),
@@ -140,7 +90,8 @@ class _Stream:
         self.model = model
         self.request = request
         self.sender = sender
-        stream = _input(request, "stream")
+        self.inputs = _inputs(request)
+        stream = self.inputs.get("stream")
         self.stream = bool(stream.reshape(-1)[0]) if stream is not None and stream.size else True
         self.decoders: dict[int, llm_common.IncrementalDecoder] = {}
         self.cancelled = False
@@ -148,10 +99,10 @@ class _Stream:
         self.request_id = request.request_id() or uuid.uuid4().hex
 
     def run(self) -> None:
-        pre = self.model.preprocess(self.request)
         engine_request = pb_utils.InferenceRequest(
             model_name=self.model.engine_name, request_id=self.request_id,
-            inputs=self.model.engine_inputs(self.request, pre, self.stream and self.model.engine_decoupled),
+            inputs=[pb_utils.Tensor(name, value) for name, value in self.model.router.engine_tensors(
+                self.inputs, self.stream and self.model.engine_decoupled).items()],
             requested_output_names=[n for n in self.model.outputs if n != "text_output"] + ["output_ids",
                                                                                           "sequence_length"])
         responses = (engine_request.exec(decoupled=True) if self.model.engine_decoupled
@@ -184,18 +135,23 @@ class _Stream:
         sequences = llm_common.engine_sequences(tensors.pop("output_ids"), tensors.pop("sequence_length", None))
         done = "finish_reason" in tensors
         if len(sequences) > 1:  # a non-decoupled engine's merged answer: every sequence, whole
-            text = _strings(*llm_common.decode_batch(self.model.tokenizer, sequences))
+            text: Optional[np.ndarray[Any, Any]] = _strings(*llm_common.decode_batch(self.model.tokenizer, sequences))
         else:
             index = int(tensors["sequence_index"].reshape(-1)[0]) if "sequence_index" in tensors else 0
-            decoder = self.decoders.setdefault(index, llm_common.IncrementalDecoder(self.model.tokenizer))
-            delta = decoder.push(sequences[0])
-            if done:
-                delta += decoder.flush()
-            if not self.stream and not done:
-                return
-            if self.stream and not delta and not done:
-                return
-            text = _strings(delta if self.stream else decoder.emitted)
-        outputs = [pb_utils.Tensor("text_output", text)]
-        outputs += [pb_utils.Tensor(name, value) for name, value in tensors.items()]
-        self._send(pb_utils.InferenceResponse(output_tensors=outputs))
+            text = self._text(index, sequences[0], done)
+        if text is not None:
+            outputs = [pb_utils.Tensor("text_output", text)]
+            outputs += [pb_utils.Tensor(name, value) for name, value in tensors.items()]
+            self._send(pb_utils.InferenceResponse(output_tensors=outputs))
+
+    def _text(self, index: int, ids: list[int], done: bool) -> Optional[np.ndarray[Any, Any]]:
+        """``text_output`` for sequence ``index`` after these ids, or None when nothing is to be sent yet."""
+        if done and not self.stream and index not in self.decoders:  # one whole answer: decode it once
+            return _strings(llm_common.decode_text(self.model.tokenizer, ids))
+        decoder = self.decoders.setdefault(index, llm_common.IncrementalDecoder(self.model.tokenizer))
+        delta = decoder.push(ids)
+        if done:
+            delta += decoder.flush()
+        if not done and (not self.stream or not delta):
+            return None
+        return _strings(delta if self.stream else decoder.emitted)

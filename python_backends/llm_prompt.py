@@ -1,4 +1,4 @@
-"""Text to token ids for an LLM pipeline, shared by ``<name>_preprocessing`` and the BLS.
+"""Text to token ids for an LLM pipeline, shared by ``<name>_preprocessing``, the BLS and the unary front.
 
 Applies the chat template when enabled (rendered once at start-up, then filled by string
 concatenation), turns stop/bad words into TensorRT-LLM's word-list tensors and embedding-bias words
@@ -27,6 +27,11 @@ _CLIENT = {"QUERY": "text_input", "REQUEST_OUTPUT_LEN": "max_tokens", "BAD_WORDS
 _SENTINEL = "\x00tritonkit-user\x00"
 Inputs = Mapping[str, np.ndarray[Any, Any]]
 Prepared = Union[dict[str, np.ndarray[Any, Any]], llm_common.RequestError]
+#: Preprocessing output -> the engine input it feeds (NVIDIA's ensemble wiring).
+_PRE_TO_ENGINE = {"INPUT_ID": "input_ids", "REQUEST_INPUT_LEN": "input_lengths",
+                  "REQUEST_OUTPUT_LEN": "request_output_len", "STOP_WORDS_IDS": "stop_words_list",
+                  "BAD_WORDS_IDS": "bad_words_list", "EMBEDDING_BIAS": "embedding_bias", "OUT_END_ID": "end_id",
+                  "OUT_PAD_ID": "pad_id"}
 
 
 def _texts(inputs: Inputs, name: str) -> Optional[list[str]]:
@@ -82,8 +87,30 @@ class Preprocessor:
         self.pad_id = int(pad) if pad is not None else self.end_id
         stops: list[str] = json.loads(params.get("stop_words") or "[]")
         self.default_stop_ids = [[t] for t in ends[1:]] + llm_common.encode_words(tokenizer, stops)
+        self._encode = self._fast_encoder()
         self._no_words = np.zeros((1, 2, 0), dtype=np.int32)
         self._default_stops = self._word_list(self.default_stop_ids)
+
+    def _fast_encoder(self) -> Any:
+        """Encode through the Rust tokenizer when it gives the same ids as the tokenizer's ``__call__`` (probed).
+
+        The transformers wrapper costs about as much Python per call as the Rust tokenisation itself.
+        """
+        special = not self.chat
+        slow = self._slow_encode
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return slow
+        probes = [self._format("Hello there, \u00e9t\u00e9 {x}!"), "  leading spaces\n\nand lines\t",
+                  "\u4f60\u597d 123"]
+
+        def fast(prompts: list[str]) -> list[list[int]]:
+            return [e.ids for e in backend.encode_batch(prompts, add_special_tokens=special)]
+
+        return fast if fast(probes) == slow(probes) else slow
+
+    def _slow_encode(self, prompts: list[str]) -> list[list[int]]:
+        return [list(ids) for ids in self.tokenizer(prompts, add_special_tokens=not self.chat)["input_ids"]]
 
     def _render(self, text: str) -> str:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -199,7 +226,7 @@ class Preprocessor:
             except (llm_common.RequestError, ValueError) as exc:
                 parsed.append(exc if isinstance(exc, llm_common.RequestError) else llm_common.RequestError(str(exc)))
         prompts = [p for item in parsed if isinstance(item, dict) for p in item["prompts"]]
-        encoded = self.tokenizer(prompts, add_special_tokens=not self.chat)["input_ids"] if prompts else []
+        encoded = self._encode(prompts) if prompts else []
         results: list[Prepared] = []
         start = 0
         for item in parsed:
@@ -213,3 +240,57 @@ class Preprocessor:
                 results.append(exc)
             start += count
         return results
+
+
+def _batched(value: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A client tensor as a batch of one: scalars as [1, 1], the rest as they came (they carry the batch)."""
+    return value.reshape(1, 1) if value.size == 1 and value.ndim <= 2 else value
+
+
+class Router:
+    """A client request (the ensemble's or the BLS's inputs) to the engine's tensors, preprocessing done here.
+
+    Reads the parameters tritonkit writes for the BLS and the unary front: the routes of client inputs
+    (``preprocessing_inputs``, ``engine_inputs``), the inputs refused (``unsupported_inputs``,
+    ``preprocessing_unsupported_inputs``) and preprocessing's own.
+    """
+
+    def __init__(self, params: dict[str, str], tokenizer: Any, front: str) -> None:
+        self.front = front
+        self.pre = Preprocessor(params, tokenizer, json.loads(params.get("preprocessing_unsupported_inputs") or "{}"))
+        self.unsupported: dict[str, str] = json.loads(params.get("unsupported_inputs") or "{}")
+        self.to_pre: dict[str, str] = json.loads(params.get("preprocessing_inputs") or "{}")
+        self.to_engine: dict[str, str] = json.loads(params.get("engine_inputs") or "{}")
+
+    def preprocess(self, client: Inputs) -> dict[str, np.ndarray[Any, Any]]:
+        """Preprocessing's outputs for this request, computed as ``<name>_preprocessing`` computes them."""
+        for name, why in self.unsupported.items():
+            value = client.get(name)
+            if value is not None and value.size and (value.dtype != np.bool_ or value.any()):
+                raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's {self.front}: {why}")
+        inputs = {}
+        for name, step in self.to_pre.items():
+            value = client.get(name)
+            if value is not None:
+                inputs[step] = value.reshape(1, -1)
+        result = self.pre.prepare([inputs])[0]
+        if isinstance(result, llm_common.RequestError):
+            raise result
+        return result
+
+    def engine_tensors(self, client: Inputs, stream: bool) -> dict[str, np.ndarray[Any, Any]]:
+        """The engine request: TensorRT-LLM's tensor names, batch of one, every client input routed."""
+        pre = self.preprocess(client)
+        length = int(pre["REQUEST_INPUT_LEN"].reshape(-1)[0])
+        tensors = {"input_ids": pre["INPUT_ID"].reshape(1, -1)[:, :length]}
+        for name in ("REQUEST_INPUT_LEN", "REQUEST_OUTPUT_LEN", "OUT_END_ID", "OUT_PAD_ID"):
+            tensors[_PRE_TO_ENGINE[name]] = pre[name].reshape(1, 1)
+        for name in ("STOP_WORDS_IDS", "BAD_WORDS_IDS", "EMBEDDING_BIAS"):
+            if pre[name].shape[-1] > 0:
+                tensors[_PRE_TO_ENGINE[name]] = pre[name].reshape(1, *pre[name].shape[1:])
+        for name, engine_name in self.to_engine.items():
+            value = client.get(name)
+            if value is not None:
+                tensors[engine_name] = _batched(value)
+        tensors["streaming"] = np.array([[stream]], dtype=np.bool_)
+        return tensors

@@ -76,7 +76,7 @@ def test_demo_spec_gives_the_ensemble_layout(tmp_path: Path) -> None:
     assert ensemble.platform == "ensemble"
     assert not ensemble.model_transaction_policy.decoupled
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
-        "smollm2_preprocessing", "smollm2_engine_unary"]  # the unary forwarder decodes: no postprocessing hop
+        "smollm2_engine_unary"]  # it tokenises, calls the decoupled engine and decodes: one hop before the engine
     assert all(s.model_version == -1 for s in ensemble.ensemble_scheduling.step)
     assert [t.name for t in ensemble.output] == [t.name for t in contract.declared(contract.CLIENT_OUTPUTS)]
     assert configs["smollm2_bls"].model_transaction_policy.decoupled

@@ -34,7 +34,7 @@ BACKEND_FILES = {
     "postprocessing": ("llm_postprocessing.py", ("llm_common.py",)),
     "bls": ("llm_bls.py", ("llm_common.py", "llm_prompt.py")),
     "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_scheduler.py")),
-    "engine_unary": ("llm_unary.py", ("llm_common.py",)),  # it decodes text too, as postprocessing does
+    "engine_unary": ("llm_unary.py", ("llm_common.py", "llm_prompt.py")),
 }
 
 
@@ -190,16 +190,22 @@ class _Builder:
         params: dict[str, ParameterValue] = {"tokenizer": tokenizer, "trust_remote_code": self.llm.trust_remote_code}
         return self.python_model("postprocessing", self.llm.instances.postprocessing, params, True)
 
-    def bls(self, tokenizer: str) -> ModelUnit:
+    def front_parameters(self, tokenizer: str) -> dict[str, ParameterValue]:
+        """What ``llm_prompt.Router`` reads: the BLS's and the unary front's (both tokenise in-process)."""
         llm = self.llm
         params = self.prompt_parameters(tokenizer)
         params.update({
-            "engine_model": f"{llm.name}_engine", "engine_kind": llm.engine.kind,
-            "engine_decoupled": llm.streaming, "max_concurrency": 2 * llm.max_batch_size,
+            "engine_model": f"{llm.name}_engine", "max_concurrency": 2 * llm.max_batch_size,
             "unsupported_inputs": json.dumps(contract.BLS_UNSUPPORTED, sort_keys=True),
             "preprocessing_unsupported_inputs": json.dumps(contract.PREPROCESSING_UNSUPPORTED, sort_keys=True),
             "preprocessing_inputs": json.dumps(contract.bls_routes()["preprocessing"], sort_keys=True),
             "engine_inputs": json.dumps(contract.bls_routes()["engine"], sort_keys=True)})
+        return params
+
+    def bls(self, tokenizer: str) -> ModelUnit:
+        llm = self.llm
+        params = self.front_parameters(tokenizer)
+        params.update({"engine_kind": llm.engine.kind, "engine_decoupled": llm.streaming})
         unit = self.python_model("bls", llm.instances.bls, params, True)
         unit.config.model_transaction_policy.decoupled = True
         return unit
@@ -222,17 +228,13 @@ class _Builder:
         return self.unit(config, _backend_files("engine"))
 
     def engine_unary(self, tokenizer: str) -> ModelUnit:
-        llm = self.llm
-        params: dict[str, ParameterValue] = {"engine_model": f"{llm.name}_engine", "tokenizer": tokenizer,
-                                             "trust_remote_code": llm.trust_remote_code,
-                                             "max_concurrency": 2 * llm.max_batch_size}
-        return self.python_model("engine_unary", 1, params, True)
+        return self.python_model("engine_unary", 1, self.front_parameters(tokenizer), True)
 
     def ensemble(self) -> ModelUnit:
         name = self.llm.name
         config = self.base(name, "ensemble")
         if self.llm.streaming:
-            contract.fill_ensemble(config, name, f"{name}_engine_unary", engine_decodes=True)
+            contract.fill_front_ensemble(config, name, f"{name}_engine_unary")
         else:
             contract.fill_ensemble(config, name, f"{name}_engine")
         return self.unit(config, {})
@@ -246,8 +248,8 @@ def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Pat
 
     With ``streaming`` (a decoupled engine) a sixth model, ``<name>_engine_unary``, sits between the
     ensemble and the engine: Triton marks an ensemble decoupled when any step is, and a decoupled
-    ensemble refuses HTTP ``infer`` and unary gRPC. It also decodes the text, so the ensemble skips
-    postprocessing and a request makes as many hops as with a non-decoupled engine.
+    ensemble refuses HTTP ``infer`` and unary gRPC. It tokenises, calls the engine and decodes, and is
+    the ensemble's only step, so a request makes one hop before the engine.
 
     Args:
         loaded: the validated spec.

@@ -189,7 +189,7 @@ _POST_OUTPUTS: tuple[Tensor, ...] = (Tensor("OUTPUT", "STRING", (-1,)),)
 TENSORS: dict[str, tuple[tuple[Tensor, ...], tuple[Tensor, ...]]] = {
     "preprocessing": (_PRE_INPUTS, _PRE_OUTPUTS),
     "engine": (ENGINE_INPUTS, ENGINE_OUTPUTS),
-    "engine_unary": (ENGINE_INPUTS, ENGINE_OUTPUTS + _POST_OUTPUTS),
+    "engine_unary": (ENSEMBLE_INPUTS, CLIENT_OUTPUTS),
     "postprocessing": (_POST_INPUTS, _POST_OUTPUTS),
     "bls": (BLS_INPUTS, CLIENT_OUTPUTS),
     "ensemble": (ENSEMBLE_INPUTS, CLIENT_OUTPUTS),
@@ -437,15 +437,11 @@ _PRE_TO_ENGINE = (("INPUT_ID", "_INPUT_ID", "input_ids"), ("REQUEST_INPUT_LEN", 
                   ("OUT_END_ID", "_PREPROCESSOR_END_ID", "end_id"), ("OUT_PAD_ID", "_PREPROCESSOR_PAD_ID", "pad_id"))
 
 
-def fill_ensemble(config: pb.ModelConfig, name: str, engine: str, engine_decodes: bool = False) -> None:
+def fill_ensemble(config: pb.ModelConfig, name: str, engine: str) -> None:
     """Preprocessing -> ``engine`` -> postprocessing, text in and text out, wired like NVIDIA's ensemble.
 
     Every client input reaches the model that reads it; every engine output but the token ids goes
-    straight to the client. ``engine`` is ``<name>_engine``, or ``<name>_engine_unary`` when the engine
-    is decoupled: a decoupled step would make Triton mark the whole ensemble decoupled (no HTTP ``infer``).
-    With ``engine_decodes`` (the unary forwarder, which loads the tokenizer) that step also returns the
-    text (``OUTPUT``, as postprocessing computes it) and the ensemble has no postprocessing step: the
-    forwarder's hop replaces postprocessing's instead of adding one.
+    straight to the client.
     """
     add_tensors(config, "ensemble")
     client = {t.name for t in declared(ENSEMBLE_INPUTS)}
@@ -454,11 +450,20 @@ def fill_ensemble(config: pb.ModelConfig, name: str, engine: str, engine_decodes
     engine_in = {eng: internal for _, internal, eng in _PRE_TO_ENGINE}
     engine_in.update({client_to_engine(c) or c: c for c in sorted(client) if client_to_engine(c)})
     engine_out = {t.name: t.name for t in declared(CLIENT_OUTPUTS) if t.name != "text_output"}
-    if engine_decodes:
-        engine_out["OUTPUT"] = "text_output"
-        _step(config, engine, engine_in, engine_out)
-        return
     engine_out.update({"output_ids": "_TOKENS_BATCH", "sequence_length": "_SEQUENCE_LENGTH"})
     _step(config, engine, engine_in, engine_out)
     _step(config, f"{name}_postprocessing", {"TOKENS_BATCH": "_TOKENS_BATCH", "SEQUENCE_LENGTH": "_SEQUENCE_LENGTH"},
           {"OUTPUT": "text_output"})
+
+
+def fill_front_ensemble(config: pb.ModelConfig, name: str, front: str) -> None:
+    """The ensemble of a decoupled engine: one step, ``front`` (``<name>_engine_unary``), client tensors as they are.
+
+    A decoupled step would make Triton mark the whole ensemble decoupled (no HTTP ``infer``, no unary
+    gRPC), so a non-decoupled Python model must stand before the engine. It tokenises, calls the
+    engine and decodes itself: one hop before the engine, where preprocessing -> forwarder ->
+    postprocessing would take three.
+    """
+    add_tensors(config, "ensemble")
+    _step(config, front, {t.name: t.name for t in declared(ENSEMBLE_INPUTS)},
+          {t.name: t.name for t in declared(CLIENT_OUTPUTS)})
