@@ -66,11 +66,18 @@ def set_threads(setting: str) -> None:
 
 
 def pick_dtype(setting: str, device: torch.device) -> torch.dtype:
-    """The compute dtype: float32 on CPU, bfloat16/float16 on CUDA, unless the spec names one."""
+    """The compute dtype, unless the spec names one.
+
+    bfloat16 (or float16) on CUDA; on CPU bfloat16 where the processor computes it natively
+    (AVX512-BF16), else float32. SmolLM2-135M on this project's 2-core AVX512-BF16 machine, same
+    greedy answers: 12.5 -> 24.8 tok/s for one sequence, 67 -> 123 tok/s for 8 (float32 -> bfloat16).
+    Without native support bfloat16 is emulated and slower than float32.
+    """
     if setting != "auto":
         return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[setting]
     if device.type == "cpu":
-        return torch.float32
+        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        return torch.bfloat16 if native else torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
