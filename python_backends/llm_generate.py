@@ -66,18 +66,17 @@ def set_threads(setting: str) -> None:
 
 
 def pick_dtype(setting: str, device: torch.device) -> torch.dtype:
-    """The compute dtype, unless the spec names one.
+    """The compute dtype, unless the spec names one: float32 on CPU, bfloat16 (or float16) on CUDA.
 
-    bfloat16 (or float16) on CUDA; on CPU bfloat16 where the processor computes it natively
-    (AVX512-BF16), else float32. SmolLM2-135M on this project's 2-core AVX512-BF16 machine, same
-    greedy answers: 12.5 -> 24.8 tok/s for one sequence, 67 -> 123 tok/s for 8 (float32 -> bfloat16).
-    Without native support bfloat16 is emulated and slower than float32.
+    ``dtype: bfloat16`` on a CPU with AVX512-BF16 doubles SmolLM2's speed on this project's machines
+    (12.5 -> 24.8 tok/s for one sequence, 67 -> 123 for 8), but its greedy answers then depend on which
+    requests share the batch (seen: one of 16 concurrent streams differed from its answer alone), so
+    float32 stays the CPU default.
     """
     if setting != "auto":
         return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[setting]
     if device.type == "cpu":
-        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-        return torch.bfloat16 if native else torch.float32
+        return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
