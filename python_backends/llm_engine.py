@@ -86,15 +86,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = llm_common.read_parameters(config)
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
-        device_id = int(args.get("model_instance_device_id", 0) or 0)
-        device_setting = "cuda" if args.get("model_instance_kind") == "GPU" else params.get("device", "auto")
-        device = llm_generate.pick_device(device_setting, device_id)
-        if device.type == "cpu":
-            llm_generate.set_threads(params.get("num_threads", ""))
-        dtype = llm_generate.pick_dtype(params.get("dtype", "auto"), device)
-        source = llm_common.resolve_source(params["model"], args["model_repository"])
-        trust = llm_common.parse_bool(params.get("trust_remote_code", ""))
-        self.model = llm_generate.load_model(source, device, dtype, trust)
+        self.model = llm_generate.load_for_instance(params, args)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self.default_end_ids = [int(params["end_id"])] if params.get("end_id") else []
         self.default_pad_id = int(params.get("pad_id") or 0)
@@ -109,11 +101,8 @@ class TritonPythonModel:
             "seed": int(params["seed"]) if params.get("seed") else None,
         }
         self.max_batch = int(config.get("max_batch_size") or 8)
-        budget = int(params.get("kv_cache_tokens") or 0) or self.max_batch * self.max_context_or(4096)
-        self.scheduler = llm_scheduler.Engine(
-            self.model, self.default_pad_id, max_batch=self.max_batch, num_blocks=-(-budget // 16), block_tokens=16,
-            prefill_chunk=int(params.get("prefill_chunk") or 256), max_queue=int(params.get("max_queue") or 256),
-            prefix_cache=llm_common.parse_bool(params.get("enable_reuse", "")))
+        self.scheduler = llm_scheduler.engine_from_parameters(
+            self.model, self.default_pad_id, params, self.max_batch, self.max_context_or(4096))
         #: Live requests by Triton request id, for the ``stop`` input.
         self.live: dict[str, list[_Job]] = {}
         self.live_lock = threading.Lock()
