@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Callable, Optional
@@ -9,8 +10,10 @@ from typing import Callable, Optional
 import pytest
 
 from tritonkit.runtime import Server
+from tritonkit.write.generate import generate
 
 ServerFactory = Callable[..., Server]
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +37,12 @@ def make_repo(tmp_path: Path, repo_builder: Callable[..., Path]) -> Callable[...
         return repo_builder(tmp_path / f"repo{next(counter)}", *sources, models=models, onnx=onnx)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def default_example_server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: ServerFactory) -> Server:
+    """The default example (examples/tritonkit.yaml), unchanged, generated and served by one server per module."""
+    root = tmp_path_factory.mktemp("default-example")
+    shutil.copytree(EXAMPLES, root, dirs_exist_ok=True)
+    generate(root / "tritonkit.yaml", root)
+    return triton_server_module(root / "model_repository", startup_timeout_s=400.0)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,21 +20,16 @@ import tritonclient.grpc as grpcclient
 
 from tritonkit.model.llmapi_contract import LLMAPI_INPUTS, LLMAPI_OUTPUTS
 from tritonkit.runtime import Server
-from tritonkit.write.generate import generate
 
 pytestmark = [pytest.mark.triton, pytest.mark.llm]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Callable[..., Server]) -> Server:
+def server(default_example_server: Server) -> Server:
     """The default example, unchanged, generated and served (its classic models too)."""
-    root = tmp_path_factory.mktemp("llmapi")
-    shutil.copytree(EXAMPLES, root, dirs_exist_ok=True)
-    generate(root / "tritonkit.yaml", root)
-    return triton_server_module(root / "model_repository", startup_timeout_s=400.0)
+    return default_example_server
 
 
 def _post(server: Server, path: str, body: dict[str, Any]) -> tuple[int, str]:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import openai
 import pytest
@@ -22,21 +21,16 @@ from tritonkit.errors import ClientError
 from tritonkit.gateway import GatewaySettings, GatewayThread, check_exposure
 from tritonkit.runtime import Server
 from tritonkit.runtime.process import free_ports
-from tritonkit.write.generate import generate
 
 pytestmark = [pytest.mark.triton, pytest.mark.llm]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 QUESTION = "What is the capital of France?"
 GREEDY = {"temperature": 0.0, "max_tokens": 24}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Callable[..., Server]) -> Server:
-    root = tmp_path_factory.mktemp("openai")
-    shutil.copytree(EXAMPLES, root, dirs_exist_ok=True)
-    generate(root / "tritonkit.yaml", root)
-    return triton_server_module(root / "model_repository", startup_timeout_s=400.0)
+def server(default_example_server: Server) -> Server:
+    return default_example_server
 
 
 def _gateway(server_url: str, repository: Path | None = None, api_key: str | None = None) -> GatewayThread:
