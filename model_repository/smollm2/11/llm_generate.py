@@ -120,6 +120,22 @@ def load_model(source: str, device: torch.device, dtype: torch.dtype, trust_remo
     return model.to(device).eval()  # type: ignore[arg-type]
 
 
+def load_for_instance(params: dict[str, str], args: dict[str, Any]) -> Any:
+    """The model a Triton instance serves: on its GPU for a ``KIND_GPU`` instance, else where ``device`` says.
+
+    ``params`` are the model's config parameters (``model``, ``device``, ``dtype``, ``num_threads``,
+    ``trust_remote_code``); ``args`` is what Triton passes to ``initialize``.
+    """
+    device_id = int(args.get("model_instance_device_id", 0) or 0)
+    setting = "cuda" if args.get("model_instance_kind") == "GPU" else params.get("device", "auto")
+    device = pick_device(setting, device_id)
+    if device.type == "cpu":
+        set_threads(params.get("num_threads", ""))
+    source = llm_common.resolve_source(params["model"], args["model_repository"])
+    trust = llm_common.parse_bool(params.get("trust_remote_code", ""))
+    return load_model(source, device, pick_dtype(params.get("dtype", "auto"), device), trust)
+
+
 def _penalise(logits: torch.Tensor, row: Row) -> None:
     if row.embedding_bias:
         width = min(len(row.embedding_bias), logits.shape[-1])

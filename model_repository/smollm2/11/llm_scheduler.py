@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+import llm_common
 import llm_generate
 
 #: Called with (request, new token ids); the request's ``row.finish_reason`` is set when it is done.
@@ -387,3 +388,16 @@ class Engine:
         from transformers import DynamicCache
 
         self.cache, self.mask = DynamicCache(layers), mask[:, first:]
+
+
+def engine_from_parameters(model: Any, pad_id: int, params: dict[str, str], max_batch: int,
+                           default_tokens: int) -> Engine:
+    """The scheduler an engine model's parameters describe.
+
+    KV budget: ``kv_cache_tokens``, else ``max_batch`` sequences of ``default_tokens``; also
+    ``prefill_chunk``, ``max_queue`` and ``enable_reuse`` (prefix caching).
+    """
+    budget = int(params.get("kv_cache_tokens") or 0) or max_batch * default_tokens
+    return Engine(model, pad_id, max_batch=max_batch, num_blocks=-(-budget // 16), block_tokens=16,
+                  prefill_chunk=int(params.get("prefill_chunk") or 256), max_queue=int(params.get("max_queue") or 256),
+                  prefix_cache=llm_common.parse_bool(params.get("enable_reuse", "")))

@@ -29,17 +29,8 @@ class LocalEngine:
     """Tokenizer, model, limits and in-flight scheduler of one model instance."""
 
     def __init__(self, params: dict[str, str], args: dict[str, Any]) -> None:
-        device_id = int(args.get("model_instance_device_id", 0) or 0)
-        setting = "cuda" if args.get("model_instance_kind") == "GPU" else params.get("device", "auto")
-        device = llm_generate.pick_device(setting, device_id)
-        if device.type == "cpu":
-            llm_generate.set_threads(params.get("num_threads", ""))
-        repository = args["model_repository"]
-        source = llm_common.resolve_source(params["model"], repository)
-        trust = llm_common.parse_bool(params.get("trust_remote_code", ""))
-        dtype = llm_generate.pick_dtype(params.get("dtype", "auto"), device)
-        self.model = llm_generate.load_model(source, device, dtype, trust)
-        self.tokenizer = llm_common.tokenizer_from_parameters(params, repository)
+        self.model = llm_generate.load_for_instance(params, args)
+        self.tokenizer = llm_common.tokenizer_from_parameters(params, args["model_repository"])
         self.chat = llm_common.parse_bool(params.get("chat_template", "true"), True) and bool(
             getattr(self.tokenizer, "chat_template", None))
         self.system_prompt = params.get("system_prompt", "")
@@ -53,12 +44,9 @@ class LocalEngine:
                          "top_k": int(params.get("top_k") or 0), "top_p": float(params.get("top_p") or 1.0),
                          "repetition_penalty": float(params.get("repetition_penalty") or 1.0),
                          "seed": int(params["seed"]) if params.get("seed") else None}
-        max_batch = int(params.get("max_batch_size") or 8)
-        budget = int(params.get("kv_cache_tokens") or 0) or max_batch * (self.max_input_len + self.max_output_len)
-        self.scheduler = llm_scheduler.Engine(
-            self.model, self.pad_id, max_batch=max_batch, num_blocks=-(-budget // 16), block_tokens=16,
-            prefill_chunk=int(params.get("prefill_chunk") or 256), max_queue=int(params.get("max_queue") or 256),
-            prefix_cache=llm_common.parse_bool(params.get("enable_reuse", "")))
+        self.scheduler = llm_scheduler.engine_from_parameters(
+            self.model, self.pad_id, params, int(params.get("max_batch_size") or 8),
+            self.max_input_len + self.max_output_len)
 
     def _format(self, text: str) -> str:
         if not self.chat:
