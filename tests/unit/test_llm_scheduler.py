@@ -37,12 +37,19 @@ def model() -> Any:
     return llm_generate.load_model(llm_common.resolve_source(DEMO_SOURCE, "."), torch.device("cpu"), torch.float32)
 
 
-@pytest.fixture
-def engine(model: Any) -> Iterator[Any]:
+@pytest.fixture(params=["dynamic", "slots", "slots-bucketed"])
+def engine(model: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Both schedulers: the dynamic cache and static slots, the latter also in the buckets CUDA graphs capture."""
     import llm_scheduler
+    import llm_slots
 
-    running = llm_scheduler.Engine(model, 2, max_batch=4, num_blocks=160, block_tokens=16, prefill_chunk=16,
-                                   max_queue=3, prefix_cache=True)
+    common: dict[str, Any] = {"max_batch": 4, "num_blocks": 160, "block_tokens": 16, "prefill_chunk": 16,
+                              "max_queue": 3, "prefix_cache": True}
+    if request.param.startswith("slots"):
+        running = llm_slots.SlotEngine(model, 2, max_len=2560, cuda_graphs=request.param == "slots-bucketed",
+                                       **common)
+    else:
+        running = llm_scheduler.Engine(model, 2, **common)
     yield running
     running.stop()
 
@@ -121,7 +128,7 @@ def test_cancelled_and_queued_requests_return_every_block(engine: Any, tokenizer
 
 
 def test_a_request_larger_than_the_cache_is_refused(engine: Any, tokenizer: Any) -> None:
-    with pytest.raises(ValueError, match="the cache holds 2560"):
+    with pytest.raises(ValueError, match=r"needs \d+ tokens of KV cache .* 2560"):
         engine.submit(_request(tokenizer, "Say hello.", 4000))
     assert engine.free_blocks == engine.num_blocks
 
@@ -203,3 +210,41 @@ def test_a_burst_is_prefilled_together_and_decodes_as_alone(model: Any, tokenize
     assert [r.row.tokens for r in requests] == alone
     assert max(forwards) > 1  # at least two prompts went through one prefill
     assert engine.free_blocks == engine.num_blocks
+
+
+@pytest.mark.parametrize("bucketed", [False, True], ids=["eager", "bucketed"])
+def test_static_slots_prefill_a_burst_together_and_free_every_slot(model: Any, tokenizer: Any, bucketed: bool) -> None:
+    import llm_generate
+    import llm_slots
+
+    alone = []
+    for text in PROMPTS:
+        row = llm_generate.Row(prompt=_encode(tokenizer, text), max_new_tokens=10,
+                               end_ids=llm_common.end_ids(tokenizer))
+        llm_generate.generate(model, [row], 2, lambda events: None)
+        alone.append(row.tokens)
+    engine = llm_slots.SlotEngine(model, 2, max_batch=4, num_blocks=160, max_len=640, prefill_chunk=64,
+                                  cuda_graphs=bucketed)
+    groups: list[int] = []
+    original = engine._prefill
+
+    def counting(requests: Any, start: int, width: int) -> Any:
+        groups.append(len(requests))
+        return original(requests, start, width)
+
+    engine._prefill = counting  # type: ignore[method-assign]
+    try:
+        with engine.wake:  # all four wait before the loop looks: one burst
+            requests = [_request(tokenizer, text, 10) for text in PROMPTS]
+            for request in requests:
+                request.blocks = engine.blocks_for(request.row)
+                request.state = "waiting"
+                engine.waiting.append(request)
+            engine.wake.notify()
+        for request in requests:
+            assert request.done.wait(120)
+    finally:
+        engine.stop()
+    assert [r.row.tokens for r in requests] == alone
+    assert max(groups) > 1
+    assert engine.free_blocks == engine.num_blocks and sorted(engine.free_slots) == [0, 1, 2, 3]

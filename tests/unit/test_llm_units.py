@@ -109,7 +109,7 @@ def test_python_models_carry_their_backend_files(tmp_path: Path) -> None:
     spec.write_text(DEMO)
     units = {u.name: u for u in build_llm_units(load_spec(spec), 0)}
     engine_files = units["smollm2_engine"].version_files
-    assert sorted(engine_files) == ["llm_common.py", "llm_generate.py", "llm_scheduler.py", "model.py"]
+    assert sorted(engine_files) == ["llm_common.py", "llm_generate.py", "llm_scheduler.py", "llm_slots.py", "model.py"]
     assert b"class TritonPythonModel" in engine_files["model.py"].read()
     assert units["smollm2"].version_files == {}
 

@@ -33,7 +33,7 @@ BACKEND_FILES = {
     "preprocessing": ("llm_preprocessing.py", ("llm_common.py", "llm_prompt.py")),
     "postprocessing": ("llm_postprocessing.py", ("llm_common.py",)),
     "bls": ("llm_bls.py", ("llm_common.py", "llm_prompt.py")),
-    "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_scheduler.py")),
+    "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_scheduler.py", "llm_slots.py")),
     "engine_unary": ("llm_unary.py", ("llm_common.py", "llm_prompt.py")),
 }
 

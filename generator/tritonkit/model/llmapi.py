@@ -28,7 +28,8 @@ __all__ = ["LLMAPI_FILES", "RESERVED_LLM_ARGS", "TRTLLM_VERSION_LOCAL", "build_l
 
 #: tritonkit's model and the helpers copied beside it, by engine kind.
 LLMAPI_FILES = {
-    "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py", "llm_scheduler.py")),
+    "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py", "llm_scheduler.py",
+                               "llm_slots.py")),
     "tensorrt_llm_api": ("llm_api.py", ("llm_api_trtllm.py", "llm_common.py")),
 }
 #: The interface the local engine declares: TensorRT-LLM 1.2.1's, the release of NGC's images up to 26.07.
