@@ -374,6 +374,8 @@ def pytorch_parameters(llm: LLMSpec, source: str) -> dict[str, Union[str, int, f
         "temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
         "repetition_penalty": sampling.repetition_penalty, "trust_remote_code": llm.trust_remote_code,
         "enable_reuse": llm.kv_cache.enable_reuse, "kv_cache_tokens": llm.kv_cache.max_tokens or 0,
+        # On CUDA: the most of the free GPU memory the static KV slots may take (llm_slots.py).
+        "kv_cache_free_gpu_mem_fraction": llm.kv_cache.free_gpu_memory_fraction,
         # NVIDIA's parameter of the same name (its default, false, repeats the prompt); a request overrides it.
         "exclude_input_in_output": True,
         "unsupported_inputs": json.dumps({t.name: PYTORCH_UNSUPPORTED[t.name] for t in declared(ENGINE_INPUTS)

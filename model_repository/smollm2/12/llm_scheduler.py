@@ -46,6 +46,8 @@ class Request:
     cache: Any = None
     pending: int = -1
     state: str = "new"
+    #: The KV slot the sequence owns in a static-slot engine (llm_slots.py), -1 when none.
+    slot: int = -1
     error: Optional[str] = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -264,7 +266,7 @@ class Engine:
             return []
         group: list[Request] = []
         for request in self.prefilling:
-            if request.cache is not None or request.cancelled:
+            if request.cache is not None or request.prefilled or request.cancelled:
                 continue
             width = max([len(request.row.prompt), *(len(r.row.prompt) for r in group)])
             if width * (len(group) + 1) > 4 * self.prefill_chunk:
@@ -395,9 +397,32 @@ def engine_from_parameters(model: Any, pad_id: int, params: dict[str, str], max_
     """The scheduler an engine model's parameters describe.
 
     KV budget: ``kv_cache_tokens``, else ``max_batch`` sequences of ``default_tokens``; also
-    ``prefill_chunk``, ``max_queue`` and ``enable_reuse`` (prefix caching).
+    ``prefill_chunk``, ``max_queue`` and ``enable_reuse`` (prefix caching). On CUDA, a model that
+    llm_slots.py supports runs on static KV slots with CUDA-graph decode steps (``cuda_graphs: false``
+    keeps the dynamic cache); each sequence then holds at most ``default_tokens``, fewer when
+    ``max_batch`` of them would take more than ``kv_cache_free_gpu_mem_fraction`` of the free GPU memory.
     """
     budget = int(params.get("kv_cache_tokens") or 0) or max_batch * default_tokens
-    return Engine(model, pad_id, max_batch=max_batch, num_blocks=-(-budget // 16), block_tokens=16,
-                  prefill_chunk=int(params.get("prefill_chunk") or 256), max_queue=int(params.get("max_queue") or 256),
-                  prefix_cache=llm_common.parse_bool(params.get("enable_reuse", "")))
+    common: dict[str, Any] = {
+        "max_batch": max_batch, "num_blocks": -(-budget // 16), "block_tokens": 16,
+        "prefill_chunk": int(params.get("prefill_chunk") or 256), "max_queue": int(params.get("max_queue") or 256),
+        "prefix_cache": llm_common.parse_bool(params.get("enable_reuse", ""))}
+    device = next(model.parameters()).device
+    if device.type == "cuda" and llm_common.parse_bool(params.get("cuda_graphs", ""), True):
+        import llm_slots
+
+        reason = llm_slots.supports(model)
+        if reason is None:
+            fraction = float(params.get("kv_cache_free_gpu_mem_fraction") or 0.9)
+            free = torch.cuda.mem_get_info(device)[0]
+            fits = int(fraction * free) // (llm_slots.kv_bytes_per_token(model) * max_batch) - 1
+            max_len = min(default_tokens, budget, fits)
+            if max_len < default_tokens:
+                print(f"tritonkit engine: {max_batch} KV slots of {max_len} tokens fit "
+                      f"{fraction:g} of the free GPU memory (asked for {default_tokens})", flush=True)
+            engine = llm_slots.SlotEngine(model, pad_id, max_len=max_len, **common)
+            print(f"tritonkit engine: {max_batch} KV slots of {max_len} tokens on {device}, CUDA graphs "
+                  f"{'on' if engine.use_graphs else 'off (dynamic RoPE scaling)'}", flush=True)
+            return engine
+        print(f"tritonkit engine: dynamic KV cache without CUDA graphs: {reason}", flush=True)
+    return Engine(model, pad_id, **common)

@@ -1,7 +1,9 @@
 """The PyTorch engine behind tritonkit's LLM-API model: prompts in, text deltas and outputs back.
 
 Requests go to the in-flight scheduler (``llm_scheduler.py``): they join the running batch at the
-next step and leave it when done.
+next step and leave it when done. The scheduler's thread only hands each step's tokens over; one
+sender thread detokenises them and sends the responses while the GPU computes the next step (at
+concurrency 64 on an H200, responses sent from the scheduler's thread doubled the time between tokens).
 
 Copied next to ``llm_api.py``; configured by the model's ``parameters`` (written by tritonkit).
 """
@@ -9,8 +11,11 @@ Copied next to ``llm_api.py``; configured by the model's ``parameters`` (written
 from __future__ import annotations
 
 import json
+import queue
+import sys
+import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -19,6 +24,47 @@ import llm_generate
 import llm_scheduler
 
 Respond = Callable[..., None]
+
+
+class _Sender:
+    """One thread that turns queued tokens into responses, stream by stream in order.
+
+    When it falls behind (many streams, each step's responses taking longer than the step), the
+    tokens one stream got meanwhile go out in one response: one detokenisation and one send
+    instead of several, so the engine never waits for its responses.
+    """
+
+    def __init__(self) -> None:
+        self.work: queue.SimpleQueue[Optional[tuple[_Stream, Any, list[int], bool]]] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="llm-responses", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            items = [self.work.get()]
+            while not self.work.empty():
+                items.append(self.work.get_nowait())
+            merged: dict[_Stream, tuple[Any, list[int], bool]] = {}
+            for item in items:
+                if item is None:
+                    self._send_all(merged)
+                    return
+                stream, request, tokens, final = item
+                seen = merged.get(stream)
+                merged[stream] = (request, (seen[1] if seen else []) + tokens, final)
+            self._send_all(merged)
+
+    @staticmethod
+    def _send_all(merged: dict[_Stream, tuple[Any, list[int], bool]]) -> None:
+        for stream, (request, tokens, final) in merged.items():
+            try:
+                stream.send(request, tokens, final)
+            except Exception as exc:  # one broken response must not stop every other stream
+                print(f"tritonkit engine: a response failed: {exc!r}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self.work.put(None)
+        self.thread.join(timeout=10)
 
 
 def _strings(*values: str) -> np.ndarray[Any, Any]:
@@ -47,6 +93,10 @@ class LocalEngine:
         self.scheduler = llm_scheduler.engine_from_parameters(
             self.model, self.pad_id, params, int(params.get("max_batch_size") or 8),
             self.max_input_len + self.max_output_len)
+        self.sender = _Sender()
+        # The scheduler's and the sender's threads take turns on the GIL: without a shorter switch
+        # interval than Python's 5 ms, one waits that long for the other in the middle of a step.
+        sys.setswitchinterval(0.0005)
 
     def _format(self, text: str) -> str:
         if not self.chat:
@@ -84,8 +134,9 @@ class LocalEngine:
             logprobs="return_cumulative_logprob" in job.want)
 
     def stop(self) -> None:
-        """End the scheduler's thread (the model is unloading)."""
+        """End the scheduler's and the sender's threads (the model is unloading)."""
         self.scheduler.stop()
+        self.sender.stop()
 
     def cancel(self, job: Any) -> None:
         """Stop ``job`` at the next step (finish reason ``cancelled``)."""
@@ -95,8 +146,10 @@ class LocalEngine:
 
     def run(self, jobs: list[Any], respond: Respond) -> None:
         """Hand ``jobs`` to the in-flight scheduler; without response senders, wait until they are done."""
+        streams = []
         for job in jobs:
             stream = _Stream(self, job, respond)
+            streams.append(stream)
             job.engine_request = llm_scheduler.Request(self._row(job), stream.on_tokens)
             job.first_scheduled_ns = time.time_ns()
             try:
@@ -104,9 +157,9 @@ class LocalEngine:
             except (llm_scheduler.QueueFullError, ValueError) as exc:
                 job.engine_request = None
                 respond(job, None, True, error=str(exc))
-        for job in jobs:
+        for job, stream in zip(jobs, streams):
             if job.sender is None and job.engine_request is not None:
-                job.engine_request.done.wait()
+                stream.answered.wait()
 
 
 class _Stream:
@@ -116,24 +169,40 @@ class _Stream:
         self.engine, self.job, self.respond = engine, job, respond
         self.decoder = llm_common.IncrementalDecoder(engine.tokenizer)
         self.count = 0
+        self.final_queued = False
+        #: Set once the final response (or error) went out.
+        self.answered = threading.Event()
 
     def on_tokens(self, request: Any, new_tokens: list[int]) -> None:
+        """Called on the scheduler's thread: queue the tokens for the sender (whether they end the row)."""
+        if new_tokens and not self.job.first_token_ns:
+            self.job.first_token_ns = time.time_ns()
+        final = request.row.finish_reason is not None
+        if final:
+            if self.final_queued:  # the scheduler's closing call after the last token's own
+                return
+            self.final_queued = True
+        self.engine.sender.work.put((self, request, list(new_tokens), final))
+
+    def send(self, request: Any, new_tokens: list[int], final: bool) -> None:
+        """On the sender's thread: a text delta while streaming, the outputs (or the error) at the end.
+
+        A row is not touched by the scheduler once finished, so the final call reads it whole.
+        """
         job, row = self.job, request.row
-        if new_tokens and not job.first_token_ns:
-            job.first_token_ns = time.time_ns()
         self.count += 1
-        if job.sender is not None and self.count % 4 == 0 and row.finish_reason is None \
-                and job.sender.is_cancelled():
+        if not final and job.sender is not None and self.count % 4 == 0 and job.sender.is_cancelled():
             self.engine.scheduler.cancel(request)
         delta = self.decoder.push(new_tokens) if job.streaming and new_tokens else ""
-        if row.finish_reason is None:
+        if not final:
             if delta:
                 self.respond(job, {"text_output": _strings(self._with_prompt(delta))}, False)
             return
         if request.error:
             self.respond(job, None, True, error=request.error)
-            return
-        self.respond(job, self._final(row, delta), True)
+        else:
+            self.respond(job, self._final(row, delta), True)
+        self.answered.set()
 
     def _with_prompt(self, text: str) -> str:
         """The prompt goes in front of the first text when the request asked to keep it."""
