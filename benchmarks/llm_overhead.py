@@ -121,16 +121,25 @@ def _bls_client(url: str, count: int, times: list[float]) -> None:
 
 
 def median_ms(url: str, concurrency: int, requests: int, bls: bool) -> float:
-    """Median client-side time per request with ``concurrency`` closed-loop clients."""
+    """Median client-side time per request with ``concurrency`` closed-loop clients.
+
+    Raises:
+        RuntimeError: some requests failed (each client thread prints its error); a median of the
+            others would hide it.
+
+    """
     target = _bls_client if bls else _ensemble_client
     target(url, 20, [])  # warm up
     times: list[float] = []
-    threads = [threading.Thread(target=target, args=(url, max(requests // concurrency, 1), times))
-               for _ in range(concurrency)]
+    per_client = max(requests // concurrency, 1)
+    threads = [threading.Thread(target=target, args=(url, per_client, times)) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if len(times) < per_client * concurrency:
+        raise RuntimeError(f"{per_client * concurrency - len(times)} of {per_client * concurrency} requests "
+                           "failed or were not sent (errors above)")
     return statistics.median(times) * 1e3
 
 

@@ -51,6 +51,7 @@ class TritonPythonModel:
         self.router = llm_prompt.Router(params, self.tokenizer, "BLS")
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrency") or 8),
                                        thread_name_prefix="tritonkit-bls")
+        self.streams = llm_prompt.StreamKeeper()
 
     def execute(self, requests: list[Any]) -> None:
         """Hand each request to a worker thread; responses go out through its response sender."""
@@ -72,15 +73,17 @@ class TritonPythonModel:
             with contextlib.suppress(Exception):  # the client may be gone; nothing left to tell then
                 sender.send(pb_utils.InferenceResponse(error=error), flags=_FINAL)
 
-    def stop_engine(self, request_id: str) -> None:
+    def stop_engine(self, request_id: str, client_request: Any) -> None:
         """Stop the engine's request ``request_id``: TensorRT-LLM's ``stop`` input, which both engines read."""
         inputs = [pb_utils.Tensor("stop", np.array([[True]])),
                   pb_utils.Tensor("input_lengths", np.array([[1]], dtype=np.int32)),
                   pb_utils.Tensor("request_output_len", np.array([[1]], dtype=np.int32))]
         stop = pb_utils.InferenceRequest(model_name=self.engine_name, request_id=request_id, inputs=inputs,
                                          requested_output_names=["output_ids"])
-        for _ in stop.exec(decoupled=True):
+        stream = stop.exec(decoupled=True)
+        for _ in stream:
             pass
+        self.streams.keep(stream, client_request)
 
 
 class _Stream:
@@ -107,11 +110,16 @@ class _Stream:
                                                                                           "sequence_length"])
         responses = (engine_request.exec(decoupled=True) if self.model.engine_decoupled
                      else [engine_request.exec()])
-        for response in responses:
-            if response.has_error():
-                raise llm_common.RequestError(response.error().message())
-            if not self.cancelled:
-                self._on_response(response)
+        failure: Optional[Exception] = None
+        for response in responses:  # read to the end whatever happens, so that the stub clears the stream
+            if failure is None and not self.cancelled:
+                try:
+                    self._on_response(response)
+                except Exception as exc:  # raised once the stream is read (to this client only)
+                    failure = exc
+        self.model.streams.keep(responses, self.request)  # not dropped here: see llm_prompt.StreamKeeper
+        if failure is not None:
+            raise failure
         if self.pending is not None:
             with contextlib.suppress(pb_utils.TritonModelException):  # a cancelled client may be gone
                 self.sender.send(self.pending, flags=_FINAL)
@@ -125,9 +133,12 @@ class _Stream:
         self.pending = response
 
     def _on_response(self, response: Any) -> None:
-        if self.request.is_cancelled():
+        if response.has_error():
+            raise llm_common.RequestError(response.error().message())
+        # A whole (not streamed) answer comes as one response: nothing is left to stop when it arrives.
+        if self.stream and self.model.streams.is_cancelled(self.request):
             self.cancelled = True
-            self.model.stop_engine(self.request_id)
+            self.model.stop_engine(self.request_id, self.request)
             return
         tensors = {t.name(): t.as_numpy() for t in response.output_tensors()}
         if "output_ids" not in tensors:

@@ -5,6 +5,8 @@ concatenation), turns stop/bad words into TensorRT-LLM's word-list tensors and e
 into a vocabulary-sized bias, and refuses ``max_tokens`` outside 1..``max_output_len`` and prompts
 longer than ``max_input_len``. Requests are plain ``{preprocessing input name: array}`` mappings, so
 the BLS tokenises in its own process (one hop fewer per request) exactly as preprocessing does.
+``StreamKeeper`` holds the BLS and the unary front's finished engine streams until the stub may drop
+them (a workaround for the Python backend's stub, see its docstring).
 
 This file is copied next to ``model.py``; it imports nothing of tritonkit nor of Triton.
 """
@@ -12,7 +14,8 @@ This file is copied next to ``model.py``; it imports nothing of tritonkit nor of
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -294,3 +297,46 @@ class Router:
                 tensors[engine_name] = _batched(value)
         tensors["streaming"] = np.array([[stream]], dtype=np.bool_)
         return tensors
+
+
+class StreamKeeper:
+    """Holds finished decoupled BLS streams until the stub's utility thread has let go of them.
+
+    Works around the Python backend's stub (Triton 2.51; python_backend's main branch still does the
+    same in 2026): when a stream ends, the stub queues its clean-up to its stub-to-parent thread, which
+    erases the stream's ``ResponseIterator`` from a map without holding the GIL. If Python has dropped
+    the stream by then, the iterator dies on that thread, and with it the engine's responses and their
+    numpy arrays: Python objects freed without the GIL, which corrupts the allocator under the threads
+    that run Python meanwhile (the ``_engine_unary`` stub died in ``pymalloc_alloc`` under
+    concurrency-8 load). ``request.is_cancelled()`` is sent by that same thread, first in first out,
+    and waits for it; so once it returns False, every clean-up queued before it is done and the streams
+    kept before the call are freed here, under the GIL. A True answer may come from a cache without
+    that round trip, so then the streams stay for the next check. Checks cost a round trip to the
+    server, so the fronts check once per ``limit`` streams, not once per stream.
+    """
+
+    def __init__(self, limit: int = 32) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._kept: list[Any] = []
+
+    def keep(self, stream: Iterable[Any], request: Any) -> None:
+        """Hold ``stream``, read to its end; with ``limit`` held, let them go with a check of ``request``.
+
+        ``request`` must be one the model has not answered yet (its own request object is still valid).
+        """
+        with self._lock:
+            self._kept.append(stream)
+            full = len(self._kept) >= self.limit
+        if full:
+            self.is_cancelled(request)
+
+    def is_cancelled(self, request: Any) -> bool:
+        """``request.is_cancelled()``; when False, also drop the streams kept before the call."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+        if request.is_cancelled():
+            with self._lock:
+                self._kept.extend(kept)
+            return True
+        return False

@@ -39,6 +39,7 @@ class TritonPythonModel:
         self.pad_id = self.router.pre.pad_id
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrency") or 8),
                                        thread_name_prefix="tritonkit-unary")
+        self.streams = llm_prompt.StreamKeeper()
 
     def finalize(self) -> None:
         """Stop the worker threads."""
@@ -55,6 +56,8 @@ class TritonPythonModel:
             return self._forward(request)
         except llm_common.RequestError as exc:
             return _error(str(exc))
+        except Exception as exc:  # any failure must reach this client, and only it
+            return _error(f"{type(exc).__name__}: {exc}")
 
     def _forward(self, request: Any) -> Any:
         client = {t.name(): t.as_numpy() for t in request.inputs()}
@@ -65,7 +68,10 @@ class TritonPythonModel:
         engine_request = pb_utils.InferenceRequest(model_name=self.engine_name, inputs=inputs,
                                                    request_id=request.request_id(), requested_output_names=asked)
         parts: list[dict[str, Any]] = []
-        for response in engine_request.exec(decoupled=True):
+        stream = engine_request.exec(decoupled=True)
+        responses = list(stream)  # read to the end, errors too, so that the stub clears the stream
+        self.streams.keep(stream, request)  # not dropped here: see llm_prompt.StreamKeeper
+        for response in responses:
             if response.has_error():
                 return _error(response.error().message())
             tensors = {t.name(): t.as_numpy() for t in response.output_tensors()}

@@ -116,3 +116,40 @@ def test_every_declared_input_is_read_by_a_backend() -> None:
                 or f'"{name}"' in _source("llm_bls.py")), name
         target = routes["engine"].get(name)
         assert target is None or target in {t.name for t in contract.declared(contract.ENGINE_INPUTS)}, name
+
+
+def test_stream_keeper_lets_streams_go_only_after_a_check_that_reached_the_stub() -> None:
+    import gc
+    import weakref
+
+    import llm_prompt
+
+    class _Stream(list[int]):
+        pass
+
+    class _Request:
+        def __init__(self, cancelled: bool) -> None:
+            self.cancelled = cancelled
+
+        def is_cancelled(self) -> bool:
+            return self.cancelled
+
+    keeper = llm_prompt.StreamKeeper()
+    stream = _Stream([1, 2])
+    gone = weakref.ref(stream)
+    keeper.keep(stream, _Request(False))
+    del stream
+    gc.collect()
+    assert keeper.is_cancelled(_Request(True)) is True
+    assert gone() is not None, "a True answer may come from the cache: no proof that the stub let go"
+    assert keeper.is_cancelled(_Request(False)) is False
+    assert gone() is None
+
+    every_two = llm_prompt.StreamKeeper(limit=2)
+    first, second = _Stream([1]), _Stream([2])
+    refs = [weakref.ref(first), weakref.ref(second)]
+    every_two.keep(first, _Request(False))
+    every_two.keep(second, _Request(False))  # the second fills the keeper: a check lets both go
+    del first, second
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
