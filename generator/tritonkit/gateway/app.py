@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from tritonkit.gateway.catalog import LLM, Catalog
 from tritonkit.gateway.errors import APIError, bad_request, unavailable
-from tritonkit.gateway.prompts import Prompt, build_prompt, count_tokens
+from tritonkit.gateway.prompts import Prompt, count_prompt, count_tokens, prompt_text
 from tritonkit.gateway.protocol import Generation, parse_chat, parse_completion
 from tritonkit.gateway.responses import Reply, usage
 from tritonkit.gateway.triton import Piece, build_inputs, generate
@@ -54,24 +54,30 @@ def _sse(body: dict[str, Any]) -> bytes:
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:
-    """Await ``work``, cancelling it (and so its Triton request) when the client disconnects first."""
-    task = asyncio.ensure_future(work)
+    """Await ``work`` in this task; a watcher cancels it (and so its Triton request) if the client disconnects first.
 
-    async def disconnected() -> None:
+    One extra task, not two and an ``asyncio.wait``: this is on every request's way to its first token.
+    """
+    current = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        gone = True
+        if current is not None:
+            current.cancel()
 
-    watcher = asyncio.ensure_future(disconnected())
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            raise _ClientGoneError from None
+        raise
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task.cancelled():
-        raise _ClientGoneError
-    return task.result()
 
 
 class _Headers:
@@ -164,16 +170,25 @@ class _Gateway:
             raise bad_request(f"the request body is not valid JSON: {exc}") from None
         generation = parse_chat(body) if chat else parse_completion(body)
         llm = await self.find(generation.model)
-        prompt = build_prompt(llm, generation)
+        text = prompt_text(llm, generation)
         stream = generation.stream and llm.streaming is not None
         target = llm.streaming if stream and llm.streaming is not None else llm.unary
-        inputs = build_inputs(llm, target, prompt.text, generation, stream)
+        inputs = build_inputs(llm, target, text, generation, stream)
         pieces = generate(self.client, self.settings.url, target, inputs, self.settings.timeout_s)
-        answer = _Answer(llm, Reply(llm, chat), generation, prompt, pieces)
+        # The request leaves for Triton first; the prompt is counted (and its length checked) on a worker
+        # thread while the engine works on it, not on the way to the first token.
+        first = asyncio.ensure_future(_first(pieces))
+        try:
+            prompt = await asyncio.to_thread(count_prompt, llm, generation, text)
+        except APIError:
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            raise
+        answer = _Answer(llm, Reply(llm, chat), generation, prompt, pieces, first)
         try:
             if generation.stream:
-                first = await _unless_disconnected(request, _first(pieces))
-                return StreamingResponse(answer.events(first), media_type="text/event-stream",
+                first_piece = await _unless_disconnected(request, first)
+                return StreamingResponse(answer.events(first_piece), media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache"})
             return JSONResponse(await _unless_disconnected(request, answer.whole()))
         except _ClientGoneError:
@@ -195,10 +210,14 @@ class _Answer:
     """The responses of one request, gathered whole or sent as server-sent events."""
 
     def __init__(self, llm: LLM, reply: Reply, generation: Generation, prompt: Prompt,
-                 pieces: AsyncIterator[Piece]) -> None:
+                 pieces: AsyncIterator[Piece], first: Awaitable[Optional[Piece]]) -> None:
         self.llm, self.reply, self.generation, self.prompt, self.pieces = llm, reply, generation, prompt, pieces
+        self.first = first
 
-    def _finish(self, reason: Optional[str], text: str) -> tuple[str, Optional[dict[str, int]]]:
+    def _finish(self, reason: Optional[str], text: str, counted: bool = True) -> tuple[str, Optional[dict[str, int]]]:
+        """The finish reason (the engine's, else from the length) and the usage counts, if ``counted``."""
+        if reason is not None and not counted:
+            return reason, None
         completion = count_tokens(self.llm, text)
         counts = usage(self.prompt.tokens, completion)
         if reason is None:
@@ -209,9 +228,11 @@ class _Answer:
     async def whole(self) -> dict[str, Any]:
         parts: list[str] = []
         reason = None
-        async for piece in self.pieces:
+        piece = await self.first
+        while piece is not None:
             parts.append(piece.text)
             reason = piece.finish_reason or reason
+            piece = await _first(self.pieces)
         text = "".join(parts)
         reason, counts = self._finish(reason, text)
         if self.generation.echo:
@@ -238,7 +259,7 @@ class _Answer:
             return
         finally:
             await self.pieces.aclose()  # type: ignore[attr-defined]  # an async generator: cancels the request
-        reason, counts = self._finish(reason, "".join(parts))
+        reason, counts = self._finish(reason, "".join(parts), counted=with_usage)
         yield _sse(self.reply.chunk("", reason, with_usage=with_usage))
         if with_usage:
             yield _sse(self.reply.usage_chunk(counts))

@@ -9,7 +9,7 @@ from tritonkit.gateway.catalog import LLM
 from tritonkit.gateway.errors import APIError, bad_request
 from tritonkit.gateway.protocol import Generation
 
-__all__ = ["Prompt", "build_prompt", "count_tokens"]
+__all__ = ["Prompt", "build_prompt", "count_prompt", "count_tokens", "prompt_text"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def _with_model_system(llm: LLM, messages: list[dict[str, str]]) -> list[dict[st
     return ([{"role": "system", "content": system}] if system else []) + messages
 
 
-def _self_templated(llm: LLM, messages: list[dict[str, str]]) -> Prompt:
+def _check_self_templated(llm: LLM, messages: list[dict[str, str]]) -> None:
     """A model that templates ``text_input`` itself takes one raw user message."""
     if len(messages) != 1 or messages[0]["role"] != "user":
         raise bad_request(
@@ -44,49 +44,52 @@ def _self_templated(llm: LLM, messages: list[dict[str, str]]) -> Prompt:
             f"parameter is true), so it takes exactly one user message (got {len(messages)} messages); "
             "send one user message, or set chat_template: false in the spec to let the gateway template "
             "whole conversations", param="messages", code="unsupported_parameter")
-    text = messages[0]["content"]
-    tokens = None
-    if llm.tokenizer is not None:
-        templated = _template(llm.tokenizer, _with_model_system(llm, messages))
-        tokens = len(llm.tokenizer.encode(templated, add_special_tokens=False))
-    return Prompt(text, tokens)
 
 
-def _chat(llm: LLM, messages: list[dict[str, str]]) -> Prompt:
+def prompt_text(llm: LLM, generation: Generation) -> str:
+    """The ``text_input`` for ``generation``: what the model is sent (counted afterwards by ``count_prompt``).
+
+    Raises:
+        APIError: 400 when a chat request cannot be templated for this model.
+
+    """
+    if generation.messages is None:
+        return generation.prompt or ""
     if llm.templates_itself:
-        return _self_templated(llm, messages)
+        _check_self_templated(llm, generation.messages)
+        return generation.messages[0]["content"]
     if llm.tokenizer is None or not getattr(llm.tokenizer, "chat_template", None):
         why = llm.tokenizer_problem or f"the tokenizer of model '{llm.name}' has no chat template"
         raise APIError(400, f"chat completions need a chat template: {why}; use /v1/completions",
                        param="model", code="no_chat_template")
-    text = _template(llm.tokenizer, _with_model_system(llm, messages))
-    return Prompt(text, len(llm.tokenizer.encode(text, add_special_tokens=False)))
+    return _template(llm.tokenizer, _with_model_system(llm, generation.messages))
 
 
-def _completion(llm: LLM, prompt: str) -> Prompt:
+def count_prompt(llm: LLM, generation: Generation, text: str) -> Prompt:
+    """``text`` with the tokens the engine will see, checked against the model's ``max_input_len``.
+
+    A model that templates its input itself sees the templated text, so that is what counts.
+
+    Raises:
+        APIError: 400 when the prompt is longer than the model takes (both numbers in the message).
+
+    """
     if llm.tokenizer is None:
-        return Prompt(prompt, None)
-    if llm.templates_itself:  # the engine sees the templated prompt, so that is what counts
-        templated = _template(llm.tokenizer, _with_model_system(llm, [{"role": "user", "content": prompt}]))
-        return Prompt(prompt, len(llm.tokenizer.encode(templated, add_special_tokens=False)))
-    return Prompt(prompt, len(llm.tokenizer.encode(prompt)))
+        return Prompt(text, None)
+    if llm.templates_itself:
+        messages = generation.messages or [{"role": "user", "content": text}]
+        counted = _template(llm.tokenizer, _with_model_system(llm, messages))
+        tokens = len(llm.tokenizer.encode(counted, add_special_tokens=False))
+    else:
+        tokens = len(llm.tokenizer.encode(text, add_special_tokens=generation.messages is None))
+    limit = llm.limit("max_input_len")
+    if limit is not None and tokens > limit:
+        param = "messages" if generation.messages is not None else "prompt"
+        raise bad_request(f"the prompt has {tokens} tokens; model '{llm.name}' takes at most {limit} "
+                          "(max_input_len); shorten it", param=param, code="context_length_exceeded")
+    return Prompt(text, tokens)
 
 
 def build_prompt(llm: LLM, generation: Generation) -> Prompt:
-    """The ``text_input`` for ``generation``, checked against the model's ``max_input_len``.
-
-    Raises:
-        APIError: 400 when the prompt is longer than the model takes (both numbers in the message), or
-            when a chat request cannot be templated for this model.
-
-    """
-    if generation.messages is not None:
-        prompt = _chat(llm, generation.messages)
-    else:
-        prompt = _completion(llm, generation.prompt or "")
-    limit = llm.limit("max_input_len")
-    if limit is not None and prompt.tokens is not None and prompt.tokens > limit:
-        param = "messages" if generation.messages is not None else "prompt"
-        raise bad_request(f"the prompt has {prompt.tokens} tokens; model '{llm.name}' takes at most {limit} "
-                          "(max_input_len); shorten it", param=param, code="context_length_exceeded")
-    return prompt
+    """The ``text_input`` for ``generation``, counted and checked (``prompt_text`` then ``count_prompt``)."""
+    return count_prompt(llm, generation, prompt_text(llm, generation))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -107,6 +108,14 @@ def _transport_error(exc: BaseException, url: str) -> APIError:
                     code="triton_error")
 
 
+async def _next(replies: Any, timeout_s: float) -> Any:
+    """The stream's next response within ``timeout_s`` (``asyncio.timeout`` where there is one: no task per call)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout_s):
+            return await replies.__anext__()
+    return await asyncio.wait_for(replies.__anext__(), timeout=timeout_s)
+
+
 async def generate(client: Any, url: str, target: Target, inputs: list[Any], timeout_s: float
                    ) -> AsyncIterator[Piece]:
     """Send one request to ``target`` and yield its responses; a request left early is cancelled in Triton."""
@@ -120,7 +129,7 @@ async def generate(client: Any, url: str, target: Target, inputs: list[Any], tim
     try:
         while not finished:
             try:
-                result, error = await asyncio.wait_for(replies.__anext__(), timeout=timeout_s)
+                result, error = await _next(replies, timeout_s)
             except StopAsyncIteration:  # the server closed the stream: the last response came
                 finished = True
                 break
