@@ -174,23 +174,34 @@ class _Gateway:
         stream = generation.stream and llm.streaming is not None
         target = llm.streaming if stream and llm.streaming is not None else llm.unary
         inputs = build_inputs(llm, target, text, generation, stream)
-        pieces = generate(self.client, self.settings.url, target, inputs, self.settings.timeout_s)
-        # The request leaves for Triton first; the prompt is counted (and its length checked) on a worker
-        # thread while the engine works on it, not on the way to the first token.
-        first = asyncio.ensure_future(_first(pieces))
+        counted: list[Any] = []
+
+        def count() -> None:
+            # Called by gRPC's request stream once the request is written: the prompt is counted (and its
+            # length checked) while the engine works on it, not on the way to the first token.
+            try:
+                counted.append(count_prompt(llm, generation, text))
+            except Exception as exc:  # raised below, in the request's own task
+                counted.append(exc)
+
+        pieces = generate(self.client, self.settings.url, target, inputs, self.settings.timeout_s, count)
         try:
-            prompt = await asyncio.to_thread(count_prompt, llm, generation, text)
-        except APIError:
-            first.cancel()
-            await asyncio.gather(first, return_exceptions=True)
-            raise
-        answer = _Answer(llm, Reply(llm, chat), generation, prompt, pieces, first)
-        try:
+            try:
+                first = await _unless_disconnected(request, _first(pieces))
+            except APIError:
+                if counted and isinstance(counted[0], APIError):  # the model refused a prompt the gateway did too
+                    raise counted[0] from None
+                raise
+            if not counted:  # the stream ended before gRPC asked for more
+                count()
+            if isinstance(counted[0], BaseException):
+                await pieces.aclose()  # type: ignore[attr-defined]  # an async generator: cancels the request
+                raise counted[0]
+            answer = _Answer(llm, Reply(llm, chat), generation, counted[0], pieces)
             if generation.stream:
-                first_piece = await _unless_disconnected(request, first)
-                return StreamingResponse(answer.events(first_piece), media_type="text/event-stream",
+                return StreamingResponse(answer.events(first), media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache"})
-            return JSONResponse(await _unless_disconnected(request, answer.whole()))
+            return JSONResponse(await _unless_disconnected(request, answer.whole(first)))
         except _ClientGoneError:
             return Response(status_code=499)
 
@@ -210,9 +221,8 @@ class _Answer:
     """The responses of one request, gathered whole or sent as server-sent events."""
 
     def __init__(self, llm: LLM, reply: Reply, generation: Generation, prompt: Prompt,
-                 pieces: AsyncIterator[Piece], first: Awaitable[Optional[Piece]]) -> None:
+                 pieces: AsyncIterator[Piece]) -> None:
         self.llm, self.reply, self.generation, self.prompt, self.pieces = llm, reply, generation, prompt, pieces
-        self.first = first
 
     def _finish(self, reason: Optional[str], text: str, counted: bool = True) -> tuple[str, Optional[dict[str, int]]]:
         """The finish reason (the engine's, else from the length) and the usage counts, if ``counted``."""
@@ -225,10 +235,10 @@ class _Answer:
             reason = "length" if limit is not None and completion is not None and completion >= limit else "stop"
         return reason, counts
 
-    async def whole(self) -> dict[str, Any]:
+    async def whole(self, first: Optional[Piece]) -> dict[str, Any]:
         parts: list[str] = []
         reason = None
-        piece = await self.first
+        piece = first
         while piece is not None:
             parts.append(piece.text)
             reason = piece.finish_reason or reason

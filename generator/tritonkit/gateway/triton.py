@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -116,13 +116,18 @@ async def _next(replies: Any, timeout_s: float) -> Any:
     return await asyncio.wait_for(replies.__anext__(), timeout=timeout_s)
 
 
-async def generate(client: Any, url: str, target: Target, inputs: list[Any], timeout_s: float
-                   ) -> AsyncIterator[Piece]:
-    """Send one request to ``target`` and yield its responses; a request left early is cancelled in Triton."""
+async def generate(client: Any, url: str, target: Target, inputs: list[Any], timeout_s: float,
+                   sent: Optional[Callable[[], None]] = None) -> AsyncIterator[Piece]:
+    """Send one request to ``target`` and yield its responses; a request left early is cancelled in Triton.
+
+    ``sent`` is called once gRPC has written the request (when it asks the request stream for more).
+    """
     request = {"model_name": target.name, "inputs": inputs, "request_id": uuid.uuid4().hex}
 
     async def requests() -> AsyncIterator[dict[str, Any]]:
         yield request
+        if sent is not None:
+            sent()
 
     replies = client.stream_infer(requests())
     finished = False
