@@ -1,11 +1,12 @@
-"""Static KV slots and CUDA-graph decode steps for tritonkit's PyTorch engine.
+"""Static KV slots and CUDA-graph steps for tritonkit's PyTorch engine.
 
 Every sequence the engine runs owns one slot of a KV cache allocated once: per layer, keys and values
 shaped ``[slots, kv_heads, max_len + 1, head_dim]``. A step writes each row's new keys at the row's
 own position and attends over the first ``L`` positions, where ``L`` is the longest sequence rounded
 up to a bucket. Shapes therefore depend only on (batch bucket, length bucket), so on CUDA each decode
-step is captured once as a CUDA graph and replayed: the eager step of a 30-layer model costs about
-21 ms of kernel launches on an H200 whatever its size (docs/benchmarks.md), a replay costs the GPU time.
+step, and each prefill of short prompts from position 0, is captured once as a CUDA graph and replayed:
+the eager step of a 30-layer model costs about 21 ms of kernel launches on an H200 whatever its size, a
+replay about the GPU's own time (3.9 ms per token for SmolLM2-135M, docs/benchmarks.md).
 
 The model itself is transformers' own module; tritonkit supplies only the cache object its attention
 layers call (``update``), a grouped-query attention function registered with transformers'
@@ -23,7 +24,6 @@ write there and their output is ignored.
 from __future__ import annotations
 
 import heapq
-import logging
 from typing import Any, Callable, Optional
 
 import torch
@@ -34,8 +34,6 @@ import llm_scheduler
 ATTENTION = "tritonkit_slots"
 #: Architectures whose forward is transformers' plain decoder with full attention in every layer.
 MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
-
-log = logging.getLogger("tritonkit.slots")
 
 
 def supports(model: Any) -> Optional[str]:
@@ -151,7 +149,7 @@ def length_bucket(positions: int, limit: int) -> int:
 
 
 class SlotEngine(llm_scheduler.Engine):
-    """The in-flight loop of ``llm_scheduler.Engine`` over static slots, with CUDA-graph decode steps on CUDA."""
+    """The in-flight loop of ``llm_scheduler.Engine`` over static slots, with CUDA-graph steps on CUDA."""
 
     def __init__(self, model: Any, pad_id: int, *, max_batch: int, num_blocks: int, max_len: int,
                  block_tokens: int = 16, prefill_chunk: int = 256, max_queue: int = 256,
@@ -223,7 +221,7 @@ class SlotEngine(llm_scheduler.Engine):
             self._finish(request, "cancelled")
         self.running = [r for r in self.running if r.state == "running"]
 
-    # -- prefill (eager: its shapes vary with the prompts) -------------------------------------
+    # -- prefill (captured from position 0 up to 4 chunks; eager for later chunks and cached prefixes) --
 
     def _run(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, rows: Any,
              index: torch.Tensor, length: int) -> torch.Tensor:
@@ -339,13 +337,20 @@ class SlotEngine(llm_scheduler.Engine):
             found[0].replay()
             return found[1]
         logits = step()
-        # The eager run above is the real step (and warmed the allocator); capturing repeats its writes.
+        # The eager run above is this step's result (and warmed the allocator); a capture records the same
+        # kernels without running them. A model whose forward cannot be captured runs eagerly from then on.
         graph = torch.cuda.CUDAGraph()
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         torch.cuda.synchronize(self.device)
-        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            output = step()
+        try:
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+                output = step()
+        except Exception as exc:
+            print(f"tritonkit engine: CUDA graph capture failed ({exc}); steps run eagerly", flush=True)
+            self.use_graphs = False
+            self.graphs.clear()
+            return logits
         self.graphs[key] = (graph, output)
         return logits
 
