@@ -70,14 +70,7 @@ def _request(tokenizer: Any, text: str, max_new: int, seen: list[str] | None = N
 
 
 def test_requests_joining_mid_flight_get_the_tokens_they_get_alone(engine: Any, model: Any, tokenizer: Any) -> None:
-    import llm_generate
-
-    alone = []
-    for text in PROMPTS:
-        row = llm_generate.Row(prompt=_encode(tokenizer, text), max_new_tokens=12,
-                               end_ids=llm_common.end_ids(tokenizer))
-        llm_generate.generate(model, [row], 2, lambda events: None)
-        alone.append(row.tokens)
+    alone = _alone(model, tokenizer, 12)
     requests = []
     for text in PROMPTS:  # staggered: each one joins a batch already decoding
         requests.append(_request(tokenizer, text, 12))
@@ -176,28 +169,24 @@ def test_the_loop_survives_many_threads_submitting(engine: Any, tokenizer: Any) 
     assert engine.free_blocks == engine.num_blocks
 
 
-def test_a_burst_is_prefilled_together_and_decodes_as_alone(model: Any, tokenizer: Any) -> None:
+def _alone(model: Any, tokenizer: Any, max_new: int) -> list[list[int]]:
+    """Each prompt's greedy tokens, generated on its own."""
     import llm_generate
-    import llm_scheduler
 
-    alone = []
+    tokens = []
     for text in PROMPTS:
-        row = llm_generate.Row(prompt=_encode(tokenizer, text), max_new_tokens=10,
+        row = llm_generate.Row(prompt=_encode(tokenizer, text), max_new_tokens=max_new,
                                end_ids=llm_common.end_ids(tokenizer))
         llm_generate.generate(model, [row], 2, lambda events: None)
-        alone.append(row.tokens)
-    engine = llm_scheduler.Engine(model, 2, max_batch=4, num_blocks=160, block_tokens=16, prefill_chunk=64)
-    forwards: list[int] = []
-    original = engine._forward
+        tokens.append(row.tokens)
+    return tokens
 
-    def counting(ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
-        forwards.append(ids.shape[0] if ids.shape[1] > 1 else 0)
-        return original(ids, mask, positions, cache)
 
-    engine._forward = counting  # type: ignore[method-assign]
+def _burst(engine: Any, tokenizer: Any, max_new: int) -> list[Any]:
+    """Queue one request per prompt before the loop looks (one burst), wait for all, stop the engine."""
     try:
-        with engine.wake:  # all four wait before the loop looks: one burst
-            requests = [_request(tokenizer, text, 10) for text in PROMPTS]
+        with engine.wake:
+            requests = [_request(tokenizer, text, max_new) for text in PROMPTS]
             for request in requests:
                 request.blocks = engine.blocks_for(request.row)
                 request.state = "waiting"
@@ -207,6 +196,23 @@ def test_a_burst_is_prefilled_together_and_decodes_as_alone(model: Any, tokenize
             assert request.done.wait(120)
     finally:
         engine.stop()
+    return requests
+
+
+def test_a_burst_is_prefilled_together_and_decodes_as_alone(model: Any, tokenizer: Any) -> None:
+    import llm_scheduler
+
+    alone = _alone(model, tokenizer, 10)
+    engine = llm_scheduler.Engine(model, 2, max_batch=4, num_blocks=160, block_tokens=16, prefill_chunk=64)
+    forwards: list[int] = []
+    original = engine._forward
+
+    def counting(ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
+        forwards.append(ids.shape[0] if ids.shape[1] > 1 else 0)
+        return original(ids, mask, positions, cache)
+
+    engine._forward = counting  # type: ignore[method-assign]
+    requests = _burst(engine, tokenizer, 10)
     assert [r.row.tokens for r in requests] == alone
     assert max(forwards) > 1  # at least two prompts went through one prefill
     assert engine.free_blocks == engine.num_blocks
@@ -214,15 +220,9 @@ def test_a_burst_is_prefilled_together_and_decodes_as_alone(model: Any, tokenize
 
 @pytest.mark.parametrize("bucketed", [False, True], ids=["eager", "bucketed"])
 def test_static_slots_prefill_a_burst_together_and_free_every_slot(model: Any, tokenizer: Any, bucketed: bool) -> None:
-    import llm_generate
     import llm_slots
 
-    alone = []
-    for text in PROMPTS:
-        row = llm_generate.Row(prompt=_encode(tokenizer, text), max_new_tokens=10,
-                               end_ids=llm_common.end_ids(tokenizer))
-        llm_generate.generate(model, [row], 2, lambda events: None)
-        alone.append(row.tokens)
+    alone = _alone(model, tokenizer, 10)
     engine = llm_slots.SlotEngine(model, 2, max_batch=4, num_blocks=160, max_len=640, prefill_chunk=64,
                                   cuda_graphs=bucketed)
     groups: list[int] = []
@@ -233,18 +233,7 @@ def test_static_slots_prefill_a_burst_together_and_free_every_slot(model: Any, t
         return original(requests, start, width)
 
     engine._prefill = counting  # type: ignore[method-assign]
-    try:
-        with engine.wake:  # all four wait before the loop looks: one burst
-            requests = [_request(tokenizer, text, 10) for text in PROMPTS]
-            for request in requests:
-                request.blocks = engine.blocks_for(request.row)
-                request.state = "waiting"
-                engine.waiting.append(request)
-            engine.wake.notify()
-        for request in requests:
-            assert request.done.wait(120)
-    finally:
-        engine.stop()
+    requests = _burst(engine, tokenizer, 10)
     assert [r.row.tokens for r in requests] == alone
     assert max(groups) > 1
     assert engine.free_blocks == engine.num_blocks and sorted(engine.free_slots) == [0, 1, 2, 3]
