@@ -199,7 +199,8 @@ def make_8b_model(arch: Path, target: Path) -> None:
             shutil.copy(item, target / item.name)
 
 
-def inside_triton(arch: Path, out: Path, levels: list[int], duration: str) -> dict[str, Any]:
+def inside_triton(arch: Path, out: Path, levels: list[int], duration: str,
+                  shapes: tuple[str, ...] = ("smollm2-135m", "llama-3-8b")) -> dict[str, Any]:
     """``tritonkit bench`` against the generated LLM-API model, SmolLM2 and Llama-3-8B shapes."""
     from run_suite import make_random_model
 
@@ -207,6 +208,8 @@ def inside_triton(arch: Path, out: Path, levels: list[int], duration: str) -> di
 
     results: dict[str, Any] = {}
     for name, make in (("smollm2-135m", make_random_model), ("llama-3-8b", make_8b_model)):
+        if name not in shapes:
+            continue
         work = Path(f"/tmp/tritonkit-engine-steps/{name}")
         work.mkdir(parents=True, exist_ok=True)
         make(arch, work / "weights")
@@ -220,6 +223,7 @@ def inside_triton(arch: Path, out: Path, levels: list[int], duration: str) -> di
                    "--warmup", "3s", "--save-json", str(saved)]
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
             print(name, done.stdout[-3000:], done.stderr[-2000:], flush=True)
+            print("\n".join(line for line in server.log_lines() if "tritonkit engine" in line), flush=True)
         results[name] = json.loads(saved.read_text()) if saved.exists() else {}
         shutil.rmtree(work / "weights", ignore_errors=True)
     return results
@@ -233,6 +237,7 @@ def main() -> None:
     parser.add_argument("--skip-triton", action="store_true")
     parser.add_argument("--only-triton", action="store_true")
     parser.add_argument("--profile", action="store_true", help="only profile the scheduler at batch 1")
+    parser.add_argument("--shapes", default="smollm2-135m,llama-3-8b", help="inside Triton: which shapes")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.profile:
@@ -250,7 +255,8 @@ def main() -> None:
         print(json.dumps(report.get("outside_triton", {}), indent=2))
         return
     (args.out / "engine_steps.json").write_text(json.dumps(report, indent=2))
-    report["inside_triton"] = inside_triton(args.arch, args.out, [1, 32, 64], "8s" if args.quick else "15s")
+    report["inside_triton"] = inside_triton(args.arch, args.out, [1, 32, 64], "8s" if args.quick else "15s",
+                                            tuple(args.shapes.split(",")))
     (args.out / "engine_steps.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report.get("outside_triton", {}), indent=2))
 
