@@ -213,6 +213,7 @@ class Engine:
             self.prefilling.append(request)
 
     def _fail_all(self, exc: Exception) -> None:
+        """End every admitted sequence with ``exc`` as its error; the loop goes on with the next requests."""
         for request in [*self.prefilling, *self.running]:
             request.error = f"generation failed: {exc}"
             self._finish(request, "error")
@@ -367,13 +368,17 @@ class Engine:
         for index, request in enumerate(list(self.running)):
             self._take_token(request, last[index], picked[index] if plain[index] else None)
 
-    def _reap(self) -> None:
-        """Take finished and cancelled sequences out of the batch and shrink the cache to what is left."""
+    def _finish_cancelled(self) -> None:
+        """Finish every cancelled sequence, running or prefilling (its blocks go back)."""
         for request in [r for r in self.running if r.cancelled and r.state == "running"]:
             self._finish(request, "cancelled")
         for request in [r for r in self.prefilling if r.cancelled]:
             self.prefilling.remove(request)
             self._finish(request, "cancelled")
+
+    def _reap(self) -> None:
+        """Take finished and cancelled sequences out of the batch and shrink the cache to what is left."""
+        self._finish_cancelled()
         keep = [i for i, r in enumerate(self.running) if r.state == "running"]
         if len(keep) == len(self.running):
             return

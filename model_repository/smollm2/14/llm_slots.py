@@ -207,18 +207,8 @@ class SlotEngine(llm_scheduler.Engine):
             request.slot = -1
         super()._finish(request, reason)
 
-    def _fail_all(self, exc: Exception) -> None:
-        for request in [*self.prefilling, *self.running]:
-            request.error = f"generation failed: {exc}"
-            self._finish(request, "error")
-        self.prefilling, self.running = [], []
-
     def _reap(self) -> None:
-        for request in [r for r in self.running if r.cancelled and r.state == "running"]:
-            self._finish(request, "cancelled")
-        for request in [r for r in self.prefilling if r.cancelled]:
-            self.prefilling.remove(request)
-            self._finish(request, "cancelled")
+        self._finish_cancelled()
         self.running = [r for r in self.running if r.state == "running"]
 
     # -- prefill (captured from position 0 up to 4 chunks; eager for later chunks and cached prefixes) --
