@@ -198,11 +198,15 @@ class _Stream:
             if delta:
                 self.respond(job, {"text_output": _strings(self._with_prompt(delta))}, False)
             return
-        if request.error:
-            self.respond(job, None, True, error=request.error)
-        else:
-            self.respond(job, self._final(row, delta), True)
-        self.answered.set()
+        try:
+            if request.error:
+                self.respond(job, None, True, error=request.error)
+            else:
+                self.respond(job, self._final(row, delta), True)
+        except Exception as exc:  # the client still gets its final response, an error
+            self.respond(job, None, True, error=f"the response could not be built: {exc}")
+        finally:
+            self.answered.set()  # a request without a response sender waits for this
 
     def _with_prompt(self, text: str) -> str:
         """The prompt goes in front of the first text when the request asked to keep it."""
