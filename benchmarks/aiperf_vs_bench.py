@@ -26,7 +26,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from paced_llm.build import pace_repository, parse_pace
+
+from tritonkit.runtime.process import free_ports
 
 CACHE = Path.home() / ".cache" / "tritonkit"
 VENV = CACHE / "aiperf-venv"
@@ -73,12 +74,6 @@ def _timed(command: list[str]) -> tuple[subprocess.CompletedProcess[str], float,
     return done, cpu, wall
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def paced_server(ttft_ms: float, itl_ms: float) -> Iterator[str]:
     """Serve the paced model as ``smollm2`` behind the OpenAI gateway; yields the gateway's /v1 URL."""
@@ -91,7 +86,7 @@ def paced_server(ttft_ms: float, itl_ms: float) -> Iterator[str]:
         generate(folder / "tritonkit.yaml", Path(work))
         repository = Path(work) / "model_repository"
         pace_repository(repository, "smollm2", ttft_ms, itl_ms)
-        port = _free_port()
+        port = free_ports(1)[0]
         server = subprocess.Popen([sys.executable, "-m", "tritonkit", "serve", str(repository),
                                    "--openai-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         url = f"http://127.0.0.1:{port}/v1"

@@ -9,7 +9,7 @@ from tritonkit.gateway.catalog import LLM
 from tritonkit.gateway.errors import APIError, bad_request
 from tritonkit.gateway.protocol import Generation
 
-__all__ = ["Prompt", "build_prompt", "count_prompt", "count_tokens", "prompt_text"]
+__all__ = ["Prompt", "count_prompt", "count_tokens", "prompt_text"]
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,3 @@ def count_prompt(llm: LLM, generation: Generation, text: str) -> Prompt:
         raise bad_request(f"the prompt has {tokens} tokens; model '{llm.name}' takes at most {limit} "
                           "(max_input_len); shorten it", param=param, code="context_length_exceeded")
     return Prompt(text, tokens)
-
-
-def build_prompt(llm: LLM, generation: Generation) -> Prompt:
-    """The ``text_input`` for ``generation``, counted and checked (``prompt_text`` then ``count_prompt``)."""
-    return count_prompt(llm, generation, prompt_text(llm, generation))

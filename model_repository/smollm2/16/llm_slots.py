@@ -91,7 +91,7 @@ class SlotCache:
 
     def __init__(self, config: Any, slots: int, max_len: int, device: torch.device, dtype: torch.dtype) -> None:
         self.kv_heads = int(config.num_key_value_heads)
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        head_dim = _head_dim(config)
         self.width = max_len + 1
         shape = (slots, self.kv_heads, self.width, head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
@@ -132,6 +132,11 @@ class SlotCache:
     def view_of(self, slot: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer the first ``length`` positions of ``slot``, shaped ``[1, kv_heads, length, dim]``."""
         return [(k[slot:slot + 1, :, :length], v[slot:slot + 1, :, :length]) for k, v in zip(self.keys, self.values)]
+
+
+def _head_dim(config: Any) -> int:
+    """Size of one attention head: the config's ``head_dim``, else hidden size over heads."""
+    return int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
 
 
 def _round_up(value: int, step: int) -> int:
@@ -241,12 +246,7 @@ class SlotEngine(llm_scheduler.Engine):
         """Prefill positions ``[start, start + width)`` of each request's slot (right-padded); last logits per row."""
         if self.use_graphs and start == 0 and width <= self.graph_width:
             return self._prefill_graphed(requests, width)
-        ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
-        last = []
-        for i, request in enumerate(requests):
-            piece = request.row.prompt[start:start + width]
-            ids[i, :len(piece)] = torch.tensor(piece, dtype=torch.long)
-            last.append(len(piece) - 1)
+        ids, last = self._pieces(requests, start, width, len(requests), width)
         positions = (start + torch.arange(width)).expand(len(requests), width).to(self.device)
         slots = torch.tensor([r.slot for r in requests], device=self.device)
         rows: Any = slice(requests[0].slot, requests[0].slot + 1) if len(requests) == 1 else slots
@@ -255,16 +255,26 @@ class SlotEngine(llm_scheduler.Engine):
         picked = hidden[torch.arange(len(requests), device=self.device), torch.tensor(last, device=self.device)]
         return self.head(picked)
 
+    def _pieces(self, requests: list[llm_scheduler.Request], start: int, width: int, rows: int,
+                columns: int) -> tuple[torch.Tensor, list[int]]:
+        """Prompt tokens ``[start, start + width)`` of each request, right-padded to ``rows`` x ``columns``.
+
+        Also returns the index of each row's last token (0 for padding rows).
+        """
+        ids = torch.full((rows, columns), self.pad_id, dtype=torch.long)
+        last = [0] * rows
+        for i, request in enumerate(requests):
+            piece = request.row.prompt[start:start + width]
+            ids[i, :len(piece)] = torch.tensor(piece, dtype=torch.long)
+            last[i] = len(piece) - 1
+        return ids, last
+
     def _prefill_graphed(self, requests: list[llm_scheduler.Request], width: int) -> torch.Tensor:
         """A prefill from position 0 as a captured step of (batch, width) buckets; padded rows fill the scratch slot."""
         batch = min(batch_bucket(len(requests)), len(self.prefill_slots))
         padded = length_bucket(width, self.graph_width)
-        ids = torch.full((batch, padded), self.pad_id, dtype=torch.long)
-        slots, last = [self.scratch] * batch, [0] * batch
-        for i, request in enumerate(requests):
-            piece = request.row.prompt[:width]  # a first chunk, or the whole prompt
-            ids[i, :len(piece)] = torch.tensor(piece, dtype=torch.long)
-            slots[i], last[i] = request.slot, len(piece) - 1
+        ids, last = self._pieces(requests, 0, width, batch, padded)  # a first chunk, or the whole prompt
+        slots = [r.slot for r in requests] + [self.scratch] * (batch - len(requests))
         self.prefill_ids[:batch, :padded].copy_(ids, non_blocking=True)
         self.prefill_slots[:batch].copy_(torch.tensor(slots, dtype=torch.long), non_blocking=True)
         self.prefill_last[:batch].copy_(torch.tensor(last, dtype=torch.long), non_blocking=True)
@@ -379,6 +389,5 @@ class SlotEngine(llm_scheduler.Engine):
 def kv_bytes_per_token(model: Any) -> int:
     """Bytes of keys and values one token takes across the model's layers."""
     config = model.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     size = next(model.parameters()).element_size()
-    return 2 * int(config.num_hidden_layers) * int(config.num_key_value_heads) * int(head_dim) * size
+    return 2 * int(config.num_hidden_layers) * int(config.num_key_value_heads) * _head_dim(config) * size
