@@ -33,8 +33,9 @@ def server(default_example_server: Server) -> Server:
     return default_example_server
 
 
-def _gateway(server_url: str, repository: Path | None = None, api_key: str | None = None) -> GatewayThread:
-    settings = GatewaySettings(url=server_url, api_key=api_key, repository=repository, timeout_s=120.0)
+def _gateway(server_url: str, repository: Path | None = None, api_key: str | None = None,
+             timeout_s: float = 120.0) -> GatewayThread:
+    settings = GatewaySettings(url=server_url, api_key=api_key, repository=repository, timeout_s=timeout_s)
     return GatewayThread(settings, port=free_ports(1)[0]).start()
 
 
@@ -228,3 +229,18 @@ def test_a_client_that_hangs_up_cancels_the_triton_request(server: Server, gatew
     after = (_busy_s(server) - busy) / (time.monotonic() - start)
     assert after < decoding / 3, (after, decoding)
     assert "Paris" in _ask(openai.OpenAI(base_url=gateway.url, api_key="unused", max_retries=0, timeout=120))
+
+
+def test_a_model_that_answers_too_late_gets_504_and_the_server_stays_ready(server: Server,
+                                                                           client: openai.OpenAI) -> None:
+    """The first token of SmolLM2 on CPU takes far more than 5 ms: the gateway gives up and cancels."""
+    impatient = _gateway(server.grpc_url, server.repo, timeout_s=0.005)
+    try:
+        for stream in (False, True):
+            status, answer = _post(impatient, "/chat/completions", _chat(stream=stream, max_tokens=200))
+            assert status == 504, answer
+            assert answer["error"]["code"] == "timeout", answer
+            assert "sent nothing for 0.005 s" in answer["error"]["message"], answer
+    finally:
+        impatient.stop()
+    assert "Paris" in _ask(client)

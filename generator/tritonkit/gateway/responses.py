@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Optional
 
 from tritonkit.gateway.catalog import LLM
 
-__all__ = ["Reply", "usage"]
+__all__ = ["Reply", "sse", "usage"]
+
+
+def sse(body: dict[str, Any]) -> bytes:
+    """One server-sent event holding ``body`` as compact JSON."""
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+#: Stands for the text in a chunk rendered once as a template (a NUL never comes from a tokenizer's text).
+_MARK = "\x00tritonkit-text\x00"
 
 
 def usage(prompt_tokens: Optional[int], completion_tokens: Optional[int]) -> Optional[dict[str, int]]:
@@ -27,6 +37,18 @@ class Reply:
         self.model = llm.name
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         self.created = int(time.time())
+        self._template: Optional[tuple[bool, bytes, bytes]] = None
+
+    def text_event(self, text: str, with_usage: bool = False) -> bytes:
+        """``sse(self.chunk(text, with_usage=with_usage))``, from a template rendered once per answer.
+
+        Every token of a stream is one such event: only the text is encoded per event.
+        """
+        if self._template is None or self._template[0] != with_usage:
+            head, _, tail = sse(self.chunk(_MARK, with_usage=with_usage)).partition(json.dumps(_MARK).encode())
+            self._template = (with_usage, head, tail)
+        _, head, tail = self._template
+        return head + json.dumps(text).encode() + tail
 
     def _head(self, chunk: bool) -> dict[str, Any]:
         kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"

@@ -39,8 +39,9 @@ def _config(settings: GatewaySettings, host: str, port: int, log_level: str) -> 
     import uvicorn
 
     check_exposure(host, settings.api_key)
+    # No proxy-header middleware: nothing here reads the client's address.
     return uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
-                          lifespan="on", timeout_graceful_shutdown=5)
+                          proxy_headers=False, lifespan="on", timeout_graceful_shutdown=5)
 
 
 def run_gateway(settings: GatewaySettings, host: str = "127.0.0.1", port: int = 9000,

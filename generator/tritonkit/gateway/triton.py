@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
+import struct
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ __all__ = ["Piece", "build_inputs", "generate"]
 
 _NUMPY = {"BYTES": np.object_, "BOOL": np.bool_, "INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64,
           "FP32": np.float32, "FP64": np.float64, "UINT32": np.uint32}
+_LENGTH = struct.Struct("<I")
 #: Engine finish reasons -> OpenAI's (anything else, e.g. ``cancelled``, reads as ``stop``).
 _FINISH = {"stop": "stop", "length": "length", "end_id": "stop", "stop_words": "stop"}
 
@@ -39,7 +40,23 @@ class Piece:
     final: bool = False
 
 
+#: Tensors of small settings (flags, max_tokens, temperature, ...) made once: tritonclient only reads them.
+_MADE: dict[tuple[Any, ...], Any] = {}
+
+
 def _tensor(target: Target, name: str, values: list[Any]) -> Any:
+    if name == "text_input" or len(values) != 1 or not isinstance(values[0], (bool, int, float)):
+        return _make_tensor(target, name, values)
+    key = (target.name, target.batched, name, target.inputs[name], type(values[0]), values[0])
+    tensor = _MADE.get(key)
+    if tensor is None:
+        if len(_MADE) >= 1024:
+            _MADE.clear()
+        tensor = _MADE[key] = _make_tensor(target, name, values)
+    return tensor
+
+
+def _make_tensor(target: Target, name: str, values: list[Any]) -> Any:
     import tritonclient.grpc as grpcclient
 
     datatype, rank = target.inputs[name]
@@ -84,11 +101,30 @@ def build_inputs(llm: LLM, target: Target, text: str, generation: Generation, st
     return [_tensor(target, name, value) for name, value in values.items() if name in target.inputs]
 
 
-def _text(result: Any, name: str) -> Optional[str]:
-    array = result.as_numpy(name)
-    if array is None:
-        return None
-    return "".join(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1))
+def _strings(raw: bytes) -> list[bytes]:
+    """The elements of a BYTES tensor's raw content: each a 4-byte little-endian length, then the bytes."""
+    items, offset = [], 0
+    while offset + 4 <= len(raw):
+        (size,) = _LENGTH.unpack_from(raw, offset)
+        items.append(raw[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return items
+
+
+def _texts(response: Any) -> dict[str, str]:
+    """Every BYTES output of a ``ModelInferResponse`` as one string (its elements joined).
+
+    Read straight from the message: ``InferResult.as_numpy`` builds a numpy array per output, and this is
+    done for every token of every stream.
+    """
+    texts = {}
+    raw = response.raw_output_contents
+    for index, output in enumerate(response.outputs):
+        if output.datatype != "BYTES":
+            continue
+        items = _strings(raw[index]) if index < len(raw) else list(output.contents.bytes_contents)
+        texts[output.name] = "".join(item.decode("utf-8", errors="replace") for item in items)
+    return texts
 
 
 def _model_error(model: str, message: str) -> APIError:
@@ -108,12 +144,36 @@ def _transport_error(exc: BaseException, url: str) -> APIError:
                     code="triton_error")
 
 
-async def _next(replies: Any, timeout_s: float) -> Any:
-    """The stream's next response within ``timeout_s`` (``asyncio.timeout`` where there is one: no task per call)."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout_s):
-            return await replies.__anext__()
-    return await asyncio.wait_for(replies.__anext__(), timeout=timeout_s)
+class _Silence:
+    """Cancels a gRPC call that has sent nothing for ``timeout_s``: one timer per request, not one per response.
+
+    Each response only notes the time; the timer, when it fires, re-arms itself for the rest of the
+    window, or cancels the call (its pending read then ends, and ``expired`` says why).
+    """
+
+    def __init__(self, replies: Any, timeout_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._replies, self._timeout_s = replies, timeout_s
+        #: When the last response came (the loop's clock).
+        self.last = self._loop.time()
+        self.expired = False
+        self._timer = self._loop.call_at(self.last + timeout_s, self._check)
+
+    def _check(self) -> None:
+        due = self.last + self._timeout_s
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._check)
+            return
+        self.expired = True
+        self._replies.cancel()
+
+    def heard(self) -> None:
+        """A response came: the window starts again."""
+        self.last = self._loop.time()
+
+    def close(self) -> None:
+        """Stop the timer (the call has ended)."""
+        self._timer.cancel()
 
 
 async def generate(client: Any, url: str, target: Target, inputs: list[Any], timeout_s: float,
@@ -130,26 +190,34 @@ async def generate(client: Any, url: str, target: Target, inputs: list[Any], tim
             sent()
 
     replies = client.stream_infer(requests())
+    silence = _Silence(replies, timeout_s)
     finished = False
     try:
         while not finished:
             try:
-                result, error = await _next(replies, timeout_s)
+                result, error = await replies.__anext__()
             except StopAsyncIteration:  # the server closed the stream: the last response came
                 finished = True
                 break
-            except asyncio.TimeoutError:
-                raise APIError(504, f"model '{target.name}' sent nothing for {timeout_s:g} s",
-                               type_="server_error", code="timeout") from None
-            except Exception as exc:
+            except BaseException as exc:  # grpc ends a cancelled call's read with CancelledError
+                if silence.expired:
+                    finished = True
+                    raise APIError(504, f"model '{target.name}' sent nothing for {timeout_s:g} s",
+                                   type_="server_error", code="timeout") from None
+                if not isinstance(exc, Exception):
+                    raise
                 raise _transport_error(exc, url) from exc
+            silence.heard()
             if error is not None:
                 finished = True
                 raise _model_error(target.name, str(error.message() if callable(error.message) else error))
-            final = result.get_response().parameters["triton_final_response"].bool_param
+            response = result.get_response()
+            final = response.parameters["triton_final_response"].bool_param
             finished = final
-            reason = _text(result, "finish_reason")
-            yield Piece(_text(result, "text_output") or "", _FINISH.get(reason, "stop") if reason else None, final)
+            texts = _texts(response)
+            reason = texts.get("finish_reason")
+            yield Piece(texts.get("text_output", ""), _FINISH.get(reason, "stop") if reason else None, final)
     finally:
+        silence.close()
         if not finished:
             replies.cancel()
