@@ -2,14 +2,16 @@
 
 Generates the default example (SmolLM2, LLM-API layout) into a temporary folder, serves it, starts the
 gateway as its own process (``tritonkit openai``), and sends the same greedy streamed requests both ways:
-directly over ``tritonclient.grpc.aio`` streams, and through the gateway (``aiohttp``, SSE read as it
-arrives). Prints one JSON object on stdout, progress on stderr:
+directly over ``tritonclient.grpc.aio`` streams, and through the gateway with bench's own HTTP client
+(``tritonkit.bench.sse``: pre-built request bytes, replies parsed by httptools, events read as they
+arrive). At concurrency 1 the gateway is also timed through ``aiohttp`` (what AIPerf uses), whose own
+cost per request is part of what a client sees. Prints one JSON object on stdout, progress on stderr:
 
     .venv/bin/python benchmarks/openai_gateway.py [--requests 40] [--max-tokens 16] [--concurrency 64]
     .venv/bin/python benchmarks/openai_gateway.py --paced 20,3   # a fixed-pace engine: the gateway's own cost
 
-Concurrency 1: requests alternate direct/gateway, so drift in the host's load hits both alike; the
-gateway's cost per request is the difference of the medians. Concurrency 64: each side sends
+Concurrency 1: requests rotate direct / gateway / gateway through aiohttp, so drift in the host's load
+hits all alike; the gateway's cost per request is the difference of the medians. Concurrency 64: each side sends
 ``--throughput-requests`` requests, 64 in flight, one side after the other (order alternating per repeat);
 the ratio is gateway throughput / direct throughput.
 """
@@ -34,6 +36,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpc_aio
 from paced_llm.build import pace_repository, parse_pace
 
+from tritonkit.bench.sse import SSEConnections
 from tritonkit.runtime import Server
 from tritonkit.runtime.process import free_ports
 from tritonkit.write.generate import generate
@@ -68,11 +71,30 @@ async def direct(client: Any, prompt: str, max_tokens: int) -> float:
     return time.perf_counter() - start
 
 
-async def gateway(session: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> float:
-    body = {"model": "smollm2", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0.0, "stream": True}
+def _body(prompt: str, max_tokens: int) -> bytes:
+    return json.dumps({"model": "smollm2", "messages": [{"role": "user", "content": prompt}],
+                       "max_tokens": max_tokens, "temperature": 0.0, "stream": True}).encode()
+
+
+async def gateway(connections: SSEConnections, prompt: str, max_tokens: int) -> float:
+    request = connections.request("POST", "chat/completions", _body(prompt, max_tokens))
     start = time.perf_counter()
-    async with session.post(url, json=body) as response:
+    reply = await connections.send(request)
+    assert reply.status == 200, await reply.read()
+    elapsed, seen = None, b""
+    async for chunk in reply.chunks():
+        seen = seen[-16:] + chunk
+        if elapsed is None and b"data: [DONE]" in seen:
+            elapsed = time.perf_counter() - start
+    reply.release()
+    assert elapsed is not None, "the stream ended without [DONE]"
+    return elapsed
+
+
+async def gateway_aiohttp(session: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> float:
+    body = _body(prompt, max_tokens)
+    start = time.perf_counter()
+    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
         assert response.status == 200, await response.text()
         async for line in response.content:
             if line.startswith(b"data: [DONE]"):
@@ -96,30 +118,30 @@ async def _load(call: Any, total: int, concurrency: int) -> float:
 
 async def measure(grpc_url: str, gateway_url: str, args: argparse.Namespace) -> dict[str, Any]:
     client = grpc_aio.InferenceServerClient(grpc_url)
+    connections = SSEConnections(gateway_url, {"Content-Type": "application/json"}, timeout_s=600)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
-        def via_direct(p: str) -> Any:
-            return direct(client, p, args.max_tokens)
-
-        def via_gateway(p: str) -> Any:
-            return gateway(session, gateway_url, p, args.max_tokens)
-
-        for prompt in PROMPTS:  # warm both paths (tokenizer caches, connections)
-            await via_direct(prompt)
-            await via_gateway(prompt)
-        times: dict[str, list[float]] = {"direct": [], "gateway": []}
+        sides = {"direct": lambda p: direct(client, p, args.max_tokens),
+                 "gateway": lambda p: gateway(connections, p, args.max_tokens),
+                 "gateway_aiohttp": lambda p: gateway_aiohttp(session, f"{gateway_url}/chat/completions", p,
+                                                              args.max_tokens)}
+        for prompt in PROMPTS:  # warm every path (tokenizer caches, connections)
+            for call in sides.values():
+                await call(prompt)
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        names = list(sides)
         for index in range(args.requests):
             prompt = PROMPTS[index % len(PROMPTS)]
-            order = [("direct", via_direct), ("gateway", via_gateway)]
-            for name, call in order if index % 2 == 0 else order[::-1]:
-                times[name].append(await call(prompt))
+            turn = index % len(names)
+            for name in names[turn:] + names[:turn]:
+                times[name].append(await sides[name](prompt))
         print(f"concurrency 1 done ({args.requests} requests each)", file=sys.stderr)
         rates: dict[str, list[float]] = {"direct": [], "gateway": []}
         for repeat in range(args.repeats):
-            sides = [("direct", via_direct), ("gateway", via_gateway)]
-            for name, call in sides if repeat % 2 == 0 else sides[::-1]:
-                rates[name].append(await _load(call, args.throughput_requests, args.concurrency))
+            for name in ("direct", "gateway") if repeat % 2 == 0 else ("gateway", "direct"):
+                rates[name].append(await _load(sides[name], args.throughput_requests, args.concurrency))
                 print(f"concurrency {args.concurrency}: {name} {rates[name][-1]:.2f} req/s", file=sys.stderr)
+    connections.close()
     await client.close()
     median = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: statistics.median(v) for k, v in rates.items()}
@@ -127,7 +149,9 @@ async def measure(grpc_url: str, gateway_url: str, args: argparse.Namespace) -> 
                 "direct_median_ms": round(median["direct"] * 1000, 2),
                 "gateway_median_ms": round(median["gateway"] * 1000, 2),
                 "gateway_cost_ms": round((median["gateway"] - median["direct"]) * 1000, 2),
-                "ratio": round(median["gateway"] / median["direct"], 4)},
+                "ratio": round(median["gateway"] / median["direct"], 4),
+                "gateway_aiohttp_median_ms": round(median["gateway_aiohttp"] * 1000, 2),
+                "gateway_aiohttp_cost_ms": round((median["gateway_aiohttp"] - median["direct"]) * 1000, 2)},
             f"concurrency_{args.concurrency}": {
                 "direct_req_s": round(rate["direct"], 3), "gateway_req_s": round(rate["gateway"], 3),
                 "ratio": round(rate["gateway"] / rate["direct"], 4)}}
@@ -165,7 +189,7 @@ def main() -> None:
                  "--model-repository", str(server.repo)], stderr=subprocess.DEVNULL)
             try:
                 _wait_for(f"http://127.0.0.1:{port}/health")
-                result = asyncio.run(measure(server.grpc_url, f"http://127.0.0.1:{port}/v1/chat/completions", args))
+                result = asyncio.run(measure(server.grpc_url, f"http://127.0.0.1:{port}/v1", args))
             finally:
                 gateway_process.terminate()
                 gateway_process.wait(timeout=30)

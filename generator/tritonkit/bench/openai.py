@@ -3,8 +3,9 @@
 Figures follow AIPerf's definitions (docs.nvidia.com/aiperf, "AIPerf Metrics Reference"): TTFT is the time
 from sending a request to the first response with non-empty content; request latency runs to the last
 response; ITL is ``(request latency - TTFT) / (output tokens - 1)``, one value per request, with the output
-tokens counted on the whole answer with the tokenizer. HTTP goes through aiohttp (a dependency of
-``tritonclient[http]``); the stream's events are read line by line from aiohttp's body reader.
+tokens counted on the whole answer with the tokenizer. HTTP goes through ``sse.SSEConnections``
+(pre-built requests over kept-alive connections, replies parsed by httptools): aiohttp's own cost per
+request would be part of every latency measured.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Callable, Optional
 
 from tritonkit.bench.client import Sample, error_kind
 from tritonkit.bench.options import BenchError, BenchOptions
+from tritonkit.bench.sse import Reply, SSEConnections
 from tritonkit.errors import Problem
 
 __all__ = ["ENDPOINTS", "OpenAIBenchClient", "openai_bodies"]
@@ -77,22 +79,17 @@ def _sample(start: float, arrivals: list[float], end: float, text: str, tokens: 
 
 
 class OpenAIBenchClient:
-    """The prepared bodies of one run, sent over one aiohttp session from many coroutines."""
+    """The prepared requests of one run, sent over kept-alive connections from many coroutines."""
 
     def __init__(self, options: BenchOptions, count_tokens: Optional[Callable[[str], int]] = None) -> None:
-        import aiohttp
-
         assert options.openai_url is not None
         self._options = options
         self._base = options.openai_url.rstrip("/")
-        self._url = f"{self._base}/{ENDPOINTS[options.endpoint]}"
         headers = {"Content-Type": "application/json"}
         if options.api_key:
             headers["Authorization"] = f"Bearer {options.api_key}"
-        limit = max(100, int(max(options.levels)) * 2)
-        self._session = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=limit),
-                                              timeout=aiohttp.ClientTimeout(total=options.timeout_s))
-        self._bodies: list[bytes] = []
+        self._http = SSEConnections(self._base, headers, options.timeout_s)
+        self._requests: list[bytes] = []
         self._count = count_tokens
 
     @property
@@ -101,8 +98,8 @@ class OpenAIBenchClient:
         return "openai"
 
     async def close(self) -> None:
-        """Close the session's connections."""
-        await self._session.close()
+        """Close the connections."""
+        self._http.close()
 
     async def check_model(self) -> None:
         """Fail before any load when the server is unreachable, refuses the key, or lists no such model.
@@ -113,15 +110,18 @@ class OpenAIBenchClient:
         """
         name = self._options.model
         try:
-            async with self._session.get(f"{self._base}/models") as response:
-                body = await response.json(content_type=None) if response.status == 200 else {}
-                status = response.status
+            reply = await self._http.send(self._http.request("GET", "models"))
+            try:
+                raw = await reply.read()
+            finally:
+                reply.release()
+            body = json.loads(raw) if reply.status == 200 else {}
         except Exception as exc:
             raise BenchError(Problem(f"cannot reach the OpenAI server: {exc}", path=self._base,
                                      hint="start it with `tritonkit openai` or `serve --openai-port`, or fix "
                                           "--openai")) from None
-        if status != 200:
-            raise BenchError(Problem(f"GET /models answered {status}", path=self._base,
+        if reply.status != 200:
+            raise BenchError(Problem(f"GET /models answered {reply.status}", path=self._base,
                                      hint="pass --api-key (or set TRITONKIT_API_KEY) if the server needs one"))
         served = sorted(str(m.get("id")) for m in body.get("data", []))
         if name not in served:
@@ -133,46 +133,60 @@ class OpenAIBenchClient:
         return []
 
     def prepare(self, bodies: list[bytes]) -> None:
-        """Keep the request bodies, sent in turn."""
-        self._bodies = bodies
+        """Build the requests for these bodies once; they are sent in turn."""
+        route = ENDPOINTS[self._options.endpoint]
+        self._requests = [self._http.request("POST", route, body) for body in bodies]
 
     async def send(self, index: int) -> Sample:
-        """Send the ``index``-th body (modulo their number) and time it."""
+        """Send the ``index``-th request (modulo their number) and time it."""
         start = time.perf_counter()
         try:
-            async with self._session.post(self._url, data=self._bodies[index % len(self._bodies)]) as response:
-                if response.status != 200:
-                    await response.read()
-                    raise _HTTPStatusError(response.status)
+            reply = await self._http.send(self._requests[index % len(self._requests)])
+            try:
+                if reply.status != 200:
+                    await reply.read()
+                    raise _HTTPStatusError(reply.status)
                 if self._options.stream:
-                    return await self._read_stream(response, start)
-                event = await response.json(content_type=None)
+                    return await self._read_stream(reply, start)
+                event = json.loads(await reply.read())
+            finally:
+                reply.release()
         except Exception as exc:  # every failure is counted by its kind; a load test goes on
             return Sample(start, time.perf_counter(), error=error_kind(exc))
         end = time.perf_counter()
         text, usage_tokens = _event_text(event)
         return _sample(start, [end] if text else [], end, text, self._tokens(text, usage_tokens, 1 if text else 0))
 
-    async def _read_stream(self, response: Any, start: float) -> Sample:
+    async def _read_stream(self, reply: Reply, start: float) -> Sample:
+        """Read server-sent events to ``[DONE]`` (then the rest of the body, untimed)."""
         arrivals: list[float] = []
         pieces: list[str] = []
         usage_tokens: Optional[int] = None
-        async for raw in response.content:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
-            event = json.loads(data)
-            if "error" in event:
-                raise _HTTPStatusError(event["error"].get("code") or "stream_error")
-            text, tokens = _event_text(event)
-            usage_tokens = tokens if tokens is not None else usage_tokens
-            if text:
-                arrivals.append(time.perf_counter())
-                pieces.append(text)
-        end = time.perf_counter()
+        end: Optional[float] = None
+        pending = b""
+        async for chunk in reply.chunks():
+            if end is not None:
+                continue  # after [DONE]: read to the end of the body, so the connection can be kept
+            now = time.perf_counter()
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                line = raw.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    end = now
+                    break
+                event = json.loads(data)
+                if "error" in event:
+                    raise _HTTPStatusError(event["error"].get("code") or "stream_error")
+                text, tokens = _event_text(event)
+                usage_tokens = tokens if tokens is not None else usage_tokens
+                if text:
+                    arrivals.append(now)
+                    pieces.append(text)
+        if end is None:
+            end = time.perf_counter()  # the stream ended without [DONE]
         text = "".join(pieces)
         return _sample(start, arrivals, end, text, self._tokens(text, usage_tokens, len(arrivals)))
 
