@@ -146,7 +146,6 @@ def main() -> int:
             results["request_ms"] = {k: round(v, 2) for k, v in sorted(ms.items())}
             pre_post = ms.get("smollm2_preprocessing", 0.0) + ms.get("smollm2_postprocessing", 0.0)
             results["pre_plus_post_ms"] = round(pre_post, 2)
-            results["ensemble_minus_engine_ms"] = round(ms["smollm2"] - ms["smollm2_engine_unary"], 2)
     print(json.dumps(results, indent=1))
     return 0
 

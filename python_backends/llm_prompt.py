@@ -307,7 +307,7 @@ class StreamKeeper:
     erases the stream's ``ResponseIterator`` from a map without holding the GIL. If Python has dropped
     the stream by then, the iterator dies on that thread, and with it the engine's responses and their
     numpy arrays: Python objects freed without the GIL, which corrupts the allocator under the threads
-    that run Python meanwhile (the ``_engine_unary`` stub died in ``pymalloc_alloc`` under
+    that run Python meanwhile (the unary front's stub died in ``pymalloc_alloc`` under
     concurrency-8 load). ``request.is_cancelled()`` is sent by that same thread, first in first out,
     and waits for it; so once it returns False, every clean-up queued before it is done and the streams
     kept before the call are freed here, under the GIL. A True answer may come from a cache without

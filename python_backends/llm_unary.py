@@ -1,11 +1,12 @@
-"""The non-decoupled front of a decoupled (streaming) engine: the ensemble's one step in the streaming layout.
+"""``<name>`` of the streaming layout: the non-decoupled front of a decoupled engine.
 
 Triton marks an ensemble decoupled as soon as one of its steps is, and decoupled models cannot be
-called through HTTP ``infer`` or unary gRPC. So with a decoupled engine the ensemble calls this
-model with the client's own inputs; it tokenises them (``llm_prompt``, preprocessing's code), sends
-every request of a batch to ``<name>_engine`` at once (so the engine still batches them) with
-``streaming`` off, merges the sequences of each answer and decodes the text as postprocessing does.
-One Python hop before the engine instead of three (preprocessing, a forwarder, postprocessing).
+called through HTTP ``infer`` or unary gRPC. So with a decoupled engine ``<name>`` is this model, with
+the ensemble's inputs and outputs: it tokenises the client's inputs (``llm_prompt``, preprocessing's
+code), sends every request of a batch to ``<name>_engine`` at once (so the engine still batches them)
+with ``streaming`` off, merges the sequences of each answer and decodes the text as postprocessing
+does. One Python hop before the engine, where preprocessing, a forwarder and postprocessing would make
+three (and an ensemble around this model one more).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _error(message: str) -> Any:
 
 
 class TritonPythonModel:
-    """The ``<name>_engine_unary`` model."""
+    """The ``<name>`` model of the streaming layout."""
 
     def initialize(self, args: dict[str, Any]) -> None:
         """Read which engine to call, the routes of client inputs, and load the tokenizer."""

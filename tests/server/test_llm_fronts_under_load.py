@@ -1,4 +1,4 @@
-"""The streaming layout's two fronts, ``<name>_engine_unary`` and ``<name>_bls``, under sustained concurrent load.
+"""The streaming layout's two fronts, ``<name>`` (unary) and ``<name>_bls``, under sustained concurrent load.
 
 With an engine that echoes the prompt at once, so that the fronts and Triton's hops are all the work. Before
 the fix in ``llm_prompt.StreamKeeper`` the unary front's stub died with a segfault in about two runs of three
@@ -68,5 +68,5 @@ def test_front_serves_3000_requests_at_concurrency_8(server: Server, front: str)
     client = BENCH._bls_client if front == "bls" else BENCH._ensemble_client
     assert _load(server, client) == []
     after = grpcclient.InferenceServerClient(server.grpc_url)
-    assert after.is_model_ready("smollm2_engine_unary") and after.is_model_ready("smollm2_bls")
+    assert after.is_model_ready("smollm2") and after.is_model_ready("smollm2_bls")
     assert after.infer("smollm2", BENCH._inputs(False)).as_numpy("text_output").reshape(-1)[0]

@@ -70,15 +70,16 @@ def _write_repo(tmp_path: Path, text: str) -> Path:
 
 def test_demo_spec_gives_the_ensemble_layout(tmp_path: Path) -> None:
     configs = _units(tmp_path, DEMO)
-    assert sorted(configs) == ["smollm2", "smollm2_bls", "smollm2_engine", "smollm2_engine_unary",
-                               "smollm2_postprocessing", "smollm2_preprocessing"]
-    ensemble = _roundtrip(configs["smollm2"])
-    assert ensemble.platform == "ensemble"
-    assert not ensemble.model_transaction_policy.decoupled
-    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
-        "smollm2_engine_unary"]  # it tokenises, calls the decoupled engine and decodes: one hop before the engine
-    assert all(s.model_version == -1 for s in ensemble.ensemble_scheduling.step)
-    assert [t.name for t in ensemble.output] == [t.name for t in contract.declared(contract.CLIENT_OUTPUTS)]
+    assert sorted(configs) == ["smollm2", "smollm2_bls", "smollm2_engine", "smollm2_postprocessing",
+                               "smollm2_preprocessing"]
+    # With a decoupled engine <name> is the Python front itself (it tokenises, calls the engine and
+    # decodes): one hop before the engine, no ensemble around it; not decoupled, so unary calls work.
+    front = _roundtrip(configs["smollm2"])
+    assert front.backend == "python" and not front.platform
+    assert not front.model_transaction_policy.decoupled
+    assert front.parameters["engine_model"].string_value == "smollm2_engine"
+    assert [t.name for t in front.output] == [t.name for t in contract.declared(contract.CLIENT_OUTPUTS)]
+    assert [t.name for t in front.input] == [t.name for t in contract.declared(contract.ENSEMBLE_INPUTS)]
     assert configs["smollm2_bls"].model_transaction_policy.decoupled
     assert configs["smollm2_engine"].model_transaction_policy.decoupled
     for config in configs.values():
@@ -111,12 +112,14 @@ def test_python_models_carry_their_backend_files(tmp_path: Path) -> None:
     engine_files = units["smollm2_engine"].version_files
     assert sorted(engine_files) == ["llm_common.py", "llm_generate.py", "llm_scheduler.py", "llm_slots.py", "model.py"]
     assert b"class TritonPythonModel" in engine_files["model.py"].read()
-    assert units["smollm2"].version_files == {}
+    assert b"class TritonPythonModel" in units["smollm2"].version_files["model.py"].read()  # the front
+    spec.write_text(DEMO.replace("streaming: true", "streaming: false"))
+    assert {u.name: u for u in build_llm_units(load_spec(spec), 0)}["smollm2"].version_files == {}  # an ensemble
 
 
 def test_non_streaming_spec_wires_the_engine_directly(tmp_path: Path) -> None:
     configs = _units(tmp_path, DEMO.replace("streaming: true", "streaming: false"))
-    assert "smollm2_engine_unary" not in configs
+    assert configs["smollm2"].platform == "ensemble"
     assert not configs["smollm2_engine"].model_transaction_policy.decoupled
     steps = [s.model_name for s in configs["smollm2"].ensemble_scheduling.step]
     assert steps[1] == "smollm2_engine"
@@ -215,7 +218,7 @@ def test_configs_declare_the_contract_with_nvidias_flags(tmp_path: Path) -> None
 
 
 def test_ensemble_wires_every_client_input_to_a_step(tmp_path: Path) -> None:
-    ensemble = _units(tmp_path, DEMO)["smollm2"]
+    ensemble = _units(tmp_path, DEMO.replace("streaming: true", "streaming: false"))["smollm2"]
     fed = {value for step in ensemble.ensemble_scheduling.step for value in step.input_map.values()}
     assert {t.name for t in ensemble.input} <= fed
     produced = {value for step in ensemble.ensemble_scheduling.step for value in step.output_map.values()}

@@ -34,7 +34,7 @@ BACKEND_FILES = {
     "postprocessing": ("llm_postprocessing.py", ("llm_common.py",)),
     "bls": ("llm_bls.py", ("llm_common.py", "llm_prompt.py")),
     "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_scheduler.py", "llm_slots.py")),
-    "engine_unary": ("llm_unary.py", ("llm_common.py", "llm_prompt.py")),
+    "front": ("llm_unary.py", ("llm_common.py", "llm_prompt.py")),
 }
 
 
@@ -161,8 +161,8 @@ class _Builder:
         return ModelUnit(name=config.name, config=config, version_files=files, spec_loc=self.loc, origin="llms")
 
     def python_model(self, suffix: str, count: int, params: Mapping[str, ParameterValue],
-                     batching: bool) -> ModelUnit:
-        config = self.base(f"{self.llm.name}_{suffix}", "python")
+                     batching: bool, name: Optional[str] = None) -> ModelUnit:
+        config = self.base(name or f"{self.llm.name}_{suffix}", "python")
         contract.add_tensors(config, suffix)
         if batching:
             # With a delay of 0 (the default) a request never waits for company, and requests that queue
@@ -227,16 +227,14 @@ class _Builder:
         contract.set_parameters(config, contract.pytorch_parameters(llm, source))
         return self.unit(config, _backend_files("engine"))
 
-    def engine_unary(self, tokenizer: str) -> ModelUnit:
-        return self.python_model("engine_unary", 1, self.front_parameters(tokenizer), True)
+    def front(self, tokenizer: str) -> ModelUnit:
+        """``<name>`` of a decoupled engine: a Python model that tokenises, calls the engine and decodes."""
+        return self.python_model("front", 1, self.front_parameters(tokenizer), True, name=self.llm.name)
 
     def ensemble(self) -> ModelUnit:
         name = self.llm.name
         config = self.base(name, "ensemble")
-        if self.llm.streaming:
-            contract.fill_front_ensemble(config, name, f"{name}_engine_unary")
-        else:
-            contract.fill_ensemble(config, name, f"{name}_engine")
+        contract.fill_ensemble(config, name, f"{name}_engine")
         return self.unit(config, {})
 
 
@@ -246,10 +244,11 @@ def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Pat
     The LLM-API layout is one model named after the entry (``model/llmapi.py``); the ensemble layout
     is five: ensemble, preprocessing, engine, postprocessing, bls.
 
-    With ``streaming`` (a decoupled engine) a sixth model, ``<name>_engine_unary``, sits between the
-    ensemble and the engine: Triton marks an ensemble decoupled when any step is, and a decoupled
-    ensemble refuses HTTP ``infer`` and unary gRPC. It tokenises, calls the engine and decodes, and is
-    the ensemble's only step, so a request makes one hop before the engine.
+    With ``streaming`` (a decoupled engine) ``<name>`` is not an ensemble: Triton marks an ensemble
+    decoupled when any step is, and a decoupled model refuses HTTP ``infer`` and unary gRPC. So
+    ``<name>`` is a Python model (``llm_unary.py``) with the ensemble's inputs and outputs that
+    tokenises, calls the engine and decodes: the one hop before the engine (an ensemble around it
+    would add another).
 
     Args:
         loaded: the validated spec.
@@ -271,10 +270,9 @@ def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Pat
             raise SpecError(builder.problems)
         return [unit]
     tokenizer = builder.tokenizer_source()
-    units = [builder.ensemble(), builder.preprocessing(tokenizer), builder.engine(),
-             builder.postprocessing(tokenizer), builder.bls(tokenizer)]
-    if builder.llm.streaming:
-        units.append(builder.engine_unary(tokenizer))
+    front = builder.front(tokenizer) if builder.llm.streaming else builder.ensemble()
+    units = [front, builder.preprocessing(tokenizer), builder.engine(), builder.postprocessing(tokenizer),
+             builder.bls(tokenizer)]
     if builder.problems:
         raise SpecError(builder.problems)
     return units

@@ -189,7 +189,7 @@ _POST_OUTPUTS: tuple[Tensor, ...] = (Tensor("OUTPUT", "STRING", (-1,)),)
 TENSORS: dict[str, tuple[tuple[Tensor, ...], tuple[Tensor, ...]]] = {
     "preprocessing": (_PRE_INPUTS, _PRE_OUTPUTS),
     "engine": (ENGINE_INPUTS, ENGINE_OUTPUTS),
-    "engine_unary": (ENSEMBLE_INPUTS, CLIENT_OUTPUTS),
+    "front": (ENSEMBLE_INPUTS, CLIENT_OUTPUTS),
     "postprocessing": (_POST_INPUTS, _POST_OUTPUTS),
     "bls": (BLS_INPUTS, CLIENT_OUTPUTS),
     "ensemble": (ENSEMBLE_INPUTS, CLIENT_OUTPUTS),
@@ -456,16 +456,3 @@ def fill_ensemble(config: pb.ModelConfig, name: str, engine: str) -> None:
     _step(config, engine, engine_in, engine_out)
     _step(config, f"{name}_postprocessing", {"TOKENS_BATCH": "_TOKENS_BATCH", "SEQUENCE_LENGTH": "_SEQUENCE_LENGTH"},
           {"OUTPUT": "text_output"})
-
-
-def fill_front_ensemble(config: pb.ModelConfig, name: str, front: str) -> None:
-    """The ensemble of a decoupled engine: one step, ``front`` (``<name>_engine_unary``), client tensors as they are.
-
-    A decoupled step would make Triton mark the whole ensemble decoupled (no HTTP ``infer``, no unary
-    gRPC), so a non-decoupled Python model must stand before the engine. It tokenises, calls the
-    engine and decodes itself: one hop before the engine, where preprocessing -> forwarder ->
-    postprocessing would take three.
-    """
-    add_tensors(config, "ensemble")
-    _step(config, front, {t.name: t.name for t in declared(ENSEMBLE_INPUTS)},
-          {t.name: t.name for t in declared(CLIENT_OUTPUTS)})

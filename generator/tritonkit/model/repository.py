@@ -13,8 +13,8 @@ from tritonkit.spec.load import LoadedSpec
 
 __all__ = ["LLM_MODEL_SUFFIXES", "build_repository", "llm_model_names"]
 
-#: The models one ``llms:`` entry can become, by suffix of its name ("" is the ensemble; ``_engine_unary``
-#: only when streaming).
+#: The models one ``llms:`` entry can become, by suffix of its name ("" is the ensemble, or the Python front
+#: of a streaming engine; ``_engine_unary`` is that front's name in repositories of earlier versions).
 LLM_MODEL_SUFFIXES = ("", "_preprocessing", "_engine", "_engine_unary", "_postprocessing", "_bls")
 
 
