@@ -161,30 +161,24 @@ class TritonPythonModel:
                 logprobs=bool(_scalar(request, "return_log_probs", False)), **settings))
         return rows
 
-    def execute(self, requests: list[Any]) -> Optional[list[Any]]:
-        """Hand every valid request to the in-flight scheduler; malformed ones get an error of their own.
+    def execute(self, requests: list[Any]) -> None:
+        """Hand every valid request to the in-flight scheduler and return; malformed ones get an error of their own.
 
-        Decoupled: responses go out on each request's sender as tokens come, and ``execute`` returns at
-        once. Otherwise ``execute`` waits for its requests and returns their responses.
+        Responses go out on each request's sender: as tokens come (decoupled), or once, whole, when the
+        request is done (not decoupled; a model that is not decoupled may answer this way since Triton
+        24.07). Either way ``execute`` returns at once, so a request that arrives while others are
+        being generated joins them in the running batch instead of waiting for the whole batch.
         """
-        responses: list[Any] = [None] * len(requests)
-        jobs: list[_Job] = []
-        for slot, request in enumerate(requests):
+        for request in requests:
             try:
                 if _scalar(request, "stop", False):
-                    responses[slot] = self.stop(request)
+                    response = self.stop(request)
                 else:
-                    jobs.append(_Job(self, request, slot, responses))
+                    _Job(self, request)
                     continue
             except (llm_common.RequestError, ValueError, TypeError, llm_scheduler.QueueFullError) as exc:
-                responses[slot] = _error_response(str(exc))
-            if self.decoupled:
-                request.get_response_sender().send(responses[slot], flags=_FINAL)
-        if self.decoupled:
-            return None
-        for job in jobs:
-            job.wait()
-        return responses
+                response = _error_response(str(exc))
+            request.get_response_sender().send(response, flags=_FINAL)
 
     def stop(self, request: Any) -> Any:
         """``stop: true``: cancel the live request with this request's id; answer with an empty response."""
@@ -222,10 +216,9 @@ def _time_ns() -> int:
 class _Job:
     """One client request: its rows in the scheduler, and the responses they make."""
 
-    def __init__(self, engine: TritonPythonModel, request: Any, slot: int, responses: list[Any]) -> None:
-        self.engine, self.slot, self.responses = engine, slot, responses
-        self.triton_request = request
-        self.sender = request.get_response_sender() if engine.decoupled else None
+    def __init__(self, engine: TritonPythonModel, request: Any) -> None:
+        self.engine = engine
+        self.sender = request.get_response_sender()
         self.streaming = engine.decoupled and bool(_scalar(request, "streaming", False))
         self.exclude_input = bool(_scalar(request, "exclude_input_in_output", engine.exclude_input))
         self.perf = bool(_scalar(request, "return_perf_metrics", False))
@@ -248,10 +241,6 @@ class _Job:
             raise
         self.times["first_scheduled_time_ns"] = _time_ns()
 
-    def wait(self) -> None:
-        for item in self.requests:
-            item.done.wait()
-
     def cancel(self) -> None:
         for item in self.requests:
             self.engine.scheduler.cancel(item)
@@ -260,8 +249,7 @@ class _Job:
         self.steps += 1
         if self.steps % 4:
             return False
-        holder = self.sender if self.sender is not None else self.triton_request
-        return bool(holder.is_cancelled())
+        return bool(self.sender.is_cancelled())
 
     def _tensors(self, item: Any, new_tokens: list[int], done: bool) -> dict[str, np.ndarray[Any, Any]]:
         row = item.row
@@ -299,7 +287,7 @@ class _Job:
                 self.closed.add(id(item))
         elif self._client_cancelled():
             self.cancel()
-        if self.sender is None:
+        if not self.engine.decoupled:
             if done:
                 self._finish_unary(item)
             return
@@ -320,8 +308,10 @@ class _Job:
             if done:
                 self.left -= 1
             last = self.left == 0
+        self._deliver(response, last)
+
+    def _deliver(self, response: Any, last: bool) -> None:
         try:
-            assert self.sender is not None
             self.sender.send(response, flags=_FINAL if last else 0)
         except pb_utils.TritonModelException as exc:
             # The client went away (cancelled stream): nothing is waiting for this response.
@@ -334,12 +324,12 @@ class _Job:
             self.left -= 1
             if self.left:
                 return
-        self.engine.register(self, False)
         errors = [r.error for r in self.requests if r.error]
         if errors:
-            self.responses[self.slot] = _error_response(errors[0])
-            return
-        parts = [self._tensors(r, [], True) for r in self.requests]
-        self.responses[self.slot] = pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor(k, v) for k, v in llm_common.merge_sequences(parts, self.engine.default_pad_id).items()])
+            response = _error_response(errors[0])
+        else:
+            parts = [self._tensors(r, [], True) for r in self.requests]
+            merged = llm_common.merge_sequences(parts, self.engine.default_pad_id)
+            response = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in merged.items()])
+        self._deliver(response, True)
 

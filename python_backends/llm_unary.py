@@ -26,6 +26,13 @@ def _error(message: str) -> Any:
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
 
 
+def _send(request: Any, response: Any) -> None:
+    try:
+        request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+    except pb_utils.TritonModelException as exc:  # the client went away: nothing waits for this answer
+        pb_utils.Logger.log_verbose(f"response not sent: {exc}")
+
+
 class TritonPythonModel:
     """The ``<name>`` model of the streaming layout."""
 
@@ -46,11 +53,20 @@ class TritonPythonModel:
         """Stop the worker threads."""
         self.pool.shutdown(wait=True)
 
-    def execute(self, requests: list[Any]) -> list[Any]:
-        """Send every request to the engine concurrently and wait for all answers."""
-        if len(requests) == 1:
-            return [self._serve(requests[0])]
-        return list(self.pool.map(self._serve, requests))
+    def execute(self, requests: list[Any]) -> None:
+        """Hand each request to a worker thread and return; each answer goes out on its request's sender.
+
+        A model that is not decoupled may answer through the response sender (one response, with the
+        final flag; Triton 24.07 and later). So ``execute`` never waits for the engine, and a request
+        that arrives while others are being generated goes to the engine at once. Returning the answers
+        instead would hold it until the whole batch before it had finished: a short request behind a
+        long generation would wait for all of it, and the engine could not batch the two in flight.
+        """
+        for request in requests:
+            self.pool.submit(self._answer, request)
+
+    def _answer(self, request: Any) -> None:
+        _send(request, self._serve(request))
 
     def _serve(self, request: Any) -> Any:
         try:

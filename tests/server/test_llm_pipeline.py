@@ -146,26 +146,50 @@ def _counts(server: Server, model: str) -> tuple[int, int]:
     return int(found.get("execution_count", 0)), int(found.get("inference_count", 0))
 
 
-def test_eight_concurrent_requests_are_batched(server: Server) -> None:
-    """The front takes requests that queue while it works in one batch, and sends them on together.
+def test_eight_concurrent_requests_are_generated_together(server: Server) -> None:
+    """Eight unary requests at once are all in the engine's running batch at the same time.
 
-    The engine's own scheduler then runs them in one batch however Triton hands them over (one
-    execute per request or several per execute: that depends on timing, so it is not asserted; the
-    scheduler's batching has its own tests).
+    The engine's own timings (``return_perf_metrics``) show it: the last of them to be scheduled was
+    scheduled before the first of them had its last token.
     """
-    front0, engine0 = _counts(server, "smollm2"), _counts(server, "smollm2_engine")
-    answers: list[str] = []
-    prompts = [f"Name a color. Answer number {i}." for i in range(8)]
-    threads = [threading.Thread(target=lambda p=p: answers.append(_ask(server, "grpc", p.encode(), 8)[0]))
-               for p in prompts]
+    spans: list[tuple[int, int]] = []
+
+    def ask(index: int) -> None:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        inputs = _inputs(grpcclient, f"Name a color. Answer number {index}.".encode(), 8,
+                         return_perf_metrics=np.array([[True]]))
+        result = client.infer("smollm2", inputs)
+        assert result.as_numpy("text_output").reshape(-1)[0]
+        spans.append((int(result.as_numpy("first_scheduled_time_ns").reshape(-1)[0]),
+                      int(result.as_numpy("last_token_time_ns").reshape(-1)[0])))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
-    front, engine = _counts(server, "smollm2"), _counts(server, "smollm2_engine")
-    assert len(answers) == 8 and all(answers)
-    assert front[1] - front0[1] == 8 and engine[1] - engine0[1] == 8
-    assert front[0] - front0[0] < 8  # batched in the front
+    assert len(spans) == 8
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
+
+
+def test_a_short_request_is_not_held_behind_a_long_one(server: Server) -> None:
+    """The front answers on response senders, so its ``execute`` never waits for a generation.
+
+    Were it to return its answers, a request arriving while another is generated would wait in Triton's
+    queue until that whole generation had finished.
+    """
+    finished: dict[str, float] = {}
+
+    def ask(name: str, tokens: int) -> None:
+        _ask(server, "grpc", b"Write a very long story about the sea.", tokens)
+        finished[name] = time.monotonic()
+
+    long = threading.Thread(target=ask, args=("long", 200))
+    long.start()
+    time.sleep(0.5)  # the long answer is being generated now
+    ask("short", 4)
+    long.join(timeout=300)
+    assert finished["short"] < finished["long"]
 
 
 #: Malformed requests, each with what its error must name (the tensor and the limit).
