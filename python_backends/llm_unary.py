@@ -12,8 +12,9 @@ three (and an ensemble around this model one more).
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -24,6 +25,42 @@ import llm_prompt
 
 def _error(message: str) -> Any:
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+
+
+class _Batch:
+    """The requests of one ``execute`` and their answers: returned together, or each sent on its own."""
+
+    def __init__(self, requests: list[Any]) -> None:
+        self.requests = requests
+        self.responses: list[Any] = [None] * len(requests)
+        self._left = len(requests)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._detached = False
+
+    def answer(self, index: int, response: Any) -> None:
+        """Keep ``response`` for ``execute`` to return, or send it if ``execute`` has returned without it."""
+        with self._lock:
+            if not self._detached:
+                self.responses[index] = response
+                self._left -= 1
+                if not self._left:
+                    self._done.set()
+                return
+        _send(self.requests[index], response)
+
+    def wait(self, timeout_s: float) -> bool:
+        """True when every answer came within ``timeout_s``; else they go out on their senders."""
+        if self._done.wait(timeout_s):
+            return True
+        with self._lock:
+            if not self._left:
+                return True
+            self._detached = True
+            ready = [(r, a) for r, a in zip(self.requests, self.responses) if a is not None]
+        for request, response in ready:
+            _send(request, response)
+        return False
 
 
 def _send(request: Any, response: Any) -> None:
@@ -48,25 +85,29 @@ class TritonPythonModel:
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrency") or 8),
                                        thread_name_prefix="tritonkit-unary")
         self.streams = llm_prompt.StreamKeeper()
+        #: How long ``execute`` waits for its answers before leaving them to the response senders.
+        self.hold_s = float(params.get("hold_ms") or 20.0) / 1000.0
 
     def finalize(self) -> None:
         """Stop the worker threads."""
         self.pool.shutdown(wait=True)
 
-    def execute(self, requests: list[Any]) -> None:
-        """Hand each request to a worker thread and return; each answer goes out on its request's sender.
+    def execute(self, requests: list[Any]) -> Optional[list[Any]]:
+        """Send every request to the engine concurrently; return the answers if they all come within the hold.
 
-        A model that is not decoupled may answer through the response sender (one response, with the
-        final flag; Triton 24.07 and later). So ``execute`` never waits for the engine, and a request
-        that arrives while others are being generated goes to the engine at once. Returning the answers
-        instead would hold it until the whole batch before it had finished: a short request behind a
-        long generation would wait for all of it, and the engine could not batch the two in flight.
+        Answers that take longer (the engine is generating) go out later, each on its request's response
+        sender, which a model that is not decoupled may use too (one response, with the final flag;
+        Triton 24.07 and later). So a request that arrives meanwhile waits at most the hold (20 ms), not
+        until a whole batch of generations is done; and quick answers still go back together, in one
+        message, as returning them costs less than sending each.
         """
-        for request in requests:
-            self.pool.submit(self._answer, request)
+        batch = _Batch(requests)
+        for index in range(len(requests)):
+            self.pool.submit(self._answer, batch, index)
+        return batch.responses if batch.wait(self.hold_s) else None
 
-    def _answer(self, request: Any) -> None:
-        _send(request, self._serve(request))
+    def _answer(self, batch: _Batch, index: int) -> None:
+        batch.answer(index, self._serve(batch.requests[index]))
 
     def _serve(self, request: Any) -> Any:
         try:

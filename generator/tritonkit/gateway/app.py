@@ -110,6 +110,9 @@ class _EventStream(Response):
                 raise
         finally:
             self.watch.close()
+            # A disconnect seen during a send leaves the events suspended: close them now (so the Triton
+            # request is cancelled now), not when they are garbage-collected.
+            await self.events.aclose()  # type: ignore[attr-defined]  # an async generator
 
 
 def _quiet_collector() -> None:
