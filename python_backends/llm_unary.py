@@ -22,6 +22,9 @@ import triton_python_backend_utils as pb_utils
 import llm_common
 import llm_prompt
 
+#: How long ``execute`` waits for its batch's answers before leaving them to the response senders.
+_HOLD_S = 0.020
+
 
 def _error(message: str) -> Any:
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
@@ -85,8 +88,6 @@ class TritonPythonModel:
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("max_concurrency") or 8),
                                        thread_name_prefix="tritonkit-unary")
         self.streams = llm_prompt.StreamKeeper()
-        #: How long ``execute`` waits for its answers before leaving them to the response senders.
-        self.hold_s = float(params.get("hold_ms") or 20.0) / 1000.0
 
     def finalize(self) -> None:
         """Stop the worker threads."""
@@ -104,7 +105,7 @@ class TritonPythonModel:
         batch = _Batch(requests)
         for index in range(len(requests)):
             self.pool.submit(self._answer, batch, index)
-        return batch.responses if batch.wait(self.hold_s) else None
+        return batch.responses if batch.wait(_HOLD_S) else None
 
     def _answer(self, batch: _Batch, index: int) -> None:
         batch.answer(index, self._serve(batch.requests[index]))

@@ -33,12 +33,22 @@ llms:
 QUESTION = "What is the capital of France?"
 
 
+def _serve(tmp_path_factory: pytest.TempPathFactory, start: Callable[..., Server], spec: str) -> Server:
+    root = tmp_path_factory.mktemp("llm")
+    (root / "tritonkit.yaml").write_text(spec)
+    generate(root / "tritonkit.yaml", root)
+    return start(root / "model_repository", startup_timeout_s=400.0)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Callable[..., Server]) -> Server:
-    root = tmp_path_factory.mktemp("llm")
-    (root / "tritonkit.yaml").write_text(SPEC)
-    generate(root / "tritonkit.yaml", root)
-    return triton_server_module(root / "model_repository", startup_timeout_s=400.0)
+    return _serve(tmp_path_factory, triton_server_module, SPEC)
+
+
+@pytest.fixture(scope="module")
+def whole_server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Callable[..., Server]) -> Server:
+    """``streaming: false``: preprocessing -> a non-decoupled engine -> postprocessing, no unary front."""
+    return _serve(tmp_path_factory, triton_server_module, SPEC.replace("streaming: true", "streaming: false"))
 
 
 def _inputs(module: Any, prompt: Any, max_tokens: Any, **extra: Any) -> list[Any]:
@@ -172,12 +182,14 @@ def test_eight_concurrent_requests_are_generated_together(server: Server) -> Non
     assert max(start for start, _ in spans) < min(end for _, end in spans)
 
 
-def test_a_short_request_is_not_held_behind_a_long_one(server: Server) -> None:
-    """The front answers on response senders, so its ``execute`` never waits for a generation.
+@pytest.mark.parametrize("layout", ["server", "whole_server"])
+def test_a_short_request_is_not_held_behind_a_long_one(layout: str, request: pytest.FixtureRequest) -> None:
+    """Neither the unary front nor the engine (decoupled or not) holds a request behind a generation.
 
-    Were it to return its answers, a request arriving while another is generated would wait in Triton's
-    queue until that whole generation had finished.
+    Were their ``execute`` to wait for its answers, a request arriving while another is generated would
+    wait in Triton's queue until that whole generation had finished.
     """
+    server: Server = request.getfixturevalue(layout)
     finished: dict[str, float] = {}
 
     def ask(name: str, tokens: int) -> None:
@@ -190,6 +202,18 @@ def test_a_short_request_is_not_held_behind_a_long_one(server: Server) -> None:
     ask("short", 4)
     long.join(timeout=300)
     assert finished["short"] < finished["long"]
+
+
+def test_without_streaming_the_engine_is_not_decoupled_and_answers_whole(whole_server: Server) -> None:
+    client = grpcclient.InferenceServerClient(whole_server.grpc_url)
+    assert not client.get_model_config("smollm2_engine", as_json=True)["config"].get(
+        "model_transaction_policy", {}).get("decoupled")
+    assert client.get_model_config("smollm2", as_json=True)["config"]["platform"] == "ensemble"
+    text, reason = _ask(whole_server, "grpc", QUESTION.encode(), 24)
+    assert "Paris" in text and reason in ("stop", "length")
+    with pytest.raises(InferenceServerException, match="max_tokens"):
+        _ask(whole_server, "grpc", QUESTION.encode(), 0)
+    assert "Paris" in _ask(whole_server, "grpc", QUESTION.encode(), 24)[0]
 
 
 #: Malformed requests, each with what its error must name (the tensor and the limit).
