@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 
-def test_the_cli_loads_without_the_gateway_stack() -> None:
+def test_the_cli_loads_without_the_gateway_stack_or_the_bench_extra() -> None:
     code = ("import sys; import tritonkit.cli; "
-            "loaded = [m for m in ('starlette', 'uvicorn', 'tritonkit.gateway') if m in sys.modules]; "
+            "loaded = [m for m in ('starlette', 'uvicorn', 'httptools', 'tritonkit.gateway') if m in sys.modules]; "
             "print(loaded); sys.exit(1 if loaded else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -13,14 +13,27 @@ import asyncio
 import collections
 import ssl
 from collections.abc import AsyncIterator
-from typing import Optional, Union
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit
 
-import httptools
-
-from tritonkit.errors import HttpWireError
+from tritonkit.errors import ClientError, HttpWireError, Problem
 
 __all__ = ["Reply", "SSEConnections"]
+
+def _httptools() -> Any:
+    """The ``httptools`` module (the ``bench`` extra), imported on first use: the CLI loads without it.
+
+    Raises:
+        ClientError: it is not installed.
+
+    """
+    try:
+        import httptools
+    except ModuleNotFoundError:
+        raise ClientError(Problem("bench --openai reads HTTP replies with httptools, which is not installed",
+                                  hint="pip install 'tritonkit[bench]'")) from None
+    return httptools
+
 
 #: What the parser hands the reader: a status (headers complete), body bytes, None (reply complete), or a failure.
 _Piece = Union[int, bytes, None, BaseException]
@@ -31,7 +44,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: Optional[asyncio.Transport] = None
-        self.parser = httptools.HttpResponseParser(self)
+        self._httptools = _httptools()
+        self.parser = self._httptools.HttpResponseParser(self)
         self.pieces: collections.deque[_Piece] = collections.deque()
         self.wakeup: Optional[asyncio.Future[None]] = None
         self.closed = False
@@ -52,7 +66,7 @@ class _Connection(asyncio.Protocol):
         self.answered = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except self._httptools.HttpParserError as exc:
             self._push(HttpWireError("protocol", f"malformed HTTP reply: {exc}"))
             self.abort()
 
@@ -128,6 +142,7 @@ class SSEConnections:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url}")
+        _httptools()  # a missing extra fails here, before any request
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.path = parts.path.rstrip("/")
