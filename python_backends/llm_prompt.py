@@ -95,22 +95,58 @@ class Preprocessor:
         self._default_stops = self._word_list(self.default_stop_ids)
 
     def _fast_encoder(self) -> Any:
-        """Encode through the Rust tokenizer when it gives the same ids as the tokenizer's ``__call__`` (probed).
+        """The quickest encoder that gives the same ids as the tokenizer's ``__call__`` on every probe.
 
-        The transformers wrapper costs about as much Python per call as the Rust tokenisation itself.
+        The transformers wrapper costs about as much Python per call as the Rust tokenisation itself, so
+        prompts go to the Rust tokenizer; and the chat template's fixed text around the message (the
+        system turn, the assistant header: two thirds of a short prompt's tokens) is tokenised once.
         """
-        special = not self.chat
         slow = self._slow_encode
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is None:
             return slow
-        probes = [self._format("Hello there, \u00e9t\u00e9 {x}!"), "  leading spaces\n\nand lines\t",
-                  "\u4f60\u597d 123"]
+        special = not self.chat
+        messages = ["Hello there, \u00e9t\u00e9 {x}!", "  leading spaces\n\nand lines\t", "\u4f60\u597d 123",
+                    "\n\n\nstarts with lines", "ends with spaces   ", "ends with a line\n", "\ttab", "x",
+                    "emoji \U0001f600 and digits 20261130", f"a {self.tokenizer.eos_token or ''} inside"]
+        formatted = [self._format(m) for m in messages]
+        expected = slow(formatted)
 
-        def fast(prompts: list[str]) -> list[list[int]]:  # one call each: no thread pool (see llm_common)
+        def whole(prompts: list[str]) -> list[list[int]]:  # one call each: no thread pool (see llm_common)
             return [backend.encode(p, add_special_tokens=special).ids for p in prompts]
 
-        return fast if fast(probes) == slow(probes) else slow
+        if whole(formatted) != expected or whole(messages) != slow(messages):
+            return slow
+        fixed = self._fixed_parts(backend)
+        if fixed is None:
+            return whole
+        head, tail, head_ids, tail_ids = fixed
+
+        def middle(prompts: list[str]) -> list[list[int]]:
+            return [head_ids + backend.encode(p[head:len(p) - tail], add_special_tokens=False).ids + tail_ids
+                    for p in prompts]
+
+        return middle if middle(formatted) == expected else whole
+
+    def _fixed_parts(self, backend: Any) -> Optional[tuple[int, int, list[int], list[int]]]:
+        """The template's text that tokenises the same whatever the message, with its ids; None if there is none.
+
+        That is the text up to the end of the last added token before the message, and from the first added
+        token after it: a tokenizer splits its input at added tokens before anything else. Returns the two
+        lengths in characters and the two id lists.
+        """
+        if self.template is None:
+            return None
+        before, after = self.template
+        added = set(getattr(self.tokenizer, "added_tokens_decoder", {}) or {})
+        found = backend.encode(before, add_special_tokens=False)
+        head = max((end for token, (_, end) in zip(found.ids, found.offsets) if token in added), default=0)
+        found = backend.encode(after, add_special_tokens=False)
+        tail_start = next((start for token, (start, _) in zip(found.ids, found.offsets) if token in added), len(after))
+        if not head and tail_start == len(after):
+            return None
+        return (head, len(after) - tail_start, backend.encode(before[:head], add_special_tokens=False).ids,
+                backend.encode(after[tail_start:], add_special_tokens=False).ids)
 
     def _slow_encode(self, prompts: list[str]) -> list[list[int]]:
         return [list(ids) for ids in self.tokenizer(prompts, add_special_tokens=not self.chat)["input_ids"]]

@@ -61,6 +61,24 @@ def test_incremental_decoding_keeps_spaces_and_characters(tokenizer: Any) -> Non
 
 
 @pytest.mark.llm
+@pytest.mark.parametrize("system_prompt", ["", "You are terse."])
+def test_prompts_tokenise_as_the_tokenizer_does_with_the_template_text_done_once(tokenizer: Any,
+                                                                                 system_prompt: str) -> None:
+    import random
+
+    import llm_prompt
+
+    pre = llm_prompt.Preprocessor({"max_input_len": "2048", "max_output_len": "512", "system_prompt": system_prompt},
+                                  tokenizer, {})
+    assert pre._encode.__name__ == "middle"  # SmolLM2's template: system turn and assistant header done once
+    pieces = [*"ab cZ\n\t 1.,!?\u00e9\u4e2d\U0001f600", "<|im_end|>", "<|im_start|>", "  ", "\n\n", "user"]
+    draw = random.Random(13)
+    messages = ["".join(draw.choice(pieces) for _ in range(draw.randint(1, 12))) for _ in range(400)]
+    prompts = [pre._format(m) for m in messages if m.strip()]
+    assert pre._encode(prompts) == pre._slow_encode(prompts)
+
+
+@pytest.mark.llm
 def test_batched_generation_matches_one_at_a_time(tokenizer: Any) -> None:
     import torch
 
