@@ -3,7 +3,10 @@
 Requests go to the in-flight scheduler (``llm_scheduler.py``): they join the running batch at the
 next step and leave it when done. In decoupled mode a request with ``streaming`` set gets one
 response per step; the others get one response when they finish. ``num_return_sequences`` runs as
-that many rows, each answered with its ``sequence_index``. A request with ``stop`` set cancels the
+that many rows, each answered with its ``sequence_index``. A decoupled engine takes a request with a batch
+of prompts as TensorRT-LLM's backend does: each prompt is a request of its own, answered with its
+``batch_index`` (the streaming layout's unary front sends its batch this way, one engine request per
+``execute``). A request with ``stop`` set cancels the
 live request that has the same request id, as TensorRT-LLM's backend does; a client that cancels
 its own request (Triton's request cancellation) stops it too. Inputs this engine cannot honour
 (beam search, LoRA, prompt tables, guided decoding, ...) get an error response naming the input and
@@ -16,7 +19,7 @@ import json
 import math
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -33,13 +36,28 @@ _FLOATS = (("temperature", "temperature", 0.0, None), ("runtime_top_p", "top_p",
 _NEUTRAL = {"beam_width": 1}
 
 
-def _array(request: Any, name: str) -> Optional[np.ndarray[Any, Any]]:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy()
+Inputs = dict[str, np.ndarray[Any, Any]]
 
 
-def _scalar(request: Any, name: str, default: Any = None) -> Any:
-    array = _array(request, name)
+class _Place(NamedTuple):
+    """A row of a request: which prompt of its batch, which of that prompt's sequences, how it is answered."""
+
+    batch_index: int
+    sequence_index: int
+    exclude_input: bool
+    row: llm_generate.Row
+
+
+def _inputs(request: Any) -> Inputs:
+    return {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
+
+
+def _array(inputs: Inputs, name: str) -> Optional[np.ndarray[Any, Any]]:
+    return inputs.get(name)
+
+
+def _scalar(inputs: Inputs, name: str, default: Any = None) -> Any:
+    array = _array(inputs, name)
     if array is None or array.size == 0:
         return default
     return array.reshape(-1)[0].item()
@@ -57,16 +75,16 @@ def _is_neutral(name: str, array: np.ndarray[Any, Any]) -> bool:
     return array.dtype == np.bool_ and not bool(array.any())
 
 
-def check_unsupported(request: Any, unsupported: dict[str, str]) -> None:
+def check_unsupported(inputs: Inputs, unsupported: dict[str, str]) -> None:
     """Refuse a request that sets an input this engine cannot honour (to anything but its neutral value)."""
     for name, why in unsupported.items():
-        array = _array(request, name)
+        array = _array(inputs, name)
         if array is not None and not _is_neutral(name, array):
             raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's PyTorch engine: {why}")
 
 
-def _number(request: Any, name: str, default: Any, low: Optional[float], high: Optional[float]) -> Any:
-    value = _scalar(request, name, default)
+def _number(inputs: Inputs, name: str, default: Any, low: Optional[float], high: Optional[float]) -> Any:
+    value = _scalar(inputs, name, default)
     if value is None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
@@ -111,14 +129,12 @@ class TritonPythonModel:
         """The model's context length, or ``default`` when its config does not say."""
         return self.max_context or default
 
-    def read_prompt(self, request: Any) -> list[int]:
-        """The prompt's token ids (``input_ids`` cut to ``input_lengths``)."""
-        ids = _array(request, "input_ids")
+    def read_prompt(self, inputs: Inputs) -> list[int]:
+        """The prompt's token ids (``input_ids`` cut to ``input_lengths``) of a batch of one."""
+        ids = _array(inputs, "input_ids")
         if ids is None:
             raise llm_common.RequestError("input 'input_ids' is missing")
-        if ids.shape[0] != 1:
-            raise llm_common.RequestError(f"send one sequence per request (got a batch of {ids.shape[0]})")
-        length = _scalar(request, "input_lengths", ids.shape[-1])
+        length = _scalar(inputs, "input_lengths", ids.shape[-1])
         if not 0 < int(length) <= ids.reshape(-1).size:
             raise llm_common.RequestError(f"input 'input_lengths' must be between 1 and the {ids.reshape(-1).size} "
                                           f"ids of input_ids (got {length})")
@@ -128,38 +144,53 @@ class TritonPythonModel:
                                           f"{self.max_context}")
         return prompt
 
-    def _max_new(self, request: Any, prompt: list[int]) -> int:
+    def _max_new(self, inputs: Inputs, prompt: list[int]) -> int:
         limit = (self.max_context - len(prompt)) if self.max_context else 1 << 20
-        wanted = _scalar(request, "request_output_len")
+        wanted = _scalar(inputs, "request_output_len")
         if wanted is None or int(wanted) <= 0:
             raise llm_common.RequestError(f"input 'request_output_len' must be at least 1 (got {wanted})")
         return min(int(wanted), limit)
 
-    def rows(self, request: Any) -> list[llm_generate.Row]:
-        """The rows one request generates: ``num_return_sequences`` of them, sampling settings checked."""
-        check_unsupported(request, self.unsupported)
-        prompt = self.read_prompt(request)
-        max_new = self._max_new(request, prompt)
-        count = int(_number(request, "num_return_sequences", 1, 1, self.max_batch))
-        end_id = _scalar(request, "end_id")
-        stop, bad = _array(request, "stop_words_list"), _array(request, "bad_words_list")
-        bias = _array(request, "embedding_bias")
-        _number(request, "len_penalty", 1.0, None, None)  # beam search only: no effect at beam_width 1
-        settings = {field: _number(request, name, self.defaults[name], low, high)
+    def rows(self, inputs: Inputs) -> list[_Place]:
+        """The rows one request generates, with their batch and sequence indices, every setting checked first.
+
+        Each prompt of the request's batch makes ``num_return_sequences`` rows. A batch of several prompts
+        needs a decoupled engine (each prompt is answered on its own), as in TensorRT-LLM's backend.
+        """
+        ids = _array(inputs, "input_ids")
+        batch = 1 if ids is None or ids.ndim < 2 else int(ids.shape[0])
+        if batch > 1 and not self.decoupled:
+            raise llm_common.RequestError(f"input 'input_ids' has a batch of {batch} prompts; a batch of more than "
+                                          "one needs the decoupled engine (streaming: true), as in TensorRT-LLM's "
+                                          "backend")
+        places = []
+        for index in range(batch):
+            one = {name: array[index:index + 1] for name, array in inputs.items()} if batch > 1 else inputs
+            exclude = bool(_scalar(one, "exclude_input_in_output", self.exclude_input))
+            places += [_Place(index, sequence, exclude, row) for sequence, row in enumerate(self._prompt_rows(one))]
+        return places
+
+    def _prompt_rows(self, inputs: Inputs) -> list[llm_generate.Row]:
+        check_unsupported(inputs, self.unsupported)
+        prompt = self.read_prompt(inputs)
+        max_new = self._max_new(inputs, prompt)
+        count = int(_number(inputs, "num_return_sequences", 1, 1, self.max_batch))
+        end_id = _scalar(inputs, "end_id")
+        stop, bad = _array(inputs, "stop_words_list"), _array(inputs, "bad_words_list")
+        bias = _array(inputs, "embedding_bias")
+        _number(inputs, "len_penalty", 1.0, None, None)  # beam search only: no effect at beam_width 1
+        settings = {field: _number(inputs, name, self.defaults[name], low, high)
                     for name, field, low, high in _FLOATS}
-        top_k = int(_number(request, "runtime_top_k", self.defaults["runtime_top_k"], 0, None))
-        seed = _scalar(request, "seed", self.defaults["seed"])
-        rows = []
-        for index in range(count):
-            rows.append(llm_generate.Row(
-                prompt=prompt, max_new_tokens=max_new,
-                end_ids=[int(end_id)] if end_id is not None else list(self.default_end_ids),
-                stop_words=llm_common.list_to_words(stop), bad_words=llm_common.list_to_words(bad),
-                top_k=top_k, seed=None if seed is None else int(seed) + index,
-                min_tokens=int(_number(request, "min_tokens", 0, 0, None)),
-                embedding_bias=bias.reshape(-1).tolist() if bias is not None and bias.size else None,
-                logprobs=bool(_scalar(request, "return_log_probs", False)), **settings))
-        return rows
+        top_k = int(_number(inputs, "runtime_top_k", self.defaults["runtime_top_k"], 0, None))
+        seed = _scalar(inputs, "seed", self.defaults["seed"])
+        return [llm_generate.Row(
+            prompt=prompt, max_new_tokens=max_new,
+            end_ids=[int(end_id)] if end_id is not None else list(self.default_end_ids),
+            stop_words=llm_common.list_to_words(stop), bad_words=llm_common.list_to_words(bad),
+            top_k=top_k, seed=None if seed is None else int(seed) + index,
+            min_tokens=int(_number(inputs, "min_tokens", 0, 0, None)),
+            embedding_bias=bias.reshape(-1).tolist() if bias is not None and bias.size else None,
+            logprobs=bool(_scalar(inputs, "return_log_probs", False)), **settings) for index in range(count)]
 
     def execute(self, requests: list[Any]) -> None:
         """Hand every valid request to the in-flight scheduler and return; malformed ones get an error of their own.
@@ -171,7 +202,7 @@ class TritonPythonModel:
         """
         for request in requests:
             try:
-                if _scalar(request, "stop", False):
+                if _scalar(_inputs(request), "stop", False):
                     response = self.stop(request)
                 else:
                     _Job(self, request)
@@ -219,14 +250,16 @@ class _Job:
     def __init__(self, engine: TritonPythonModel, request: Any) -> None:
         self.engine = engine
         self.sender = request.get_response_sender()
-        self.streaming = engine.decoupled and bool(_scalar(request, "streaming", False))
-        self.exclude_input = bool(_scalar(request, "exclude_input_in_output", engine.exclude_input))
-        self.perf = bool(_scalar(request, "return_perf_metrics", False))
+        inputs = _inputs(request)
+        self.streaming = engine.decoupled and bool(_scalar(inputs, "streaming", False))
+        self.perf = bool(_scalar(inputs, "return_perf_metrics", False))
         self.request_id = request.request_id()
         self.times = {"arrival_time_ns": _time_ns()}
-        rows = engine.rows(request)
+        places = engine.rows(inputs)
         self.lock = threading.Lock()
-        self.requests = [llm_scheduler.Request(row, self.on_tokens) for row in rows]
+        self.requests = [llm_scheduler.Request(place.row, self.on_tokens) for place in places]
+        #: id of a scheduler request -> its place in the client's request.
+        self.places = {id(item): place for item, place in zip(self.requests, places)}
         self.left = len(self.requests)
         #: Rows whose final response is made (the scheduler may report a finished row twice).
         self.closed: set[int] = set()
@@ -252,15 +285,14 @@ class _Job:
         return bool(self.sender.is_cancelled())
 
     def _tensors(self, item: Any, new_tokens: list[int], done: bool) -> dict[str, np.ndarray[Any, Any]]:
-        row = item.row
+        row, place = item.row, self.places[id(item)]
         tokens = new_tokens if self.streaming else row.tokens
-        if not self.streaming and not self.exclude_input:
+        if not self.streaming and not place.exclude_input:
             tokens = row.prompt + tokens
-        index = self.requests.index(item)
         out = {"output_ids": np.array(tokens, dtype=np.int32).reshape(1, 1, -1),
                "sequence_length": np.array([[len(tokens)]], dtype=np.int32),
-               "batch_index": np.zeros((1, 1), dtype=np.int32),
-               "sequence_index": np.array([[index]], dtype=np.int32)}
+               "batch_index": np.array([[place.batch_index]], dtype=np.int32),
+               "sequence_index": np.array([[place.sequence_index]], dtype=np.int32)}
         if row.logprobs:
             chosen = row.token_logprobs[:len(row.tokens)]
             part = chosen[len(chosen) - len(new_tokens):] if self.streaming else chosen

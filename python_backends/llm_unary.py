@@ -3,10 +3,18 @@
 Triton marks an ensemble decoupled as soon as one of its steps is, and decoupled models cannot be
 called through HTTP ``infer`` or unary gRPC. So with a decoupled engine ``<name>`` is this model, with
 the ensemble's inputs and outputs: it tokenises the client's inputs (``llm_prompt``, preprocessing's
-code), sends every request of a batch to ``<name>_engine`` at once (so the engine still batches them)
-with ``streaming`` off, merges the sequences of each answer and decodes the text as postprocessing
-does. One Python hop before the engine, where preprocessing, a forwarder and postprocessing would make
-three (and an ensemble around this model one more).
+code), sends the requests of a batch to ``<name>_engine`` with ``streaming`` off, merges the sequences
+of each answer and decodes the text as postprocessing does. One Python hop before the engine, where
+preprocessing, a forwarder and postprocessing would make three (and an ensemble around this model one
+more).
+
+Requests that ask the same of the engine (the same inputs set, outputs, and per-request flags) and
+carry no request id go to the engine as one request with a batch of prompts, as TensorRT-LLM's
+decoupled backend takes them: each prompt is answered on its own, with its ``batch_index``, so a short
+answer still leaves first. One engine request per group costs one round trip through Triton where a
+request each cost one per client. A request with an id goes alone, so that a ``stop`` naming it finds
+it; a group the engine refuses as a whole is sent again one request at a time, so that only the
+malformed request gets the error.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -24,6 +32,8 @@ import llm_prompt
 
 #: How long ``execute`` waits for its batch's answers before leaving them to the response senders.
 _HOLD_S = 0.020
+#: Engine inputs read once per request, not per prompt: requests that differ in them do not share one.
+_PER_REQUEST = ("streaming", "return_perf_metrics", "stop")
 
 
 def _error(message: str) -> Any:
@@ -73,6 +83,14 @@ def _send(request: Any, response: Any) -> None:
         pb_utils.Logger.log_verbose(f"response not sent: {exc}")
 
 
+class _Prepared(NamedTuple):
+    """A client request made into the engine's tensors, and the outputs it wants."""
+
+    tensors: dict[str, np.ndarray[Any, Any]]
+    asked: list[str]
+    wanted: frozenset[str]
+
+
 class TritonPythonModel:
     """The ``<name>`` model of the streaming layout."""
 
@@ -94,7 +112,7 @@ class TritonPythonModel:
         self.pool.shutdown(wait=True)
 
     def execute(self, requests: list[Any]) -> Optional[list[Any]]:
-        """Send every request to the engine concurrently; return the answers if they all come within the hold.
+        """Send the requests to the engine; return the answers if they all come within the hold.
 
         Answers that take longer (the engine is generating) go out later, each on its request's response
         sender, which a model that is not decoupled may use too (one response, with the final flag;
@@ -103,39 +121,77 @@ class TritonPythonModel:
         message, as returning them costs less than sending each.
         """
         batch = _Batch(requests)
-        for index in range(len(requests)):
-            self.pool.submit(self._answer, batch, index)
+        self.pool.submit(self._dispatch, batch)
         return batch.responses if batch.wait(_HOLD_S) else None
 
-    def _answer(self, batch: _Batch, index: int) -> None:
-        batch.answer(index, self._serve(batch.requests[index]))
+    def _dispatch(self, batch: _Batch) -> None:
+        """Tokenise every request, answer the malformed ones, and send the others to the engine by group."""
+        groups: dict[Any, list[int]] = {}
+        prepared: dict[int, _Prepared] = {}
+        for index, request in enumerate(batch.requests):
+            try:
+                prepared[index] = self._prepare(request)
+            except Exception as exc:  # a malformed request: its own error, the others go on
+                batch.answer(index, _error(str(exc) if isinstance(exc, llm_common.RequestError)
+                                           else f"{type(exc).__name__}: {exc}"))
+                continue
+            groups.setdefault(self._group_key(request, prepared[index]), []).append(index)
+        calls: list[Any] = []
+        for key, indices in groups.items():
+            if key is None or len(indices) == 1:
+                calls += [(self._single, batch, index, prepared[index]) for index in indices]
+            else:
+                calls.append((self._group, batch, indices, prepared))
+        for call in calls[:-1]:
+            self.pool.submit(*call)
+        if calls:  # the last on this thread: one hand-over fewer
+            calls[-1][0](*calls[-1][1:])
 
-    def _serve(self, request: Any) -> Any:
-        try:
-            return self._forward(request)
-        except llm_common.RequestError as exc:
-            return _error(str(exc))
-        except Exception as exc:  # any failure must reach this client, and only it
-            return _error(f"{type(exc).__name__}: {exc}")
-
-    def _forward(self, request: Any) -> Any:
+    def _prepare(self, request: Any) -> _Prepared:
         client = {t.name(): t.as_numpy() for t in request.inputs()}
-        inputs = [pb_utils.Tensor(k, v) for k, v in self.router.engine_tensors(client, False).items()]
-        wanted = set(request.requested_output_names()) or set(self.outputs)
+        tensors = self.router.engine_tensors(client, False)
+        wanted = frozenset(request.requested_output_names()) or frozenset(self.outputs)
         asked = [n for n in self.outputs if n in wanted and n != "text_output"]
         asked += [n for n in ("output_ids", "sequence_length") if n not in asked]
+        return _Prepared(tensors, asked, wanted)
+
+    @staticmethod
+    def _group_key(request: Any, prepared: _Prepared) -> Any:
+        """What requests must share to go as one engine request (None: this one goes alone)."""
+        if request.request_id():
+            return None
+        return (prepared.wanted, tuple(
+            (name, array.dtype.str, None if name == "input_ids" else array.shape[1:],
+             array.tobytes() if name in _PER_REQUEST else b"")
+            for name, array in sorted(prepared.tensors.items())))
+
+    def _single(self, batch: _Batch, index: int, prepared: _Prepared) -> None:
+        request = batch.requests[index]
+        try:
+            response = self._call(request, prepared)
+        except Exception as exc:  # any failure must reach this client, and only it
+            response = _error(f"{type(exc).__name__}: {exc}")
+        batch.answer(index, response)
+
+    def _call(self, request: Any, prepared: _Prepared) -> Any:
+        inputs = [pb_utils.Tensor(k, v) for k, v in prepared.tensors.items()]
         engine_request = pb_utils.InferenceRequest(model_name=self.engine_name, inputs=inputs,
-                                                   request_id=request.request_id(), requested_output_names=asked)
-        parts: list[dict[str, Any]] = []
+                                                   request_id=request.request_id(),
+                                                   requested_output_names=prepared.asked)
         stream = engine_request.exec(decoupled=True)
         responses = list(stream)  # read to the end, errors too, so that the stub clears the stream
         self.streams.keep(stream, request)  # not dropped here: see llm_prompt.StreamKeeper
+        parts: list[dict[str, Any]] = []
         for response in responses:
             if response.has_error():
                 return _error(response.error().message())
             tensors = {t.name(): t.as_numpy() for t in response.output_tensors()}
             if tensors:
                 parts.append(tensors)
+        return self._reply(parts, prepared.wanted)
+
+    def _reply(self, parts: list[dict[str, Any]], wanted: frozenset[str]) -> Any:
+        """One client's response from the engine's responses for its prompt (one per sequence)."""
         merged = llm_common.merge_sequences(parts, self.pad_id) if parts else {}
         if "output_ids" not in merged:
             return _error(f"{self.engine_name} answered without output_ids")
@@ -144,3 +200,62 @@ class TritonPythonModel:
         merged["text_output"] = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
         return pb_utils.InferenceResponse(
             output_tensors=[pb_utils.Tensor(k, v) for k, v in merged.items() if k in wanted])
+
+    def _stack(self, indices: list[int], prepared: dict[int, _Prepared]) -> dict[str, np.ndarray[Any, Any]]:
+        """The engine tensors of several requests as one batch (prompts padded, ``input_lengths`` says where)."""
+        first = prepared[indices[0]].tensors
+        width = max(prepared[i].tensors["input_ids"].shape[-1] for i in indices)
+        ids = np.full((len(indices), width), self.pad_id, dtype=np.int32)
+        for row, index in enumerate(indices):
+            one = prepared[index].tensors["input_ids"].reshape(-1)
+            ids[row, :one.size] = one
+        tensors = {name: np.concatenate([prepared[i].tensors[name] for i in indices], axis=0)
+                   for name in first if name != "input_ids"}
+        tensors["input_ids"] = ids
+        return tensors
+
+    def _group(self, batch: _Batch, indices: list[int], prepared: dict[int, _Prepared]) -> None:
+        """One engine request for the prompts of ``indices``; each client answered when its sequences are in."""
+        first = prepared[indices[0]]
+        expected = {i: int(prepared[i].tensors.get("num_return_sequences", np.ones(1)).reshape(-1)[0])
+                    for i in indices}
+        parts: dict[int, list[dict[str, Any]]] = {i: [] for i in indices}
+        left = set(indices)
+        held: Optional[tuple[int, Any]] = None  # the group's last answer waits until the stream is kept
+        error, stream = None, None
+        try:
+            engine_request = pb_utils.InferenceRequest(
+                model_name=self.engine_name, requested_output_names=first.asked,
+                inputs=[pb_utils.Tensor(k, v) for k, v in self._stack(indices, prepared).items()])
+            stream = engine_request.exec(decoupled=True)
+            for response in stream:  # read to the end, errors too, so that the stub clears the stream
+                found = {} if response.has_error() else {t.name(): t.as_numpy() for t in response.output_tensors()}
+                error = error or (response.error().message() if response.has_error() else None)
+                if not found or error:
+                    continue
+                index = indices[int(found["batch_index"].reshape(-1)[0])]
+                found["batch_index"] = np.zeros((1, 1), dtype=np.int32)  # the client's own batch of one
+                parts[index].append(found)
+                if len(parts[index]) == expected[index]:
+                    left.discard(index)
+                    held = (index, self._reply(parts[index], first.wanted))
+                    if left:
+                        batch.answer(*held)
+                        held = None
+        except Exception as exc:  # a failed call: every client of the group still waiting hears of it
+            error = f"{type(exc).__name__}: {exc}"
+        self._settle(batch, indices, prepared, (stream, held, left, error))
+
+    def _settle(self, batch: _Batch, indices: list[int], prepared: dict[int, _Prepared], state: Any) -> None:
+        """After a group's stream: keep it, send the held answer, and deal with an error."""
+        stream, held, left, error = state
+        if stream is not None:  # kept while one of the group's requests is still unanswered
+            self.streams.keep(stream, batch.requests[held[0] if held else min(left)])
+        if held:
+            batch.answer(*held)
+        if error and len(left) == len(indices):  # refused as a whole: each alone, so the error finds its request
+            for index in indices:
+                self.pool.submit(self._single, batch, index, prepared[index])
+        elif error:
+            for index in left:
+                batch.answer(index, _error(error))

