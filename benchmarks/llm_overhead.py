@@ -60,29 +60,43 @@ import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
-    """Echoes the prompt's ids (cut to request_output_len) as the answer, at once."""
+    """Echoes each prompt's ids (cut to request_output_len) as its answer, at once.
+
+    A request with a batch of prompts (decoupled only, as in TensorRT-LLM's backend) gets one response per
+    prompt, with its batch_index.
+    """
 
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
-        self.finish = any(o["name"] == "finish_reason" for o in config.get("output", []))  # NVIDIA's has none
+        declared = {o["name"] for o in config.get("output", [])}  # NVIDIA's engine has no finish_reason
+        self.finish, self.index = "finish_reason" in declared, "batch_index" in declared
 
-    def _answer(self, request):
-        ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy().reshape(-1)
-        wanted = int(pb_utils.get_input_tensor_by_name(request, "request_output_len").as_numpy().reshape(-1)[0])
-        out = ids[:wanted].astype(np.int32)
-        tensors = [pb_utils.Tensor("output_ids", out.reshape(1, 1, -1)),
-                   pb_utils.Tensor("sequence_length", np.array([[out.size]], dtype=np.int32))]
-        if self.finish:
-            tensors.append(pb_utils.Tensor("finish_reason", np.array([[b"length"]], dtype=np.object_)))
-        return pb_utils.InferenceResponse(output_tensors=tensors)
+    def _answers(self, request):
+        ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy()
+        ids = ids.reshape(-1, ids.shape[-1])
+        lengths = pb_utils.get_input_tensor_by_name(request, "input_lengths")
+        lengths = [ids.shape[-1]] * len(ids) if lengths is None else lengths.as_numpy().reshape(-1)
+        wanted = pb_utils.get_input_tensor_by_name(request, "request_output_len").as_numpy().reshape(-1)
+        for row in range(len(ids)):
+            out = ids[row, :min(int(lengths[row]), int(wanted[row]))].astype(np.int32)
+            tensors = [pb_utils.Tensor("output_ids", out.reshape(1, 1, -1)),
+                       pb_utils.Tensor("sequence_length", np.array([[out.size]], dtype=np.int32))]
+            if self.index:
+                tensors.append(pb_utils.Tensor("batch_index", np.array([[row]], dtype=np.int32)))
+            if self.finish:
+                tensors.append(pb_utils.Tensor("finish_reason", np.array([[b"length"]], dtype=np.object_)))
+            yield pb_utils.InferenceResponse(output_tensors=tensors)
 
     def execute(self, requests):
         if not self.decoupled:
-            return [self._answer(r) for r in requests]
+            return [next(self._answers(r)) for r in requests]
         for request in requests:
-            request.get_response_sender().send(self._answer(request),
-                                               flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            sender = request.get_response_sender()
+            answers = list(self._answers(request))
+            for number, answer in enumerate(answers, 1):
+                sender.send(answer, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if number == len(answers)
+                            else 0)
         return None
 '''
 
