@@ -224,8 +224,8 @@ class TritonPythonModel:
         held: Optional[tuple[int, Any]] = None  # the group's last answer waits until the stream is kept
         error, stream = None, None
         try:
-            engine_request = pb_utils.InferenceRequest(
-                model_name=self.engine_name, requested_output_names=first.asked,
+            engine_request = pb_utils.InferenceRequest(  # batch_index tells whose prompt each response is
+                model_name=self.engine_name, requested_output_names=list(dict.fromkeys([*first.asked, "batch_index"])),
                 inputs=[pb_utils.Tensor(k, v) for k, v in self._stack(indices, prepared).items()])
             stream = engine_request.exec(decoupled=True)
             for response in stream:  # read to the end, errors too, so that the stub clears the stream

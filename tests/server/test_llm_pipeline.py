@@ -457,17 +457,44 @@ def test_the_decoupled_engine_takes_a_batch_of_prompts_as_tensorrt_llm_does(serv
             "request_output_len": np.full((2, 1), 8, dtype=np.int32)}))
 
 
+def test_requests_asking_for_text_output_alone_share_engine_requests(server: Server) -> None:
+    """Six concurrent requests that ask only for ``text_output`` reach the engine in fewer than six requests
+    (the front asks the engine for ``batch_index`` whatever the client asked), and all answer."""
+    prompts0, requests0 = _engine_counts(server)
+    answers: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def run() -> None:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        inputs = _inputs(grpcclient, QUESTION.encode(), 8)
+        barrier.wait()
+        result = client.infer("smollm2", inputs, outputs=[grpcclient.InferRequestedOutput("text_output")])
+        answers.append(result.as_numpy("text_output").reshape(-1)[0].decode())
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(answers) == 6 and all("Paris" in a for a in answers)
+    prompts, requests = _engine_counts(server)
+    assert prompts - prompts0 == 6 and requests - requests0 < 6
+
+
 def test_a_request_the_engine_refuses_does_not_spoil_the_requests_sent_with_it(server: Server) -> None:
     """Unary requests that ask the same go to the engine together; one the engine refuses (a negative
-    temperature, which only the engine checks) gets the error, naming the input, and the others their answers."""
+    temperature, which only the engine checks) gets the error, naming the input, and the others their answers.
+    They ask for ``text_output`` alone, as many clients do."""
     results: dict[str, Any] = {}
     barrier = threading.Barrier(6)
 
     def run(key: str, temperature: float) -> None:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        inputs = _inputs(grpcclient, QUESTION.encode(), 12, temperature=np.array([[temperature]], dtype=np.float32))
         barrier.wait()
         try:
-            results[key] = _ask(server, "grpc", QUESTION.encode(), 12,
-                                temperature=np.array([[temperature]], dtype=np.float32))[0]
+            result = client.infer("smollm2", inputs, outputs=[grpcclient.InferRequestedOutput("text_output")])
+            results[key] = result.as_numpy("text_output").reshape(-1)[0].decode()
         except InferenceServerException as exc:
             results[key] = exc
 
