@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -182,7 +181,9 @@ async def generate(client: Any, url: str, target: Target, inputs: list[Any], tim
 
     ``sent`` is called once gRPC has written the request (when it asks the request stream for more).
     """
-    request = {"model_name": target.name, "inputs": inputs, "request_id": uuid.uuid4().hex}
+    # No request id: a request left early is cancelled through gRPC (Triton's request cancellation), never
+    # by id, and the streaming layout's unary front sends requests without an id to the engine together.
+    request = {"model_name": target.name, "inputs": inputs}
 
     async def requests() -> AsyncIterator[dict[str, Any]]:
         yield request
