@@ -11,11 +11,11 @@ figures beside, measured on the same 2-core machine with the same tokenizer and 
     .venv/bin/python benchmarks/llm_overhead.py --requests 200 --repeats 3
 
 With ``--nvidia-templates CHECKOUT`` (a checkout of triton-inference-server/tensorrtllm_backend at a release
-that still has ``all_models/inflight_batcher_llm``, such as commit c2e65b8), NVIDIA's ensemble runs in the
+that still has ``all_models/inflight_batcher_llm``, such as commit c2e65b8), NVIDIA's models run in the
 same server with the same echo engine and tokenizer, filled with the values of that release's README
-(queue delay 0, one instance per model; batch size 8 as tritonkit's), and is timed in turn with tritonkit's
-paths, so the ratios are measured side by side in one run. Its preprocessing imports ``requests`` and
-``PIL`` (``pip install requests pillow``).
+(queue delay 0, one instance per model; batch size 8 as tritonkit's), and its ensemble and BLS are timed in
+turn with tritonkit's paths, so the ratios are measured side by side in one run (ensemble to ensemble, BLS to
+BLS). Its preprocessing imports ``requests`` and ``PIL`` (``pip install requests pillow``).
 """
 
 from __future__ import annotations
@@ -210,8 +210,9 @@ def median_ms(url: str, concurrency: int, requests: int, bls: bool, model: Optio
 def measure(streaming: bool, requests: int, nvidia: Optional[Path] = None) -> dict[str, float]:
     """Serve the pipeline with the echo engine and time both front doors at concurrency 1 and 8.
 
-    With ``nvidia``, NVIDIA's ensemble is in the same server and is timed just before tritonkit's paths at
-    each concurrency (``nvidia_c1_ms``, ``nvidia_c8_ms``).
+    With ``nvidia``, NVIDIA's models are in the same server, and its ensemble and its BLS (not decoupled, so
+    called with unary infer) are timed just before tritonkit's paths at each concurrency (``nvidia_c1_ms``,
+    ``nvidia_bls_c1_ms``, ...).
     """
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "tritonkit.yaml"
@@ -225,9 +226,9 @@ def measure(streaming: bool, requests: int, nvidia: Optional[Path] = None) -> di
         with Server(repo, startup_timeout_s=600) as server:
             found: dict[str, float] = {}
             for concurrency in (1, 8):
-                if nvidia is not None:
-                    key = f"nvidia_c{concurrency}_ms"
-                    found[key] = round(median_ms(server.grpc_url, concurrency, requests, False, "ensemble"), 2)
+                for model, key in (("ensemble", "nvidia"), ("tensorrt_llm_bls", "nvidia_bls")) if nvidia else ():
+                    key = f"{key}_c{concurrency}_ms"
+                    found[key] = round(median_ms(server.grpc_url, concurrency, requests, False, model), 2)
                     _log(f"streaming={streaming} {key}: {found[key]}")
                 for bls in (False, True):
                     key = f"{'bls' if bls else 'ensemble'}_c{concurrency}_ms"
@@ -256,9 +257,10 @@ def main() -> int:
         results[f"ratio_to_nvidia_streaming_{streaming}"] = {
             f"{path}_c{c}": round(found[f"{path}_c{c}_ms"] / NVIDIA_MS[c], 2) for path in ("ensemble", "bls")
             for c in (1, 8)}
-        if args.nvidia_templates is not None:  # the ratio within each run, then their median
+        if args.nvidia_templates is not None:  # the ratio within each run, then their median; BLS to BLS
+            theirs = {"ensemble": "nvidia", "bls": "nvidia_bls"}
             results[f"ratio_side_by_side_streaming_{streaming}"] = {
-                f"{path}_c{c}": round(statistics.median(run[f"{path}_c{c}_ms"] / run[f"nvidia_c{c}_ms"]
+                f"{path}_c{c}": round(statistics.median(run[f"{path}_c{c}_ms"] / run[f"{theirs[path]}_c{c}_ms"]
                                                         for run in runs), 2)
                 for path in ("ensemble", "bls") for c in (1, 8)}
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
