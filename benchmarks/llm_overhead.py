@@ -4,8 +4,9 @@ Generates the SmolLM2 pipeline with tritonkit's default spec settings (``streami
 ``streaming: true``), swaps the engine's model.py for an echo engine that returns the prompt's ids
 at once (so tokenizer, detokenizer, BLS and Triton's hops are all that is timed), serves it, and
 measures the median client-side time per request over gRPC at concurrency 1 and 8, through the
-ensemble (unary infer) and through the BLS (gRPC stream); with ``--repeats`` it serves and measures
-each layout that many times and reports the median of the runs. Prints one JSON object with NVIDIA's
+ensemble (unary infer) and through the BLS (gRPC stream), the paths taking turns in ``--rounds`` bursts;
+with ``--repeats`` it serves and measures each layout that many times and reports the median of the
+runs. Prints one JSON object with NVIDIA's
 figures beside, measured on the same 2-core machine with the same tokenizer and an echo engine:
 
     .venv/bin/python benchmarks/llm_overhead.py --requests 200 --repeats 3
@@ -184,7 +185,13 @@ def _bls_client(url: str, count: int, times: list[float], model: str = "smollm2_
 
 
 def median_ms(url: str, concurrency: int, requests: int, bls: bool, model: Optional[str] = None) -> float:
-    """Median client-side time per request with ``concurrency`` closed-loop clients (``model``: another ensemble).
+    """Median client-side time per request with ``concurrency`` closed-loop clients (``model``: another ensemble)."""
+    return statistics.median(request_times(url, concurrency, requests, bls, model)) * 1e3
+
+
+def request_times(url: str, concurrency: int, requests: int, bls: bool, model: Optional[str] = None,
+                  warm_up: bool = True) -> list[float]:
+    """Client-side seconds of each request, ``concurrency`` closed-loop clients sending ``requests`` in all.
 
     Raises:
         RuntimeError: some requests failed (each client thread prints its error); a median of the
@@ -193,7 +200,8 @@ def median_ms(url: str, concurrency: int, requests: int, bls: bool, model: Optio
     """
     target = _bls_client if bls else _ensemble_client
     extra = (model,) if model else ()
-    target(url, 20, [], *extra)  # warm up
+    if warm_up:
+        target(url, 20, [], *extra)
     times: list[float] = []
     per_client = max(requests // concurrency, 1)
     threads = [threading.Thread(target=target, args=(url, per_client, times, *extra)) for _ in range(concurrency)]
@@ -204,15 +212,17 @@ def median_ms(url: str, concurrency: int, requests: int, bls: bool, model: Optio
     if len(times) < per_client * concurrency:
         raise RuntimeError(f"{per_client * concurrency - len(times)} of {per_client * concurrency} requests "
                            "failed or were not sent (errors above)")
-    return statistics.median(times) * 1e3
+    return times
 
 
-def measure(streaming: bool, requests: int, nvidia: Optional[Path] = None) -> dict[str, float]:
+def measure(streaming: bool, requests: int, nvidia: Optional[Path] = None, rounds: int = 4) -> dict[str, float]:
     """Serve the pipeline with the echo engine and time both front doors at concurrency 1 and 8.
 
     With ``nvidia``, NVIDIA's models are in the same server, and its ensemble and its BLS (not decoupled, so
-    called with unary infer) are timed just before tritonkit's paths at each concurrency (``nvidia_c1_ms``,
-    ``nvidia_bls_c1_ms``, ...).
+    called with unary infer) are timed with tritonkit's paths (``nvidia_c1_ms``, ``nvidia_bls_c1_ms``, ...).
+    The paths take turns: ``rounds`` bursts of ``requests / rounds`` each, the order reversed every other
+    round, so that a slow minute of the machine falls on all of them; each figure is the median of all its
+    requests.
     """
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "tritonkit.yaml"
@@ -223,16 +233,20 @@ def measure(streaming: bool, requests: int, nvidia: Optional[Path] = None) -> di
             model_py.write_text(ECHO_ENGINE)
         if nvidia is not None:
             add_nvidia_templates(nvidia, repo)
+        paths: list[tuple[str, bool, Optional[str]]] = [("ensemble", False, None), ("bls", True, None)]
+        if nvidia is not None:
+            paths += [("nvidia", False, "ensemble"), ("nvidia_bls", False, "tensorrt_llm_bls")]
         with Server(repo, startup_timeout_s=600) as server:
             found: dict[str, float] = {}
             for concurrency in (1, 8):
-                for model, key in (("ensemble", "nvidia"), ("tensorrt_llm_bls", "nvidia_bls")) if nvidia else ():
-                    key = f"{key}_c{concurrency}_ms"
-                    found[key] = round(median_ms(server.grpc_url, concurrency, requests, False, model), 2)
-                    _log(f"streaming={streaming} {key}: {found[key]}")
-                for bls in (False, True):
-                    key = f"{'bls' if bls else 'ensemble'}_c{concurrency}_ms"
-                    found[key] = round(median_ms(server.grpc_url, concurrency, requests, bls), 2)
+                times: dict[str, list[float]] = {name: [] for name, _, _ in paths}
+                for turn in range(max(rounds, 1)):
+                    for name, bls, model in paths if turn % 2 == 0 else paths[::-1]:
+                        times[name] += request_times(server.grpc_url, concurrency, max(requests // rounds, concurrency),
+                                                     bls, model, warm_up=turn == 0)
+                for name in times:
+                    key = f"{name}_c{concurrency}_ms"
+                    found[key] = round(statistics.median(times[name]) * 1e3, 2)
                     _log(f"streaming={streaming} {key}: {found[key]}")
             return found
 
@@ -241,6 +255,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per measurement")
     parser.add_argument("--repeats", type=int, default=1, help="runs per layout (a fresh server each); medians")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="turns the paths take within a server (each sends requests/rounds)")
     parser.add_argument("--nvidia-templates", type=Path, metavar="CHECKOUT",
                         help="a tensorrtllm_backend checkout with all_models/inflight_batcher_llm: time NVIDIA's "
                              "ensemble in the same server, side by side")
@@ -248,7 +264,7 @@ def main() -> int:
     results: dict[str, Any] = {"load_average_before": [round(x, 2) for x in os.getloadavg()],
                                "cpus": os.cpu_count(), "nvidia_templates_ms": NVIDIA_MS}
     for streaming in ("false", "true"):
-        runs = [measure(streaming == "true", args.requests, args.nvidia_templates)
+        runs = [measure(streaming == "true", args.requests, args.nvidia_templates, args.rounds)
                 for _ in range(max(args.repeats, 1))]
         found = {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
         results[f"tritonkit_streaming_{streaming}"] = found
