@@ -19,6 +19,7 @@ malformed request gets the error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -237,13 +238,17 @@ class TritonPythonModel:
                 found["batch_index"] = np.zeros((1, 1), dtype=np.int32)  # the client's own batch of one
                 parts[index].append(found)
                 if len(parts[index]) == expected[index]:
+                    answer = self._reply(parts[index], first.wanted)
                     left.discard(index)
-                    held = (index, self._reply(parts[index], first.wanted))
                     if left:
-                        batch.answer(*held)
-                        held = None
+                        batch.answer(index, answer)
+                    else:
+                        held = (index, answer)
         except Exception as exc:  # a failed call: every client of the group still waiting hears of it
             error = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):  # read to the end all the same (see llm_prompt.StreamKeeper)
+                for _ in stream or ():
+                    pass
         self._settle(batch, indices, prepared, (stream, held, left, error))
 
     def _settle(self, batch: _Batch, indices: list[int], prepared: dict[int, _Prepared], state: Any) -> None:
