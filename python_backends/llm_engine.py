@@ -52,12 +52,8 @@ def _inputs(request: Any) -> Inputs:
     return {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
 
 
-def _array(inputs: Inputs, name: str) -> Optional[np.ndarray[Any, Any]]:
-    return inputs.get(name)
-
-
 def _scalar(inputs: Inputs, name: str, default: Any = None) -> Any:
-    array = _array(inputs, name)
+    array = inputs.get(name)
     if array is None or array.size == 0:
         return default
     return array.reshape(-1)[0].item()
@@ -78,7 +74,7 @@ def _is_neutral(name: str, array: np.ndarray[Any, Any]) -> bool:
 def check_unsupported(inputs: Inputs, unsupported: dict[str, str]) -> None:
     """Refuse a request that sets an input this engine cannot honour (to anything but its neutral value)."""
     for name, why in unsupported.items():
-        array = _array(inputs, name)
+        array = inputs.get(name)
         if array is not None and not _is_neutral(name, array):
             raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's PyTorch engine: {why}")
 
@@ -131,7 +127,7 @@ class TritonPythonModel:
 
     def read_prompt(self, inputs: Inputs) -> list[int]:
         """The prompt's token ids (``input_ids`` cut to ``input_lengths``) of a batch of one."""
-        ids = _array(inputs, "input_ids")
+        ids = inputs.get("input_ids")
         if ids is None:
             raise llm_common.RequestError("input 'input_ids' is missing")
         length = _scalar(inputs, "input_lengths", ids.shape[-1])
@@ -157,7 +153,7 @@ class TritonPythonModel:
         Each prompt of the request's batch makes ``num_return_sequences`` rows. A batch of several prompts
         needs a decoupled engine (each prompt is answered on its own), as in TensorRT-LLM's backend.
         """
-        ids = _array(inputs, "input_ids")
+        ids = inputs.get("input_ids")
         batch = 1 if ids is None or ids.ndim < 2 else int(ids.shape[0])
         if batch > 1 and not self.decoupled:
             raise llm_common.RequestError(f"input 'input_ids' has a batch of {batch} prompts; a batch of more than "
@@ -176,8 +172,8 @@ class TritonPythonModel:
         max_new = self._max_new(inputs, prompt)
         count = int(_number(inputs, "num_return_sequences", 1, 1, self.max_batch))
         end_id = _scalar(inputs, "end_id")
-        stop, bad = _array(inputs, "stop_words_list"), _array(inputs, "bad_words_list")
-        bias = _array(inputs, "embedding_bias")
+        stop, bad = inputs.get("stop_words_list"), inputs.get("bad_words_list")
+        bias = inputs.get("embedding_bias")
         _number(inputs, "len_penalty", 1.0, None, None)  # beam search only: no effect at beam_width 1
         settings = {field: _number(inputs, name, self.defaults[name], low, high)
                     for name, field, low, high in _FLOATS}
@@ -202,10 +198,11 @@ class TritonPythonModel:
         """
         for request in requests:
             try:
-                if _scalar(_inputs(request), "stop", False):
+                inputs = _inputs(request)
+                if _scalar(inputs, "stop", False):
                     response = self.stop(request)
                 else:
-                    _Job(self, request)
+                    _Job(self, request, inputs)
                     continue
             except (llm_common.RequestError, ValueError, TypeError, llm_scheduler.QueueFullError) as exc:
                 response = _error_response(str(exc))
@@ -247,10 +244,10 @@ def _time_ns() -> int:
 class _Job:
     """One client request: its rows in the scheduler, and the responses they make."""
 
-    def __init__(self, engine: TritonPythonModel, request: Any) -> None:
+    def __init__(self, engine: TritonPythonModel, request: Any, inputs: Inputs) -> None:
+        """``inputs``: the request's input arrays by name, read once by ``execute``."""
         self.engine = engine
         self.sender = request.get_response_sender()
-        inputs = _inputs(request)
         self.streaming = engine.decoupled and bool(_scalar(inputs, "streaming", False))
         self.perf = bool(_scalar(inputs, "return_perf_metrics", False))
         self.request_id = request.request_id()
