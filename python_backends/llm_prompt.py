@@ -63,7 +63,8 @@ def _ints(inputs: Inputs, name: str, rows: int) -> Optional[list[int]]:
     return values
 
 
-def _pad_rows(rows: list[np.ndarray[Any, Any]], fill: int) -> np.ndarray[Any, Any]:
+def pad_rows(rows: list[np.ndarray[Any, Any]], fill: int) -> np.ndarray[Any, Any]:
+    """Token-id rows of different lengths as one int32 ``[rows, longest]`` array, padded with ``fill``."""
     width = max((r.shape[-1] for r in rows), default=0)
     out = np.full((len(rows), width), fill, dtype=np.int32)
     for i, row in enumerate(rows):
@@ -246,7 +247,7 @@ class Preprocessor:
                     f"input 'text_input' has {len(ids)} tokens, more than max_input_len {self.max_input_len}")
         rows = [np.array(ids, dtype=np.int32) for ids in encoded]
         return {
-            "INPUT_ID": _pad_rows(rows, parsed["pad_id"][0]),
+            "INPUT_ID": pad_rows(rows, parsed["pad_id"][0]),
             "REQUEST_INPUT_LEN": np.array([[len(ids)] for ids in encoded], dtype=np.int32),
             "REQUEST_OUTPUT_LEN": np.array([[v] for v in parsed["output_len"]], dtype=np.int32),
             "STOP_WORDS_IDS": parsed["stop"],

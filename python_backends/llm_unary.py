@@ -205,14 +205,10 @@ class TritonPythonModel:
     def _stack(self, indices: list[int], prepared: dict[int, _Prepared]) -> dict[str, np.ndarray[Any, Any]]:
         """The engine tensors of several requests as one batch (prompts padded, ``input_lengths`` says where)."""
         first = prepared[indices[0]].tensors
-        width = max(prepared[i].tensors["input_ids"].shape[-1] for i in indices)
-        ids = np.full((len(indices), width), self.pad_id, dtype=np.int32)
-        for row, index in enumerate(indices):
-            one = prepared[index].tensors["input_ids"].reshape(-1)
-            ids[row, :one.size] = one
         tensors = {name: np.concatenate([prepared[i].tensors[name] for i in indices], axis=0)
                    for name in first if name != "input_ids"}
-        tensors["input_ids"] = ids
+        tensors["input_ids"] = llm_prompt.pad_rows([prepared[i].tensors["input_ids"].reshape(-1) for i in indices],
+                                                   self.pad_id)
         return tensors
 
     def _group(self, batch: _Batch, indices: list[int], prepared: dict[int, _Prepared]) -> None:
