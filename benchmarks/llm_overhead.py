@@ -184,11 +184,6 @@ def _bls_client(url: str, count: int, times: list[float], model: str = "smollm2_
         client.stop_stream()
 
 
-def median_ms(url: str, concurrency: int, requests: int, bls: bool, model: Optional[str] = None) -> float:
-    """Median client-side time per request with ``concurrency`` closed-loop clients (``model``: another ensemble)."""
-    return statistics.median(request_times(url, concurrency, requests, bls, model)) * 1e3
-
-
 def request_times(url: str, concurrency: int, requests: int, bls: bool, model: Optional[str] = None,
                   warm_up: bool = True) -> list[float]:
     """Client-side seconds of each request, ``concurrency`` closed-loop clients sending ``requests`` in all.
