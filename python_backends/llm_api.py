@@ -113,6 +113,8 @@ class TritonPythonModel:
 
             self.engine: Any = llm_api_trtllm.TrtllmEngine(path, config, args)
         else:
+            llm_common.report_step(args["model_name"], "starting the PyTorch engine (importing torch and "
+                                                       "transformers)")
             import llm_api_local
 
             self.engine = llm_api_local.LocalEngine(params, args)

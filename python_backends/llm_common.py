@@ -77,9 +77,26 @@ def split_gguf(path: str) -> tuple[str, Optional[str]]:
 
 
 def cache_root() -> Path:
-    """Where converted models are cached (``$TRITONKIT_CACHE_DIR`` or ``~/.cache/tritonkit/models``)."""
+    """Where converted models are cached.
+
+    ``$TRITONKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/tritonkit/models``, else ``~/.cache/tritonkit/models``
+    (the XDG base-directory rule: a relative ``XDG_CACHE_HOME`` is ignored).
+    """
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "tritonkit" / "models"
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "tritonkit" / "models"
+
+
+def report_step(model: str, step: str) -> None:
+    """Say on the server's output which slow step of its load ``model`` is in.
+
+    ``tritonkit serve`` shows these lines while it waits, and counts its start-up timeout from the last
+    sign of progress (``tritonkit.runtime.progress`` reads them: keep the two formats together).
+    """
+    print(f"tritonkit: model '{model}': {step}", flush=True)
 
 
 def cache_key(path: str, kind: str) -> str:

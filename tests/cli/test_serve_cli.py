@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +42,8 @@ def test_serve_with_ports_0_prints_them_and_stops_on_ctrl_c(repo_builder: Callab
         endpoints = _endpoints(process)
         assert set(endpoints) == {"http", "grpc", "metrics"}
         assert all(not value.endswith(":0") for value in endpoints.values())
+        # Loopback unless --host says otherwise, as the gateway does.
+        assert all(value.split("//")[-1].startswith("127.0.0.1:") for value in endpoints.values())
         with Client(endpoints["grpc"]) as client:
             out = client.infer("add_sub", {"INPUT0": ONES, "INPUT1": ONES})
             assert out["OUTPUT0"].tolist() == [[2.0] * 4]
@@ -52,6 +55,7 @@ def test_serve_with_ports_0_prints_them_and_stops_on_ctrl_c(repo_builder: Callab
             process.communicate()
     assert process.returncode == 0, err
     assert "skipping model 'onnx_model': backend 'onnxruntime' is not in this tritonserver" in err
+    assert re.search(r"^add_sub: loading \(\d+ s\)$", err, re.M) and re.search(r"^add_sub: READY \(\d+ s\)$", err, re.M)
     assert "stopped" in err
     with pytest.raises(ClientError, match="no Triton server answers"), Client(endpoints["grpc"], timeout_s=2) as client:
         client.infer("add_sub", {"INPUT0": ONES, "INPUT1": ONES})

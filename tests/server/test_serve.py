@@ -20,6 +20,7 @@ from tritonkit.client import Client
 from tritonkit.errors import ServerError
 from tritonkit.runtime import Server
 from tritonkit.runtime.locate import find_tritonserver
+from tritonkit.runtime.progress import LoadEvent
 
 pytestmark = pytest.mark.triton
 
@@ -184,8 +185,67 @@ def test_a_port_in_use_is_named(make_repo) -> None:
         server = Server(make_repo("basic", models=["sleeper"]), http_port=port)
         with pytest.raises(ServerError) as caught:
             server.start()
-    assert f"failed to start HTTP service: Unavailable - Socket '0.0.0.0:{port}' already in use" in str(caught.value)
-    assert caught.value.first.hint is not None and "0 to pick one" in caught.value.first.hint
+    assert f"failed to start HTTP service: Unavailable - Socket '127.0.0.1:{port}' already in use" in str(caught.value)
+    hint = caught.value.first.hint
+    assert hint is not None and f"--http-port (now {port})" in hint and "0 to pick a free one" in hint
+
+
+_SLOW_MODEL = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        steps, pause_s, hang_s = {steps}, {pause_s}, {hang_s}
+        for step in range(steps):
+            print(f"tritonkit: model 'slow': step {{step + 1}} of {{steps}}", flush=True)
+            time.sleep(pause_s)
+        print("tritonkit: model 'slow': converting the weights", flush=True)
+        time.sleep(hang_s)
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse(output_tensors=[]) for _ in requests]
+"""
+
+
+def _slow_repo(root: Path, steps: int, pause_s: float, hang_s: float) -> Path:
+    folder = root / "slow"
+    (folder / "1").mkdir(parents=True)
+    (folder / "config.pbtxt").write_text('name: "slow"\nbackend: "python"\nmax_batch_size: 0\n'
+                                         'input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]\n'
+                                         'output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]\n')
+    (folder / "1" / "model.py").write_text(_SLOW_MODEL.format(steps=steps, pause_s=pause_s, hang_s=hang_s))
+    return root
+
+
+def test_a_slow_load_that_reports_progress_is_waited_for(tmp_path: Path, triton_server) -> None:
+    """Eight seconds of loading against a 4 s timeout: each step resets it, and each is shown as it comes."""
+    events: list[LoadEvent] = []
+    started = time.monotonic()
+    server = triton_server(_slow_repo(tmp_path, steps=8, pause_s=1.0, hang_s=0), startup_timeout_s=4.0,
+                           progress=events.append)
+    assert time.monotonic() - started >= 8.0
+    assert server.client("http").is_model_ready("slow")
+    seen = [(e.model, e.state, e.detail) for e in events if e.model == "slow"]
+    assert seen[0] == ("slow", "loading", "")
+    assert [d for _, state, d in seen if state == "step"] == [f"step {i} of 8" for i in range(1, 9)] + [
+        "converting the weights"]
+    assert seen[-1][:2] == ("slow", "ready")
+
+
+def test_a_load_that_goes_silent_ends_naming_its_step(tmp_path: Path) -> None:
+    server = Server(_slow_repo(tmp_path, steps=1, pause_s=0.1, hang_s=120), startup_timeout_s=3.0,
+                    exit_timeout_s=2.0)
+    started = time.monotonic()
+    with pytest.raises(ServerError) as caught:
+        server.start()
+    assert time.monotonic() - started < 60
+    message = str(caught.value)
+    assert "no sign of progress for 3 s" in message
+    assert "still loading 'slow' at: converting the weights" in message
+    assert not server.is_running()
 
 
 def _wheel_copy(dist: Path, site: Path) -> Path:

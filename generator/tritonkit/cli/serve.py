@@ -15,6 +15,7 @@ import typer
 from tritonkit.cli._app import app, err_console, out_console
 from tritonkit.errors import Problem, ServerError
 from tritonkit.runtime import Server
+from tritonkit.runtime.progress import LoadEvent
 from tritonkit.runtime.repository import empty_repository_warning, repository_path_problem, scan_repository
 from tritonkit.runtime.server import CONTROL_MODES
 
@@ -29,6 +30,17 @@ def _echo_stderr(line: str) -> None:
     sys.stderr.flush()
 
 
+def _describe(event: LoadEvent) -> str:
+    words = {"loading": "loading", "ready": "READY", "failed": "failed (the server's error follows)"}
+    what = event.detail if event.state in ("step", "progress") else words[event.state]
+    return f"{event.model}: {what} ({event.elapsed_s:.0f} s)"
+
+
+def _show_progress(event: LoadEvent) -> None:
+    """One line per step of a model's load on stderr (progress bars every 10%), so a slow start shows why."""
+    err_console.print(_describe(event), markup=False, highlight=False)
+
+
 def _start(server: Server) -> None:
     skipped = server.plan()
     for name, why in sorted(skipped.items()):
@@ -36,12 +48,8 @@ def _start(server: Server) -> None:
     empty = empty_repository_warning(server.repo, scan_repository(server.repo))
     if empty is not None:
         err_console.print(empty, markup=False)
-    if err_console.is_terminal:
-        with err_console.status(f"starting tritonserver for {server.repo} ..."):
-            server.start()
-    else:
-        err_console.print(f"starting tritonserver for {server.repo} ...", markup=False)
-        server.start()
+    err_console.print(f"starting tritonserver for {server.repo} ...", markup=False)
+    server.start()
 
 
 def _print_endpoints(server: Server) -> None:
@@ -142,8 +150,12 @@ def serve(
     gpus: Annotated[Optional[str], typer.Option(
         "--gpus", help="Comma-separated ids of the GPUs the server may use (sets CUDA_VISIBLE_DEVICES), "
         "e.g. 0,1.", rich_help_panel=_PROCESS)] = None,
+    host: Annotated[str, typer.Option(
+        "--host", help="Address the HTTP, gRPC and metrics endpoints listen on; 0.0.0.0 opens them to the "
+        "network.", rich_help_panel=_PORTS)] = "127.0.0.1",
     ready_timeout: Annotated[float, typer.Option(
-        "--ready-timeout", help="Seconds to wait for the server to be ready (/v2/health/ready).",
+        "--ready-timeout", help="Seconds the server may go without any sign of progress (output, a model's "
+        "load step) before start-up is given up; a slow first load that keeps reporting is waited for.",
         rich_help_panel=_PROCESS)] = 120.0,
     exit_timeout: Annotated[float, typer.Option(
         "--exit-timeout", help="Seconds in-flight requests get to finish "
@@ -173,7 +185,8 @@ def serve(
     server = Server(repo, tritonserver=tritonserver, http_port=http_port, grpc_port=grpc_port,
                     metrics_port=metrics_port, model_control_mode=model_control_mode, load_models=load_model or [],
                     log_verbose=log_verbose, gpus=gpus, skip_unsupported=skip_unsupported,
-                    exit_timeout_s=exit_timeout, startup_timeout_s=ready_timeout, echo=echo)
+                    exit_timeout_s=exit_timeout, startup_timeout_s=ready_timeout, echo=echo, host=host,
+                    progress=None if echo is not None else _show_progress)
     gateway = None
     try:
         _start(server)

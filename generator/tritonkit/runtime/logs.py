@@ -20,28 +20,51 @@ _FAILED_LOAD = re.compile(r"""failed to load '(?P<model>[^']+)'(?: version \d+)?
 _POLL_FAILED = re.compile(r"""Poll failed for model directory '(?P<model>[^']+)': (?P<message>.*)""")
 # [libprotobuf ERROR ...] Error parsing text-format inference.ModelConfig: 4:28: Message type ...
 _PROTO_ERROR = re.compile(r"Error parsing text-format inference\.ModelConfig: (?P<line>\d+):(?P<col>\d+): (?P<msg>.*)")
+#: What ends a piece of output: a line end, or a lone carriage return (a progress bar redrawing itself).
+_PIECE_END = re.compile(rb"(\r\n|\n|\r)")
 _QUOTED = re.compile(r'\] (?P<text>".*")\s*$')
 
 
 class LogPump:
-    """Read a server's combined output on a thread, keep the last lines, optionally echo them."""
+    r"""Read a server's combined output on a thread, keep the last lines, optionally echo them.
+
+    ``watch`` sees every piece as it comes: each line, and each carriage-return piece of a progress bar
+    (a bar redraws itself with ``\r`` and ends its line only when done); only whole lines are kept.
+    """
 
     def __init__(self, stream: IO[bytes], echo: Optional[Callable[[str], None]] = None,
-                 max_lines: int = 20000) -> None:
+                 max_lines: int = 20000, watch: Optional[Callable[[str], None]] = None) -> None:
         self._lines: deque[str] = deque(maxlen=max_lines)
         self._lock = threading.Lock()
         self._echo = echo
+        self._watch = watch
         self._thread = threading.Thread(target=self._pump, args=(stream,), name="tritonserver-log", daemon=True)
         self._thread.start()
 
     def _pump(self, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            with self._lock:
-                self._lines.append(line)
-            if self._echo is not None:
-                self._echo(line)
+        pending = b""
+        read = getattr(stream, "read1", stream.read)
+        while True:
+            chunk = read(65536)
+            if not chunk:
+                break
+            pieces = _PIECE_END.split(pending + chunk)
+            pending = pieces.pop()
+            for raw, end in zip(pieces[::2], pieces[1::2]):
+                self._take(raw.decode("utf-8", errors="replace"), whole=end != b"\r")
+        if pending:
+            self._take(pending.decode("utf-8", errors="replace"), whole=True)
         stream.close()
+
+    def _take(self, text: str, whole: bool) -> None:
+        if self._watch is not None:
+            self._watch(text)
+        if not whole:
+            return
+        with self._lock:
+            self._lines.append(text)
+        if self._echo is not None:
+            self._echo(text)
 
     def set_echo(self, echo: Optional[Callable[[str], None]]) -> None:
         """Start or stop echoing new lines."""

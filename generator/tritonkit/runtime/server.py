@@ -19,6 +19,7 @@ from tritonkit.errors import Problem, ServerError
 from tritonkit.runtime.locate import Installation, find_tritonserver, prepare_environment, stub_numpy_version
 from tritonkit.runtime.logs import LogPump, last_error_line, load_failures
 from tritonkit.runtime.process import GroupProcess, free_ports
+from tritonkit.runtime.progress import LoadEvent, LoadProgress
 from tritonkit.runtime.repository import (
     repository_path_problem,
     scan_repository,
@@ -38,15 +39,19 @@ _PORT_RETRIES = 3
 class Server:
     """A tritonserver serving ``repo``; use as ``with Server(repo) as server:``.
 
-    Ports given as 0 are picked free. ``skip_unsupported`` serves only the models whose backend the
-    server has (the wheel's server has only the Python backend); otherwise such models raise before start.
+    Ports given as 0 are picked free; the endpoints listen on ``host`` (loopback unless told otherwise).
+    ``skip_unsupported`` serves only the models whose backend the server has (the wheel's server has only
+    the Python backend); otherwise such models raise before start. ``startup_timeout_s`` counts from the
+    server's last sign of progress (any output), so a slow first load succeeds and a hung one ends;
+    ``progress`` is told each model's load steps as they come.
     """
 
     def __init__(self, repo: Union[str, Path], *, tritonserver: Optional[str] = None, http_port: int = 0,
                  grpc_port: int = 0, metrics_port: int = 0, model_control_mode: str = "none",
                  load_models: Sequence[str] = (), log_verbose: int = 0, gpus: Optional[str] = None,
                  skip_unsupported: bool = False, exit_timeout_s: float = 30.0, startup_timeout_s: float = 120.0,
-                 extra_args: Sequence[str] = (), echo: Optional[Callable[[str], None]] = None) -> None:
+                 extra_args: Sequence[str] = (), echo: Optional[Callable[[str], None]] = None,
+                 host: str = "127.0.0.1", progress: Optional[Callable[[LoadEvent], None]] = None) -> None:
         if model_control_mode not in CONTROL_MODES:
             raise ServerError(Problem(f"unknown model control mode '{model_control_mode}'",
                                       hint=f"use one of {', '.join(CONTROL_MODES)}"))
@@ -58,6 +63,8 @@ class Server:
         self.log_verbose, self.gpus = log_verbose, gpus
         self.skip_unsupported, self.exit_timeout_s = skip_unsupported, exit_timeout_s
         self.startup_timeout_s, self.extra_args, self._echo = startup_timeout_s, list(extra_args), echo
+        self.host, self._on_progress = host, progress
+        self._progress: Optional[LoadProgress] = None
         self.skipped: dict[str, str] = {}
         self.command: list[str] = []
         self.environment: dict[str, str] = {}
@@ -70,17 +77,24 @@ class Server:
     @property
     def http_url(self) -> str:
         """``host:port`` of the HTTP endpoint (the form tritonclient takes)."""
-        return f"localhost:{self.http_port}"
+        return f"{self._client_host}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
         """``host:port`` of the gRPC endpoint."""
-        return f"localhost:{self.grpc_port}"
+        return f"{self._client_host}:{self.grpc_port}"
 
     @property
     def metrics_url(self) -> str:
         """Full URL of the Prometheus metrics endpoint."""
-        return f"http://localhost:{self.metrics_port}/metrics"
+        return f"http://{self._client_host}:{self.metrics_port}/metrics"
+
+    @property
+    def _client_host(self) -> str:
+        """The address clients on this machine reach the endpoints at."""
+        if self.host in ("0.0.0.0", "::", ""):
+            return "localhost"
+        return f"[{self.host}]" if ":" in self.host else self.host
 
     @property
     def pid(self) -> Optional[int]:
@@ -228,8 +242,10 @@ class Server:
 
     def _build_command(self, args: Sequence[str]) -> list[str]:
         command = [str(self.installation.binary), f"--model-repository={self.repo}",
-                   f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
-                   f"--metrics-port={self.metrics_port}", f"--model-control-mode={self.control_mode}",
+                   f"--http-address={self.host}", f"--http-port={self.http_port}",
+                   f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+                   f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+                   f"--model-control-mode={self.control_mode}",
                    f"--log-verbose={self.log_verbose}", f"--exit-timeout-secs={max(1, round(self.exit_timeout_s))}",
                    "--exit-on-error=true", *args]
         command += [f"--load-model={name}" for name in self.load_models]
@@ -243,7 +259,8 @@ class Server:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus
         self._process = GroupProcess(self.command, env)
         assert self._process.popen.stdout is not None  # Popen was given stdout=PIPE
-        self._pump = LogPump(self._process.popen.stdout, echo=self._echo)
+        self._progress = LoadProgress(self._on_progress)
+        self._pump = LogPump(self._process.popen.stdout, echo=self._echo, watch=self._progress.feed)
 
     def _ready(self) -> bool:
         # Our own process must have bound the port: a port picked as free can be taken by another
@@ -251,7 +268,8 @@ class Server:
         if self._pump is None or not self._pump.contains("Started HTTPService"):
             return False
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/v2/health/ready", timeout=2) as reply:
+            with urllib.request.urlopen(f"http://{self._client_host}:{self.http_port}/v2/health/ready",
+                                        timeout=2) as reply:
                 return int(reply.status) == 200
         except (urllib.error.URLError, OSError, http.client.HTTPException):
             # HTTPException: a port picked as free was taken meanwhile by another server's gRPC
@@ -259,18 +277,26 @@ class Server:
             return False
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        assert self._process is not None and self._pump is not None
-        while time.monotonic() < deadline:
+        assert self._process is not None and self._pump is not None and self._progress is not None
+        while self._progress.silent_for_s() < self.startup_timeout_s:
             if self._ready():
                 return
             if self._process.poll() is not None:
                 self._pump.join(5.0)
                 raise ServerError(self._failure_problems(f"tritonserver exited with code {self._process.poll()}"))
             time.sleep(0.05)
-        problems = self._not_ready_problems() or self._failure_problems("")
-        raise ServerError([Problem(f"tritonserver was not ready within {self.startup_timeout_s:g} s",
-                                   path=str(self.repo), hint="raise --ready-timeout if models load slowly"), *problems])
+        raise ServerError([self._hung_problem(), *(self._not_ready_problems() or self._failure_problems(""))])
+
+    def _hung_problem(self) -> Problem:
+        """The models still loading when the server went quiet, each with the step it was in."""
+        assert self._progress is not None
+        loading = self._progress.unfinished()
+        steps = "; ".join(f"'{m}' at: {step}" if step else f"'{m}'" for m, step in sorted(loading.items()))
+        what = f", still loading {steps}" if steps else ""
+        return Problem(f"tritonserver showed no sign of progress for {self.startup_timeout_s:g} s "
+                       f"({self._progress.elapsed_s():.0f} s after start){what}", path=str(self.repo),
+                       hint="a load that is slow but silent needs a larger --ready-timeout (seconds without "
+                            "any output); rerun with --server-log to see the server's own output")
 
     def _failure_problems(self, summary: str) -> list[Problem]:
         lines = self.log_lines()
@@ -278,13 +304,14 @@ class Server:
         if problems:
             return problems
         detail = last_error_line(lines) or "no error line in its output"
-        hint = "another process holds the port; pass a free one, or 0 to pick one" if "already in use" in detail \
-            else None
+        hint = _port_hint(detail, self.http_port, self.grpc_port, self.metrics_port) \
+            if "already in use" in detail else None
         return [Problem(f"{summary}: {detail}" if summary else detail, path=str(self.repo), hint=hint)]
 
     def _not_ready_problems(self) -> list[Problem]:
         """Ask the running server which models are not ready, and why (its repository index)."""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}/v2/repository/index", data=b"{}")
+        url = f"http://{self._client_host}:{self.http_port}/v2/repository/index"
+        request = urllib.request.Request(url, data=b"{}")
         try:
             with urllib.request.urlopen(request, timeout=5) as reply:
                 index: list[dict[str, Any]] = json.loads(reply.read())
@@ -302,3 +329,13 @@ class Server:
             self._pump.join(5.0)
         self._process = None
         return code
+
+
+def _port_hint(detail: str, http: int, grpc: int, metrics: int) -> str:
+    """Which flag moves the port another process holds (Triton names the service in its error line)."""
+    lowered = detail.lower()
+    flags = [(flag, port) for word, flag, port in (("grpc", "--grpc-port", grpc), ("metric", "--metrics-port", metrics),
+                                                  ("http", "--http-port", http)) if word in lowered][:1]
+    named = flags or [("--http-port", http), ("--grpc-port", grpc), ("--metrics-port", metrics)]
+    which = " or ".join(f"{flag} (now {port})" for flag, port in named)
+    return f"another process holds the port; pass a free one with {which}, or 0 to pick a free one"
