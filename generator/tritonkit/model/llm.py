@@ -18,15 +18,20 @@ from tritonclient.grpc import model_config_pb2 as pb
 from tritonkit.errors import Problem, SpecError
 from tritonkit.model import llm_contract as contract
 from tritonkit.model import releases
+from tritonkit.model.classic import fill_version_policy
 from tritonkit.model.llmapi import build_llmapi_unit, check_llmapi
 from tritonkit.model.types import FileSource, ModelUnit, python_backend_files
 from tritonkit.model.vllm import build_vllm_unit, check_vllm
 from tritonkit.spec.document import Loc
 from tritonkit.spec.llm import LLMSpec
 from tritonkit.spec.load import LoadedSpec, suggest
-from tritonkit.spec.schema import ParameterValue
+from tritonkit.spec.schema import ParameterValue, VersionPolicy
 
-__all__ = ["BACKEND_FILES", "build_llm_units"]
+__all__ = ["BACKEND_FILES", "LLM_VERSION_POLICY", "build_llm_units"]
+
+#: Only the newest version loaded: each loaded version of an LLM holds its own weights and KV cache, so two
+#: cost twice the (GPU) memory. The previous version's folder stays on disk for a rollback (write/versions.py).
+LLM_VERSION_POLICY = VersionPolicy.model_validate({"latest": {"num_versions": 1}})
 
 #: The python_backends file each Python model of the pipeline runs, and the helpers copied beside it.
 BACKEND_FILES = {
@@ -158,6 +163,7 @@ class _Builder:
         return config
 
     def unit(self, config: pb.ModelConfig, files: dict[str, FileSource]) -> ModelUnit:
+        fill_version_policy(config, self.llm.version_policy, LLM_VERSION_POLICY)
         return ModelUnit(name=config.name, config=config, version_files=files, spec_loc=self.loc, origin="llms")
 
     def python_model(self, suffix: str, count: int, params: Mapping[str, ParameterValue],

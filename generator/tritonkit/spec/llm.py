@@ -6,7 +6,15 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from tritonkit.spec.schema import InstanceGroup, ModelName, NonNegative, ParameterValue, Positive, StrictModel
+from tritonkit.spec.schema import (
+    InstanceGroup,
+    ModelName,
+    NonNegative,
+    ParameterValue,
+    Positive,
+    StrictModel,
+    VersionPolicy,
+)
 
 __all__ = ["EngineSpec", "InstanceCounts", "KVCacheSpec", "LLMSpec", "SamplingDefaults"]
 
@@ -21,7 +29,8 @@ class EngineSpec(StrictModel):
     """
 
     kind: Literal["pytorch", "tensorrt_llm_api", "tensorrt_llm", "vllm"]
-    #: pytorch: a Hugging Face model folder, a GGUF file, or ``pkg:<distribution>/<file>``;
+    #: pytorch: a Hugging Face model folder, a GGUF file, ``pkg:<distribution>/<file>``, or
+    #: ``hf:<org>/<name>``, a Hugging Face hub id (the engine loads it into the Hugging Face cache);
     #: tensorrt_llm_api: a Hugging Face id or a path as the server sees it (ModelOpt FP8/NVFP4/AWQ
     #: checkpoints load as they are).
     model: Optional[str] = None
@@ -47,7 +56,7 @@ class EngineSpec(StrictModel):
     def _source_given(self) -> EngineSpec:
         if self.kind == "pytorch" and not self.model:
             raise ValueError("engine kind pytorch needs `model:` (a Hugging Face folder, a GGUF file, "
-                             "or pkg:<distribution>/<file>)")
+                             "pkg:<distribution>/<file>, or hf:<org>/<name> for a Hugging Face hub id)")
         if self.kind in ("tensorrt_llm_api", "vllm") and not self.model:
             raise ValueError(f"engine kind {self.kind} needs `model:` (a Hugging Face id, or a checkpoint "
                              "folder as the server sees it)")
@@ -113,6 +122,9 @@ class LLMSpec(StrictModel):
     instance_group: list[InstanceGroup] = []
     instances: InstanceCounts = InstanceCounts()
     trust_remote_code: bool = False
+    #: Triton's ``version_policy``, for every model of the entry. Left out: ``latest: {num_versions: 1}``,
+    #: since each loaded version holds its own weights and KV cache (two loaded cost twice the memory).
+    version_policy: Optional[VersionPolicy] = None
 
     @property
     def resolved_layout(self) -> str:

@@ -59,8 +59,9 @@ def _decide(loaded: LoadedSpec, repository: RepositoryModel, manifest: Manifest)
         if decision.missing:
             problems.append(loaded.problem(
                 (*unit.spec_loc, "version_policy"),
-                f"asks for version(s) {list(decision.missing)}, which this repository does not have "
-                f"(it has {sorted(decision.digests)})", "name versions that exist, or use latest", model=unit.name))
+                f"asks for version(s) {list(decision.missing)}, which model '{unit.name}' does not have in this "
+                f"repository (it has {sorted(decision.digests)})", "name versions that exist, or use latest",
+                model=unit.name))
         decisions[unit.name] = decision
     if problems:
         raise SpecError(problems)

@@ -24,10 +24,15 @@ class VersionDecision:
 
 
 def _kept(policy: pb.ModelVersionPolicy, known: list[int], current: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Version folders to keep on disk: those the policy loads, and always the current one."""
+    """Version folders to keep on disk: those the policy loads, the current one, and the one before it.
+
+    The one before stays even when the policy does not load it (an LLM's default loads the newest only),
+    so that a rollback, ``specific: {versions: [<previous>]}``, always has a folder to point at.
+    """
     loaded = set(loaded_versions(policy, known))
+    previous = max((v for v in known if v < current), default=None)
     missing = tuple(sorted(set(policy.specific.versions) - set(known)))
-    return tuple(v for v in known if v in loaded or v == current), missing
+    return tuple(v for v in known if v in loaded or v in (current, previous)), missing
 
 
 def decide_versions(unit: ModelUnit, previous: dict[int, str]) -> VersionDecision:
