@@ -77,6 +77,8 @@ class Job:
     settings: dict[str, Any]
     stop_words: list[str] = field(default_factory=list)
     exclude_input: bool = True
+    #: ``apply_chat_template``: False sends the prompt as it is; None leaves it to the model's parameter.
+    chat_template: Optional[bool] = None
     want: frozenset[str] = frozenset()
     arrival_ns: int = field(default_factory=time.time_ns)
     first_scheduled_ns: int = 0
@@ -143,11 +145,12 @@ class TritonPythonModel:
                                   "sampling_param_return_perf_metrics") if _scalar(request, name, False)}
         settings = {key: _scalar(request, f"sampling_param_{key}") for key in
                     ("temperature", "top_k", "top_p", "frequency_penalty", "presence_penalty", "seed")}
+        template = _scalar(request, "apply_chat_template")
         return Job(request=request, sender=sender, prompt=_text(texts[0], "text_input"),
                    max_tokens=int(_scalar(request, "sampling_param_max_tokens", 0) or 0), streaming=streaming,
                    settings={k: v for k, v in settings.items() if v is not None}, stop_words=stops,
                    exclude_input=bool(_scalar(request, "sampling_param_exclude_input_from_output", True)),
-                   want=frozenset(want))
+                   chat_template=None if template is None else bool(template), want=frozenset(want))
 
     def _stop(self, request: Any) -> Any:
         """``stop: true`` cancels the live request with the same id; this request gets an empty answer."""

@@ -98,8 +98,8 @@ class LocalEngine:
         # interval than Python's 5 ms, one waits that long for the other in the middle of a step.
         sys.setswitchinterval(0.0005)
 
-    def _format(self, text: str) -> str:
-        if not self.chat:
+    def _format(self, text: str, chat: bool) -> str:
+        if not chat:
             return text
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages.append({"role": "user", "content": text})
@@ -109,7 +109,10 @@ class LocalEngine:
         """Tokenise the prompt and check it against the limits; raises RequestError naming the input."""
         if not job.prompt.strip():
             raise llm_common.RequestError("input 'text_input' is empty")
-        ids = [int(t) for t in self.tokenizer.encode(self._format(job.prompt), add_special_tokens=not self.chat)]
+        # A request may turn the template off (the gateway templates whole conversations itself), never on
+        # for a tokenizer that has none.
+        chat = self.chat if job.chat_template is None else job.chat_template and self.chat
+        ids = [int(t) for t in self.tokenizer.encode(self._format(job.prompt, chat), add_special_tokens=not chat)]
         if len(ids) > self.max_input_len:
             raise llm_common.RequestError(f"input 'text_input' has {len(ids)} tokens; the limit (max_input_len) "
                                           f"is {self.max_input_len}")

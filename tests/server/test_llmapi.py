@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tritonkit.model.llmapi_contract import LLMAPI_INPUTS, LLMAPI_OUTPUTS
+from tritonkit.model.llmapi_contract import LLMAPI_INPUTS, LLMAPI_OUTPUTS, LOCAL_INPUTS
 from tritonkit.runtime import Server
 
 pytestmark = [pytest.mark.triton, pytest.mark.llm]
@@ -49,9 +49,20 @@ def _events(text: str) -> list[dict[str, Any]]:
 def test_the_model_declares_the_llmapi_interface(server: Server) -> None:
     config = server.client("http").model("smollm2")
     declared = {t.name for t in config.inputs}
-    assert declared == {t.name for t in LLMAPI_INPUTS if t.since is None}
+    # NVIDIA's inputs, plus the one tritonkit's PyTorch engine adds (a client written for NVIDIA's never sends it).
+    assert declared == {t.name for t in LLMAPI_INPUTS if t.since is None} | {t.name for t in LOCAL_INPUTS}
     assert {t.name for t in config.outputs} == {t.name for t in LLMAPI_OUTPUTS}
     assert config.decoupled and config.max_batch_size == 0
+
+
+def test_apply_chat_template_false_continues_the_text_as_given(server: Server) -> None:
+    asked = {"text_input": "The capital of France is", "sampling_param_max_tokens": 4}
+    status, raw = _post(server, "generate", {**asked, "apply_chat_template": False})
+    assert status == 200, raw
+    assert "Paris" in json.loads(raw)["text_output"]
+    # Left out, the model's own chat template wraps the text: a chat answer, not a continuation.
+    status, chat = _post(server, "generate", asked)
+    assert status == 200 and json.loads(chat)["text_output"] != json.loads(raw)["text_output"]
 
 
 def test_http_generate_answers_paris(server: Server) -> None:

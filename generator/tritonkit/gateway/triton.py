@@ -19,13 +19,15 @@ import numpy as np
 from tritonkit.gateway.catalog import LLM, Target
 from tritonkit.gateway.errors import APIError, bad_request, unavailable
 from tritonkit.gateway.protocol import Generation
-from tritonkit.model.llmapi_contract import REQUEST_NAMES
+from tritonkit.model.llmapi_contract import REQUEST_NAMES, TEMPLATE_INPUT
 
 __all__ = ["Piece", "build_inputs", "generate"]
 
 _NUMPY = {"BYTES": np.object_, "BOOL": np.bool_, "INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64,
           "FP32": np.float32, "FP64": np.float64, "UINT32": np.uint32}
 _LENGTH = struct.Struct("<I")
+#: OpenAI's defaults for the sampling fields a request leaves out, sent unless the spec set the model's own.
+_OPENAI_DEFAULTS = {"temperature": 1.0, "top_p": 1.0}
 #: Engine finish reasons -> OpenAI's (anything else, e.g. ``cancelled``, reads as ``stop``).
 _FINISH = {"stop": "stop", "length": "length", "end_id": "stop", "stop_words": "stop"}
 
@@ -78,8 +80,9 @@ def build_inputs(llm: LLM, target: Target, text: str, generation: Generation, st
     """
     names = REQUEST_NAMES[llm.interface]
     max_tokens = generation.max_tokens or llm.limit("max_output_len")
+    sampling = _with_defaults(llm, target, generation.sampling)
     if "sampling" in names:  # Triton's vLLM backend: SamplingParams as one JSON string
-        params = {**generation.sampling, **({"max_tokens": max_tokens} if max_tokens else {})}
+        params = {**sampling, **({"max_tokens": max_tokens} if max_tokens else {})}
         values: dict[str, list[Any]] = {"text_input": [text], names["stream"]: [stream],
                                         names["sampling"]: [json.dumps(params)], names["finish_reason"]: [True]}
         return [_tensor(target, name, value) for name, value in values.items() if name in target.inputs]
@@ -91,13 +94,25 @@ def build_inputs(llm: LLM, target: Target, text: str, generation: Generation, st
     values[names["stream"]] = [stream]
     if "finish_reason" in names:
         values[names["finish_reason"]] = [True]
-    for key, value in generation.sampling.items():
+    if TEMPLATE_INPUT in target.inputs:  # templated here already, or a completion prompt to continue as it is
+        values[TEMPLATE_INPUT] = [False]
+    for key, value in sampling.items():
         name = names.get(key, key)
         if name not in target.inputs:
             raise bad_request(f"'{key}' is not supported by model '{llm.name}' (its inputs have no '{name}')",
                               param=key, code="unsupported_parameter")
         values[name] = value if isinstance(value, list) else [value]
     return [_tensor(target, name, value) for name, value in values.items() if name in target.inputs]
+
+
+def _with_defaults(llm: LLM, target: Target, sampling: dict[str, Any]) -> dict[str, Any]:
+    """``sampling`` plus OpenAI's defaults for what it leaves out, where the spec chose none and the model takes it."""
+    names = REQUEST_NAMES[llm.interface]
+    chosen = llm.spec_defaults
+    takes = set(target.inputs) if "sampling" not in names else None
+    added = {key: value for key, value in _OPENAI_DEFAULTS.items() if key not in sampling and key not in chosen
+             and (takes is None or names.get(key, key) in takes)}
+    return {**sampling, **added} if added else sampling
 
 
 def _strings(raw: bytes) -> list[bytes]:

@@ -184,7 +184,8 @@ class _Builder:
         llm = self.llm
         return {"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
                 "max_input_len": llm.max_input_len, "max_output_len": llm.max_output_len,
-                "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code}
+                "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code,
+                "spec_sampling_defaults": contract.spec_sampling_defaults(llm)}
 
     def preprocessing(self, tokenizer: str) -> ModelUnit:
         llm = self.llm

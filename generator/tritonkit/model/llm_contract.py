@@ -40,6 +40,7 @@ __all__ = [
     "fill_trtllm_engine",
     "pytorch_parameters",
     "set_parameters",
+    "spec_sampling_defaults",
 ]
 
 #: The TensorRT-LLM release whose ensemble, BLS and engine configs tritonkit declares: 1.2.1, the
@@ -383,8 +384,19 @@ def pytorch_parameters(llm: LLMSpec, source: str) -> dict[str, Union[str, int, f
     }
     if sampling.seed is not None:
         params["seed"] = sampling.seed
+    params["spec_sampling_defaults"] = spec_sampling_defaults(llm)
     params.update(llm.engine.parameters)
     return params
+
+
+def spec_sampling_defaults(llm: LLMSpec) -> str:
+    """The sampling defaults the spec sets itself, as JSON: the OpenAI gateway uses OpenAI's defaults for the rest.
+
+    Direct Triton clients get the engine's defaults (greedy unless the spec says otherwise); an OpenAI
+    client that leaves ``temperature`` out expects OpenAI's 1.0, unless the deployment chose another.
+    """
+    sampling = llm.sampling
+    return json.dumps({name: getattr(sampling, name) for name in sorted(sampling.model_fields_set)})
 
 
 def _trtllm_parameters(llm: LLMSpec) -> dict[str, Union[str, int, float, bool]]:

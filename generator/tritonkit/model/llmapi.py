@@ -157,7 +157,7 @@ def build_llmapi_unit(builder: _Builder) -> ModelUnit:
     """The one model of an LLM-API entry, named after the entry."""
     llm = builder.llm
     config = pb.ModelConfig(name=llm.name, backend="python")
-    add_llmapi_tensors(config, TRTLLM_VERSION_LOCAL)
+    add_llmapi_tensors(config, TRTLLM_VERSION_LOCAL, local=llm.engine.kind == "pytorch")
     files = _files(llm.engine.kind)
     if llm.engine.kind == "pytorch":
         config.model_transaction_policy.decoupled = llm.streaming

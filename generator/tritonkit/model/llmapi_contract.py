@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Optional
 if TYPE_CHECKING:
     from tritonclient.grpc import model_config_pb2 as pb
 
-__all__ = ["LLMAPI_INPUTS", "LLMAPI_OUTPUTS", "LOCAL_OUTPUTS", "REQUEST_NAMES", "Tensor", "add_llmapi_tensors",
-           "interface_of"]
+__all__ = ["LLMAPI_INPUTS", "LLMAPI_OUTPUTS", "LOCAL_INPUTS", "LOCAL_OUTPUTS", "REQUEST_NAMES", "TEMPLATE_INPUT",
+           "Tensor", "add_llmapi_tensors", "interface_of"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,13 @@ LLMAPI_OUTPUTS: tuple[Tensor, ...] = (
     Tensor("total_draft_tokens", "INT32", (1,), False),
 )
 
+#: tritonkit's one addition to the interface, on its PyTorch engine only: false sends ``text_input`` to the
+#: engine as it is (a raw completion prompt, or a conversation already templated by the OpenAI gateway);
+#: true or left out, the model applies its chat template as its ``chat_template`` parameter says. A client
+#: written for TensorRT-LLM never sends it.
+TEMPLATE_INPUT = "apply_chat_template"
+LOCAL_INPUTS: tuple[Tensor, ...] = (_in(TEMPLATE_INPUT, "BOOL"),)
+
 #: The outputs tritonkit's PyTorch engine computes; it declares all of LLMAPI_OUTPUTS so clients
 #: written for TensorRT-LLM load it unchanged, and sends the others only when TensorRT-LLM drives it.
 LOCAL_OUTPUTS = frozenset({"text_output", "finish_reason", "stop_reason", "cumulative_logprob",
@@ -118,10 +125,13 @@ def interface_of(input_names: frozenset[str]) -> str:
     return "vllm" if "sampling_parameters" in input_names else "ensemble"
 
 
-def add_llmapi_tensors(config: pb.ModelConfig, trtllm_version: Optional[str]) -> None:
-    """Declare the interface's inputs and outputs as TensorRT-LLM ``trtllm_version`` has them."""
+def add_llmapi_tensors(config: pb.ModelConfig, trtllm_version: Optional[str], local: bool = False) -> None:
+    """Declare the interface's inputs and outputs as TensorRT-LLM ``trtllm_version`` has them.
+
+    ``local``: the model is served by tritonkit's PyTorch engine, which also takes ``LOCAL_INPUTS``.
+    """
     from tritonclient.grpc import model_config_pb2 as pb
-    for tensor in LLMAPI_INPUTS:
+    for tensor in LLMAPI_INPUTS + (LOCAL_INPUTS if local else ()):
         if _newer(tensor.since, trtllm_version):
             continue
         item = config.input.add(name=tensor.name, data_type=pb.DataType.Value(f"TYPE_{tensor.dtype}"))
