@@ -7,7 +7,7 @@ installed there). It writes, within the device tool's 64 MiB limit:
 
 - ``pytriton-min.tar.xz``: the ``nvidia-pytriton`` wheel's server (``bin``, ``backends``, ``caches``),
   the Python backend stub for the GPU host's Python and the wheel's libraries, without the
-  ``libpython`` of another Python (DESIGN.md section 6);
+  ``libpython`` of another Python;
 - ``wheels/``: wheels for that Python of the packages tritonkit needs and the GPU image lacks or
   has at a version that breaks the server (numpy 2), at the versions installed here;
 - ``smollm2-arch/``: SmolLM2-135M's config.json and tokenizer, exported from the GGUF (the weights

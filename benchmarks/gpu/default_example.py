@@ -3,7 +3,7 @@
     bash benchmarks/gpu/device.sh .carry OUT default_example.py
 
 The spec is the README's default, with one substitution: the engine's model is a SmolLM2-135M-shaped
-model with random weights made here (the GGUF does not travel; DESIGN.md section 6). It prints, as
+model with random weights made here (the 98 MB GGUF does not fit the 64 MiB bundle). It prints, as
 JSON, the instance kinds Triton resolved for each model (``KIND_AUTO`` in the files), the GPU
 processes ``nvidia-smi`` sees, and one answer through the ensemble and add_sub.
 """

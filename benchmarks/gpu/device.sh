@@ -16,7 +16,7 @@ mkdir -p "$site"
 tar -xJf "$carry/pytriton-min.tar.xz" -C "$site"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$carry"/wheels/*.whl
 # The Python backend stub runs the first python3 on PATH with -E (PYTHONPATH ignored): its numpy
-# must be 1.x, so numpy 1.26 goes into that interpreter's own environment (DESIGN.md section 6).
+# must be 1.x, so numpy 1.26 goes into that interpreter's own environment.
 python3 -m pip install -q --no-index --no-deps --force-reinstall "$carry"/wheels/numpy-1.26*.whl
 # That image's scikit-learn/scipy are built for numpy 2 and transformers imports them when present:
 # take them out of this scratch environment (transformers imports both when present).

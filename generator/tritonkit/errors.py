@@ -66,8 +66,11 @@ class Problem:
     field: tuple[Union[str, int], ...] = ()
 
     def where(self) -> str:
-        """Return ``path:line:col`` with the parts that are known."""
-        parts = [self.path or "<spec>"]
+        """Return ``path:line:col`` with the parts that are known; empty when the problem has no file.
+
+        A line without a path (never made by tritonkit itself) reads ``line:col``.
+        """
+        parts = [self.path] if self.path else []
         if self.line is not None:
             parts.append(str(self.line))
             if self.col is not None:
@@ -75,10 +78,16 @@ class Problem:
         return ":".join(parts)
 
     def format(self) -> str:
-        """Return the one-line form ``FILE:LINE:COL: message; hint``."""
-        text = f"{self.where()}: {self.message}"
+        """Return the one-line form ``FILE:LINE:COL: message; hint``, or ``message; hint`` with no file.
+
+        A failure that no file is involved in (a port in use, a server that is down, a flag out of range)
+        is printed without a location, so it never reads as if a spec were at fault.
+        """
+        where = self.where()
+        text = f"{where}: " if where else ""
         if self.severity == "warning":
-            text = f"{self.where()}: warning: {self.message}"
+            text += "warning: "
+        text += self.message
         if self.hint:
             text += f"; {self.hint}"
         return text

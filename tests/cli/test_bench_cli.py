@@ -91,6 +91,18 @@ def test_slo_on_errors_and_ttft(server: Server, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.triton
+def test_percentiles_over_few_requests_are_flagged(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "simple", "--url", server.grpc_url, "--concurrency", "1", "--requests", "3",
+                 "--warmup", "0s"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "note: too few requests for some percentiles (marked * in the tables)" in captured.err
+    assert "concurrency 1 (3 ok requests): p90, p95, p99;" in captured.err
+    row = next(line for line in captured.out.splitlines() if line.strip().startswith("│"))
+    assert [cell.strip().endswith("*") for cell in row.split("│")[5:11]] == [False, True, True, True, False, False]
+
+
+@pytest.mark.triton
 def test_decoupled_model_needs_stream(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "tinyllm_bls", "--url", server.grpc_url, *QUICK]) == 1
     assert "is decoupled" in capsys.readouterr().err

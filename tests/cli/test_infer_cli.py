@@ -122,6 +122,8 @@ def test_chat_without_streaming_calls_the_ensemble(server: Server, capsys) -> No
 def test_chat_streaming_over_http_is_refused(capsys) -> None:
     code, _, err = _run(capsys, "chat", "tiny", "hi", "--protocol", "http")
     assert code == 1 and "streaming needs the gRPC protocol" in err and "--no-stream" in err
+    # No spec or file is involved, so the message carries no location prefix (it once read "<spec>: ...").
+    assert err == "streaming needs the gRPC protocol; use --protocol grpc or --no-stream\n"
 
 
 def test_chat_on_a_model_that_is_no_llm(server: Server, capsys) -> None:

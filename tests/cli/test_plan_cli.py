@@ -65,6 +65,36 @@ def test_gguf_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert report["model"]["file_weight_bytes"] < report["model"]["weights_gb"] * 1e9
 
 
+def test_hugging_face_id_from_the_local_cache(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # the hub cache is $HF_HOME/hub
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = tmp_path / "hf" / "hub" / "models--meta-llama--Meta-Llama-3-8B"
+    (model / "snapshots" / "8cde5ca8").mkdir(parents=True)
+    (model / "snapshots" / "8cde5ca8" / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+        "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 8192}))
+    (model / "refs").mkdir()
+    (model / "refs" / "main").write_text("8cde5ca8")
+    code, out, err = run(capsys, "--model", "hf:meta-llama/Meta-Llama-3-8B", "--gpu", "h100", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["model"]["name"] == "meta-llama/Meta-Llama-3-8B"
+    assert report["model"]["parameters"] == 8_030_261_248
+
+
+def test_hugging_face_id_offline_and_not_cached(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, err = run(capsys, "--model", "hf:meta-llama/Meta-Llama-3-8B")
+    assert code == 1 and out == ""
+    where = tmp_path / "hub" / "models--meta-llama--Meta-Llama-3-8B" / "snapshots" / "main" / "config.json"
+    assert err.startswith("--model: meta-llama/Meta-Llama-3-8B's config.json is not in the Hugging Face cache")
+    assert f"put the model's config.json at {where}" in err
+
+
 def test_write_puts_the_plan_into_the_spec(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     spec = tmp_path / "tritonkit.yaml"
     spec.write_text(SPEC)

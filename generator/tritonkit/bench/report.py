@@ -22,6 +22,12 @@ def _ms(value: Optional[float]) -> str:
     return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
+def _point(level: LevelResult, figure: str, figures: dict[str, float], point: str) -> str:
+    """``point`` of ``figures`` as a cell, with ``*`` when it rests on too few samples (``samples_needed``)."""
+    text = _ms(figures.get(point))
+    return f"{text}*" if text != "-" and point in level.thin_points(figure, (point,)) else text
+
+
 def _level_text(result: BenchResult, level: LevelResult) -> str:
     return f"{level.level:g}/s" if result.mode == "rate" else f"{int(level.level)}"
 
@@ -42,7 +48,7 @@ def _latency_table(result: BenchResult) -> Table:
         latency = level.latency_ms
         table.add_row(_level_text(result, level), str(level.requests), str(level.errors),
                       f"{level.throughput_rps:.1f}",
-                      *(_ms(latency[p]) for p in ("p50", "p90", "p95", "p99", "max", "mean")))
+                      *(_point(level, "latency", latency, p) for p in ("p50", "p90", "p95", "p99", "max", "mean")))
     return table
 
 
@@ -55,7 +61,8 @@ def _token_table(result: BenchResult) -> Table:
     for level in result.levels:
         ttft, itl = level.ttft_ms or {}, level.itl_ms or {}
         per_request = (level.tokens_per_s_per_request or {}).get("p50")
-        stream_cells = ([_ms(ttft.get("p50")), _ms(ttft.get("p99")), _ms(itl.get("p50")), _ms(itl.get("p99"))]
+        stream_cells = ([_point(level, "ttft", ttft, "p50"), _point(level, "ttft", ttft, "p99"),
+                         _point(level, "itl", itl, "p50"), _point(level, "itl", itl, "p99")]
                         if result.stream else [])
         table.add_row(_level_text(result, level), *stream_cells, str(level.output_tokens),
                       f"{level.output_tokens_per_s:.1f}",

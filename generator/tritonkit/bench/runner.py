@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 from tritonkit.bench.client import BenchClient, open_client
@@ -18,7 +18,7 @@ from tritonkit.bench.prompts import (
     read_prompts,
     synthetic_prompts,
 )
-from tritonkit.bench.summary import LevelResult, summarize_level
+from tritonkit.bench.summary import LevelResult, few_samples_note, summarize_level
 from tritonkit.errors import Problem
 
 __all__ = ["BenchResult", "LevelProgress", "run_bench"]
@@ -75,7 +75,8 @@ def _prepare(client: BenchClient, options: BenchOptions, model: ModelInfo) -> tu
     if options.stream and not model.decoupled:
         raise BenchError(Problem(f"--stream needs a decoupled model; {model.name} answers once per request",
                                  path=options.url, model=model.name,
-                                 hint=f"bench {model.name}_bls for streaming, or drop --stream"))
+                                 hint="drop --stream, or bench a decoupled model (an llms: entry with "
+                                      f"streaming on; with layout: ensemble, {model.name}_bls)"))
     if model.is_llm:
         payloads, counter, note = _llm_requests(options, model)
         client.prepare(payloads, counter.count)
@@ -135,7 +136,8 @@ async def _sweep(options: BenchOptions, progress: Optional[LevelProgress]) -> Be
             callback = progress(level_label(options, level)) if progress is not None else None
             run = await run_level(client, options, level, callback)
             result.levels.append(summarize_level(run, options.mode))
-        return result
+        thin = few_samples_note([(level_label(options, level.level), level) for level in result.levels])
+        return replace(result, notes=(*result.notes, thin)) if thin else result
     finally:
         await closing.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
@@ -10,10 +11,31 @@ import numpy as np
 
 from tritonkit.bench.load import LevelRun
 
-__all__ = ["LATENCY_POINTS", "LevelResult", "ServerBreakdown", "server_breakdown", "summarize_level"]
+__all__ = [
+    "LATENCY_POINTS",
+    "LevelResult",
+    "ServerBreakdown",
+    "few_samples_note",
+    "samples_needed",
+    "server_breakdown",
+    "summarize_level",
+]
 
 LATENCY_POINTS = ("p50", "p90", "p95", "p99", "max", "mean")
 _STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def samples_needed(point: str) -> int:
+    """The fewest samples for percentile ``point`` (``p99``) to mean more than the slowest sample.
+
+    The rule: ``pN`` needs at least 100/(100-N) samples, rounded up, so that at least one sample lies
+    above it (p50: 2, p90: 10, p95: 20, p99: 100). Over fewer, ``pN`` is read between the slowest
+    two samples, little more than the maximum under another name. ``max`` and ``mean`` need one.
+    """
+    if not point.startswith("p"):
+        return 1
+    share = 100.0 - float(point[1:])
+    return max(1, math.ceil(round(100.0 / share, 9)))
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,16 @@ class LevelResult:
     output_tokens_per_s: float = 0.0
     tokens_per_s_per_request: Optional[dict[str, float]] = None
     server: list[ServerBreakdown] = field(default_factory=list)
+    #: How many values each figure rests on: ``latency`` (successful requests), ``ttft`` (streams with
+    #: a first token) and ``itl`` (gaps between a stream's responses).
+    samples: dict[str, int] = field(default_factory=dict)
+
+    def thin_points(self, figure: str, points: tuple[str, ...]) -> tuple[str, ...]:
+        """The percentiles of ``points`` that rest on fewer samples of ``figure`` than ``samples_needed``."""
+        count = self.samples.get(figure, 0)
+        if count == 0:  # nothing measured: the figure is blank, not thin
+            return ()
+        return tuple(p for p in points if p.startswith("p") and count < samples_needed(p))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
@@ -62,6 +94,29 @@ class LevelResult:
     def server_for(self, model: str) -> Optional[ServerBreakdown]:
         """Return the breakdown of ``model``, if it served requests in the window."""
         return next((s for s in self.server if s.model == model), None)
+
+
+#: The percentiles each table shows, by the figure whose samples they rest on.
+SHOWN_POINTS = {"latency": ("p50", "p90", "p95", "p99"), "ttft": ("p50", "p99"), "itl": ("p50", "p99")}
+_FIGURE_NAMES = {"latency": "", "ttft": "TTFT ", "itl": "ITL "}
+
+
+def few_samples_note(levels: list[tuple[str, LevelResult]]) -> Optional[str]:
+    """One note naming every shown percentile that rests on too few samples, per level; None if none does.
+
+    ``levels`` pairs each level's label (``concurrency 1``) with its result.
+    """
+    parts = []
+    for label, level in levels:
+        thin = [f"{_FIGURE_NAMES[figure]}{point}" for figure, points in SHOWN_POINTS.items()
+                for point in level.thin_points(figure, points)]
+        if thin:
+            parts.append(f"{label} ({level.samples.get('latency', 0)} ok requests): {', '.join(thin)}")
+    if not parts:
+        return None
+    return ("too few requests for some percentiles (marked * in the tables): pN needs at least 100/(100-N) "
+            "samples (p50 2, p90 10, p95 20, p99 100) for one to lie above it, and over fewer it is about the "
+            "slowest one; " + "; ".join(parts) + "; measure more with --requests or a longer --duration")
 
 
 def percentiles_ms(values_s: list[float], points: tuple[str, ...] = LATENCY_POINTS) -> dict[str, float]:
@@ -115,13 +170,14 @@ def server_breakdown(run: LevelRun) -> list[ServerBreakdown]:
     return [d for d in deltas if d is not None]
 
 
-def _stream_figures(ok: list[Any]) -> dict[str, Any]:
+def _stream_figures(ok: list[Any]) -> tuple[dict[str, Any], dict[str, int]]:
     ttft = [s.ttft_s for s in ok if s.ttft_s is not None]
     if not ttft:
-        return {}
+        return {}, {}
     itl = [gap for s in ok for gap in s.itl_s]
-    return {"ttft_ms": percentiles_ms(ttft, ("p50", "p90", "p99", "mean")),
-            "itl_ms": percentiles_ms(itl, ("p50", "p90", "p99", "mean"))}
+    return ({"ttft_ms": percentiles_ms(ttft, ("p50", "p90", "p99", "mean")),
+             "itl_ms": percentiles_ms(itl, ("p50", "p90", "p99", "mean"))},
+            {"ttft": len(ttft), "itl": len(itl)})
 
 
 def summarize_level(run: LevelRun, mode: str) -> LevelResult:
@@ -131,6 +187,7 @@ def summarize_level(run: LevelRun, mode: str) -> LevelResult:
     tokens = sum(s.output_tokens for s in ok)
     per_request = [s.output_tokens / s.latency_s for s in ok if s.output_tokens and s.latency_s > 0]
     window = run.window_s if run.window_s > 0 else float("nan")
+    stream, stream_counts = _stream_figures(ok)
     return LevelResult(
         mode=mode, level=run.level, requests=len(run.samples), ok=len(ok), errors=sum(kinds.values()),
         errors_by_kind=dict(sorted(kinds.items())), window_s=run.window_s,
@@ -138,4 +195,4 @@ def summarize_level(run: LevelRun, mode: str) -> LevelResult:
         output_tokens=tokens, output_tokens_per_s=tokens / window,
         tokens_per_s_per_request=({"p50": float(np.percentile(per_request, 50)),
                                    "mean": float(np.mean(per_request))} if per_request else None),
-        server=server_breakdown(run), **_stream_figures(ok))
+        server=server_breakdown(run), samples={"latency": len(ok), **stream_counts}, **stream)

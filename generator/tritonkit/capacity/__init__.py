@@ -1,7 +1,8 @@
 """The planner's arithmetic: model memory, KV cache, decode and prefill roofs, and GPU sizing.
 
 Pure functions over small frozen dataclasses. The only I/O is reading a model's config or GGUF file
-and a GPU catalogue; ``spec_edit`` edits spec text it is given, and the CLI writes it.
+(a Hugging Face model's config.json from the local Hugging Face cache, else downloaded from the hub:
+``hub.py``) and a GPU catalogue; ``spec_edit`` edits spec text it is given, and the CLI writes it.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""Read a model's architecture from a Hugging Face config.json, a GGUF file, or a preset name."""
+"""Read a model's architecture from a Hugging Face config.json (a file, or a hub id), a GGUF file, or a preset."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from tritonkit.capacity.architecture import Architecture, PlanError
+from tritonkit.capacity.hub import HF_PREFIX, config_path
 from tritonkit.capacity.presets import PRESETS, find_preset
 from tritonkit.errors import Problem
 
@@ -19,12 +21,17 @@ _BIAS_MODEL_TYPES = ("qwen2",)
 
 
 def load_architecture(source: str) -> Architecture:
-    """Return the architecture of ``source``: a config.json (or its folder), a .gguf file, or a preset.
+    """Return the architecture of ``source``: a config.json (or its folder), a .gguf file, a preset, or hf:.
+
+    ``hf:<org>/<name>`` is a Hugging Face model: its config.json is read from the local Hugging Face cache
+    or fetched from the hub (``capacity/hub.py``).
 
     Raises:
         PlanError: the source does not exist, cannot be read, or lacks an architecture field.
 
     """
+    if source.startswith(HF_PREFIX):
+        return replace(_read_config(config_path(source)), name=source[len(HF_PREFIX):])
     path = Path(source)
     if path.is_dir():
         path = path / "config.json"
@@ -40,7 +47,8 @@ def load_architecture(source: str) -> Architecture:
         return preset
     names = ", ".join(a.name for a in PRESETS.values())
     raise PlanError(Problem(f"no such file and no preset named {source!r}", path="--model",
-                            hint=f"give a config.json, its folder, a .gguf file, or one of: {names}"))
+                            hint=f"give a config.json, its folder, a .gguf file, hf:<org>/<name> for a Hugging "
+                                 f"Face model, or one of: {names}"))
 
 
 def _read_config(path: Path) -> Architecture:

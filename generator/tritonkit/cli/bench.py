@@ -115,7 +115,9 @@ _File = Optional[Path]
 
 @app.command()
 def bench(
-    model: Annotated[str, typer.Argument(help="Served model (for streaming LLMs, the <name>_bls model).")],
+    model: Annotated[str, typer.Argument(help="Served model. For an LLM: the llms: entry's name (add --stream, "
+                                              "since it is decoupled in the default layout); with layout: "
+                                              "ensemble, <name>_bls streams and <name> answers once.")],
     url: Annotated[_Text, typer.Option(help="host:port of the server (default localhost:8001 for gRPC, "
                                              "localhost:8000 for HTTP).", rich_help_panel=_LOAD)] = None,
     protocol: Annotated[str, typer.Option(help="grpc or http.", rich_help_panel=_LOAD)] = "grpc",

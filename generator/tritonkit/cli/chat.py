@@ -58,13 +58,18 @@ def _text(outputs: dict[str, Array], name: str) -> Optional[str]:
 
 
 def _streaming_model(client: Client, model: str) -> Optional[ModelInfo]:
-    """The decoupled model to stream from: MODEL itself if decoupled, else MODEL_bls if served."""
+    """The decoupled model to stream from: MODEL if decoupled, else MODEL_bls if served.
+
+    MODEL is decoupled in the LLM-API layout (the default) with streaming on; ``layout: ensemble``
+    streams from MODEL_bls.
+    """
     info = client.model(model)
     if info.decoupled:
         return info
     if f"{model}_bls" in client.models():
         return client.model(f"{model}_bls")
-    err_console.print(f"note: no '{model}_bls' model to stream from; answering without streaming", markup=False)
+    err_console.print(f"note: '{model}' answers once per request (not decoupled) and no '{model}_bls' model "
+                      "is served to stream from; answering without streaming", markup=False)
     return None
 
 
@@ -86,12 +91,12 @@ def _once(client: Client, model: str, prompt: str, sampling: dict[str, Any]) -> 
 
 @app.command()
 def chat(
-    model: Annotated[str, typer.Argument(help="LLM pipeline model: the llms: entry's name, e.g. smollm2 in the "
-                                        "default example (streamed from smollm2_bls).", show_default=False)],
+    model: Annotated[str, typer.Argument(help="LLM model: the llms: entry's name, e.g. smollm2 in the "
+                                        "default example.", show_default=False)],
     prompt: Annotated[str, typer.Argument(help="The prompt.", show_default=False)],
     stream: Annotated[bool, typer.Option(
-        "--stream/--no-stream", help="Stream tokens as they come (from "
-        "MODEL_bls, or MODEL when it is decoupled).")] = True,
+        "--stream/--no-stream", help="Stream tokens as they come: from MODEL itself when it is decoupled "
+        "(the default layout with streaming on), else from MODEL_bls (layout: ensemble).")] = True,
     max_tokens: Annotated[int, typer.Option(
         "--max-tokens", help="Most tokens to generate.", rich_help_panel=_SAMPLING)] = 256,
     temperature: Annotated[Optional[float], typer.Option(

@@ -60,8 +60,10 @@ _Opt = typer.Option
 
 @app.command()
 def plan(
-    model: Annotated[str, _Opt("--model", help="config.json (or its folder), a .gguf file, or a preset: "
-                                "llama-3-8b, llama-3-70b, mistral-7b, qwen2.5-7b, smollm2-135m, ...")],
+    model: Annotated[str, _Opt("--model", help="config.json (or its folder), a .gguf file, hf:<org>/<name> (a "
+                                "Hugging Face model: its config.json from the local Hugging Face cache, else "
+                                "the hub), or a preset: llama-3-8b, llama-3-70b, mistral-7b, qwen2.5-7b, "
+                                "smollm2-135m, ...")],
     dtype: Annotated[_Dtype, _Opt("--dtype", help="Dtype the weights are served in.")] = _Dtype.bf16,
     kv_dtype: Annotated[Optional[_KvDtype], _Opt(
         "--kv-dtype", help="KV-cache dtype (default: the weights' when 16-bit or fp8, else bf16).")] = None,
