@@ -129,13 +129,13 @@ class TritonPythonModel:
         for name, engine in _UNSUPPORTED.items():
             if _values(request, name):
                 raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's PyTorch engine; "
-                                              f"{engine} serves it")
+                                              f"{engine} serves it", llm_common.UNSUPPORTED)
         texts = _values(request, "text_input") or []
         if len(texts) != 1:
             raise llm_common.RequestError(f"input 'text_input' must hold exactly one prompt (got {len(texts)})")
         best_of = int(_scalar(request, "sampling_param_best_of", 1))
         if best_of != 1:
-            raise llm_common.RequestError(f"sampling_param_best_of is {best_of}; this engine generates one "
+            raise llm_common.RequestError(f"input 'sampling_param_best_of' is {best_of}; this engine generates one "
                                           "sequence per request (TensorRT-LLM supports best_of > 1)")
         streaming = bool(_scalar(request, "streaming", False))
         if streaming and not self.decoupled:
@@ -174,7 +174,8 @@ class TritonPythonModel:
                     jobs.append(self.engine.prepare(self._parse(request, sender)))
                     continue
             except (llm_common.RequestError, ValueError, TypeError, OverflowError) as exc:
-                responses[slot] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc)))
+                responses[slot] = pb_utils.InferenceResponse(output_tensors=[],
+                                                             error=pb_utils.TritonError(llm_common.error_text(exc)))
             if sender is not None:
                 sender.send(responses[slot], flags=_FINAL)
         for job in jobs:

@@ -19,6 +19,8 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
+import llm_common
+
 Respond = Callable[..., None]
 _SAMPLING = ("temperature", "top_k", "top_p", "frequency_penalty", "presence_penalty", "seed")
 
@@ -85,7 +87,7 @@ class TrtllmEngine:
                 elif text:
                     respond(job, {"text_output": np.array([text.encode()], dtype=np.object_)}, False)
         except Exception as exc:
-            respond(job, None, True, error=str(exc))
+            respond(job, None, True, error=llm_common.error_text(exc))
         finally:
             self.futures.pop(id(job), None)
 

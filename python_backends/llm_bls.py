@@ -65,13 +65,11 @@ class TritonPythonModel:
     def _serve(self, request: Any, sender: Any) -> None:
         try:
             _Stream(self, request, sender).run()
-        except llm_common.RequestError as exc:
-            with contextlib.suppress(Exception):
-                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), flags=_FINAL)
         except Exception as exc:  # any failure must reach this client, and only it
-            error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
+            text = str(exc) if isinstance(exc, llm_common.RequestError) else \
+                llm_common.tag_error(llm_common.ENGINE_ERROR, f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(Exception):  # the client may be gone; nothing left to tell then
-                sender.send(pb_utils.InferenceResponse(error=error), flags=_FINAL)
+                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(text)), flags=_FINAL)
 
     def stop_engine(self, request_id: str, client_request: Any) -> None:
         """Stop the engine's request ``request_id``: TensorRT-LLM's ``stop`` input, which both engines read."""

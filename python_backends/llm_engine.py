@@ -16,7 +16,6 @@ the engine that supports it; tritonkit writes that list into the ``unsupported_i
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from typing import Any, NamedTuple, Optional
@@ -29,10 +28,11 @@ import llm_generate
 import llm_scheduler
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-#: Sampling inputs: (engine input, Row field, parameter default key, lowest allowed, highest allowed).
-_FLOATS = (("temperature", "temperature", 0.0, None), ("runtime_top_p", "top_p", 0.0, 1.0),
-           ("repetition_penalty", "repetition_penalty", 0.0, None),
-           ("presence_penalty", "presence_penalty", None, None), ("frequency_penalty", "frequency_penalty", None, None))
+#: Sampling inputs: (engine input, Row field, lowest allowed, highest allowed, whether the lowest is excluded).
+_FLOATS = (("temperature", "temperature", 0.0, None, False), ("runtime_top_p", "top_p", 0.0, 1.0, False),
+           ("repetition_penalty", "repetition_penalty", 0.0, None, True),
+           ("presence_penalty", "presence_penalty", None, None, False),
+           ("frequency_penalty", "frequency_penalty", None, None, False))
 _NEUTRAL = {"beam_width": 1}
 
 
@@ -79,17 +79,10 @@ def check_unsupported(inputs: Inputs, unsupported: dict[str, str]) -> None:
             raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's PyTorch engine: {why}")
 
 
-def _number(inputs: Inputs, name: str, default: Any, low: Optional[float], high: Optional[float]) -> Any:
+def _number(inputs: Inputs, name: str, default: Any, low: Optional[float], high: Optional[float],
+            above_low: bool = False) -> Any:
     value = _scalar(inputs, name, default)
-    if value is None:
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise llm_common.RequestError(f"input {name!r} must be a finite number (got {value})")
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if low is not None and high is not None else \
-            (f"at least {low}" if low is not None else f"at most {high}")
-        raise llm_common.RequestError(f"input {name!r} must be {bounds} (got {value})")
-    return value
+    return None if value is None else llm_common.check_number(name, value, low, high, above_low=above_low)
 
 
 class TritonPythonModel:
@@ -175,8 +168,8 @@ class TritonPythonModel:
         stop, bad = inputs.get("stop_words_list"), inputs.get("bad_words_list")
         bias = inputs.get("embedding_bias")
         _number(inputs, "len_penalty", 1.0, None, None)  # beam search only: no effect at beam_width 1
-        settings = {field: _number(inputs, name, self.defaults[name], low, high)
-                    for name, field, low, high in _FLOATS}
+        settings = {field: _number(inputs, name, self.defaults[name], low, high, above)
+                    for name, field, low, high, above in _FLOATS}
         top_k = int(_number(inputs, "runtime_top_k", self.defaults["runtime_top_k"], 0, None))
         seed = _scalar(inputs, "seed", self.defaults["seed"])
         return [llm_generate.Row(
@@ -205,7 +198,7 @@ class TritonPythonModel:
                     _Job(self, request, inputs)
                     continue
             except (llm_common.RequestError, ValueError, TypeError, llm_scheduler.QueueFullError) as exc:
-                response = _error_response(str(exc))
+                response = _error_response(llm_common.error_text(exc))
             request.get_response_sender().send(response, flags=_FINAL)
 
     def stop(self, request: Any) -> Any:

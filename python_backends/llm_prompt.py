@@ -84,6 +84,7 @@ class Preprocessor:
         self.max_output_len = int(params["max_output_len"])
         self.unsupported = unsupported
         self.vocab_size = len(tokenizer)
+        self.token_bytes = llm_common.longest_token_bytes(tokenizer)
         self.template = self._split_template()
         ends = llm_common.end_ids(tokenizer)
         self.end_id = ends[0] if ends else 0
@@ -226,12 +227,19 @@ class Preprocessor:
         if wanted is None:
             raise llm_common.RequestError("input 'max_tokens' is missing")
         for value in wanted:
-            if not 1 <= value <= self.max_output_len:
-                raise llm_common.RequestError(f"input 'max_tokens' must be between 1 and max_output_len "
-                                              f"{self.max_output_len} (got {value})")
+            if value < 1:
+                raise llm_common.RequestError(f"input 'max_tokens' must be at least 1 (got {value})")
+        for text in texts:
+            size = len(text.encode("utf-8", errors="replace"))
+            if size > self.max_input_len * self.token_bytes:
+                raise llm_common.RequestError(
+                    f"input 'text_input' has {size} bytes, more than max_input_len {self.max_input_len} tokens of "
+                    f"at most {self.token_bytes} bytes each can hold; shorten it", llm_common.CONTEXT_LENGTH_EXCEEDED)
         return {
             "prompts": [self._format(t) for t in texts],
-            "output_len": wanted,
+            # More than max_output_len is clamped to it, as in every layout: the answer ends with finish
+            # reason 'length' where the limit cut it.
+            "output_len": [min(value, self.max_output_len) for value in wanted],
             "bias": self._bias(inputs, len(texts)),
             "end_id": _ints(inputs, "END_ID", len(texts)) or [self.end_id] * len(texts),
             "pad_id": _ints(inputs, "PAD_ID", len(texts)) or [self.pad_id] * len(texts),
@@ -244,7 +252,8 @@ class Preprocessor:
         for ids in encoded:
             if len(ids) > self.max_input_len:
                 raise llm_common.RequestError(
-                    f"input 'text_input' has {len(ids)} tokens, more than max_input_len {self.max_input_len}")
+                    f"input 'text_input' has {len(ids)} tokens, more than max_input_len {self.max_input_len}",
+                    llm_common.CONTEXT_LENGTH_EXCEEDED)
         rows = [np.array(ids, dtype=np.int32) for ids in encoded]
         return {
             "INPUT_ID": pad_rows(rows, parsed["pad_id"][0]),

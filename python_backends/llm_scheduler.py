@@ -30,8 +30,11 @@ import llm_generate
 Listener = Callable[["Request", list[int]], None]
 
 
-class QueueFullError(RuntimeError):
+class QueueFullError(llm_common.RequestError):
     """The engine holds as many waiting requests as it may; the caller should retry later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, llm_common.OVERLOADED)
 
 
 @dataclass(eq=False)
@@ -147,8 +150,9 @@ class Engine:
         """Queue ``request``; raises QueueFullError past ``max_queue`` waiting, ValueError if it can never fit."""
         request.blocks = self.blocks_for(request.row)
         if request.blocks > self.num_blocks:
-            raise ValueError(f"the request needs {request.blocks * self.block_tokens} tokens of KV cache "
-                             f"(prompt plus max tokens); the cache holds {self.num_blocks * self.block_tokens}")
+            raise llm_common.RequestError(
+                f"the request needs {request.blocks * self.block_tokens} tokens of KV cache (prompt plus max "
+                f"tokens); the cache holds {self.num_blocks * self.block_tokens}", llm_common.CONTEXT_LENGTH_EXCEEDED)
         with self.wake:
             if len(self.waiting) >= self.max_queue:
                 raise QueueFullError(f"{len(self.waiting)} requests are waiting already (the limit); retry later")
@@ -215,9 +219,13 @@ class Engine:
     def _fail_all(self, exc: Exception) -> None:
         """End every admitted sequence with ``exc`` as its error; the loop goes on with the next requests."""
         for request in [*self.prefilling, *self.running]:
-            request.error = f"generation failed: {exc}"
-            self._finish(request, "error")
+            self._fail(request, exc)
         self.prefilling, self.running, self.cache, self.mask = [], [], None, None
+
+    def _fail(self, request: Request, exc: Exception) -> None:
+        """End one sequence with ``exc`` as its error: it is answered, and its cache blocks go back."""
+        request.error = llm_common.tag_error(llm_common.ENGINE_ERROR, f"generation failed: {exc}")
+        self._finish(request, "error")
 
     def _finish(self, request: Request, reason: str) -> None:
         if request.row.finish_reason is None:
@@ -338,11 +346,15 @@ class Engine:
         if request.cancelled:
             self._finish(request, "cancelled")
             return False
-        if greedy is None:
-            token = llm_generate.choose_token(logits, request.row)
-        else:
-            token = greedy
-            llm_generate.record_token(request.row, token)
+        try:
+            if greedy is None:
+                token = llm_generate.choose_token(logits, request.row)
+            else:
+                token = greedy
+                llm_generate.record_token(request.row, token)
+        except Exception as exc:  # one row's sampling failure ends that row only; the batch goes on
+            self._fail(request, exc)
+            return False
         new = [] if token in request.row.end_ids else [token]
         request.pending = token
         if request.row.finish_reason is None:

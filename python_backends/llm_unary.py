@@ -133,8 +133,7 @@ class TritonPythonModel:
             try:
                 prepared[index] = self._prepare(request)
             except Exception as exc:  # a malformed request: its own error, the others go on
-                batch.answer(index, _error(str(exc) if isinstance(exc, llm_common.RequestError)
-                                           else f"{type(exc).__name__}: {exc}"))
+                batch.answer(index, _error(llm_common.error_text(exc)))
                 continue
             groups.setdefault(self._group_key(request, prepared[index]), []).append(index)
         calls: list[Any] = []
@@ -171,7 +170,7 @@ class TritonPythonModel:
         try:
             response = self._call(request, prepared)
         except Exception as exc:  # any failure must reach this client, and only it
-            response = _error(f"{type(exc).__name__}: {exc}")
+            response = _error(llm_common.tag_error(llm_common.ENGINE_ERROR, f"{type(exc).__name__}: {exc}"))
         batch.answer(index, response)
 
     def _call(self, request: Any, prepared: _Prepared) -> Any:

@@ -233,9 +233,11 @@ MALFORMED: list[tuple[Any, Any, dict[str, Any], str]] = [
     (b"", 8, {}, "'text_input' is empty"),
     (b"   ", 8, {}, "'text_input' is empty"),
     (b"\xff\xfe not utf-8", 8, {}, "'text_input' is not valid UTF-8"),
-    (QUESTION.encode(), 0, {}, "'max_tokens' must be between 1 and max_output_len 256"),
-    (QUESTION.encode(), -3, {}, "'max_tokens' must be between 1 and max_output_len 256"),
-    (QUESTION.encode(), 10**6, {}, "'max_tokens' must be between 1 and max_output_len 256"),
+    (QUESTION.encode(), 0, {}, "[invalid_argument] input 'max_tokens' must be at least 1 (got 0)"),
+    (QUESTION.encode(), -3, {}, "'max_tokens' must be at least 1 (got -3)"),
+    (("word " * 200_000).encode(), 8, {}, "[context_length_exceeded] input 'text_input' has 1000000 bytes"),
+    (QUESTION.encode(), 8, {"temperature": np.array([[np.nan]], dtype=np.float32)}, "'temperature' must be a finite"),
+    (QUESTION.encode(), 8, {"top_p": np.array([[np.inf]], dtype=np.float32)}, "must be a finite number"),
     (("word " * 200).encode(), 8, {}, "max_input_len 96"),
     (QUESTION.encode(), np.float32(8.0), {}, "max_tokens"),
     (QUESTION.encode(), 8, {"stop_words": np.array([[b"\xc3("]], dtype=np.object_)}, "'stop_words' is not valid UTF-8"),
@@ -333,6 +335,12 @@ def test_bls_returns_several_sequences_with_their_index(server: Server) -> None:
     assert sorted(int(r.as_numpy("sequence_index").reshape(-1)[0]) for r in finals) == [0, 1]
     assert all(r.as_numpy("text_output").shape == (1,) for r in finals)
     assert all(r.as_numpy("cum_log_probs") is not None for r in finals)
+
+
+@pytest.mark.parametrize("max_tokens", [10**6, 2**31 - 1])
+def test_max_tokens_above_max_output_len_is_clamped_and_answered(server: Server, max_tokens: int) -> None:
+    text, reason = _ask(server, "grpc", QUESTION.encode(), max_tokens)
+    assert "Paris" in text and reason in ("stop", "length")
 
 
 def test_finish_reason_says_length_when_max_tokens_cut_the_answer(server: Server) -> None:

@@ -10,6 +10,8 @@ import json
 import queue
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -119,7 +121,10 @@ def test_grpc_stream_answers_paris_with_a_length_cut_and_logprob(server: Server)
 
 @pytest.mark.parametrize(("body", "needle"), [
     ({"text_input": "", "sampling_param_max_tokens": 4}, "text_input' is empty"),
-    ({"text_input": "hi", "sampling_param_best_of": 3}, "sampling_param_best_of is 3"),
+    ({"text_input": "hi", "sampling_param_best_of": 3}, "'sampling_param_best_of' is 3"),
+    ({"text_input": "hi " * 400_000, "sampling_param_max_tokens": 4}, "[context_length_exceeded] input 'text_input' "
+     "has 1200000 bytes"),
+    ({"text_input": "hi", "sampling_param_top_p": 0.0}, "'sampling_param_top_p' must be in (0, 1] (got 0.0)"),
     ({"text_input": "hi", "sampling_param_max_tokens": -2}, "at least 1"),
     ({"text_input": "hi " * 1500, "sampling_param_max_tokens": 4}, "the limit (max_input_len) is 1024"),
     ({"text_input": "hi", "streaming": True}, "use generate stream"),
@@ -131,6 +136,49 @@ def test_malformed_requests_get_an_error_and_the_server_stays_ready(server: Serv
     assert "error" in json.loads(text) and needle in text, text
     status, answer = _post(server, "generate", {"text_input": QUESTION, "sampling_param_max_tokens": 12})
     assert status == 200 and "Paris" in json.loads(answer)["text_output"]
+
+
+def test_max_tokens_of_2_to_the_31_is_clamped_to_max_output_len_and_answered(server: Server) -> None:
+    status, answer = _post(server, "generate", {"text_input": QUESTION, "sampling_param_max_tokens": 2**31 - 1,
+                                                "return_finish_reason": True})
+    assert status == 200 and "Paris" in json.loads(answer)["text_output"], answer
+
+
+def test_a_nan_temperature_is_refused_at_once_and_poisons_nothing_in_flight(server: Server) -> None:
+    """NaN and infinities never reach the sampler: the request is refused, the streams beside it end well."""
+    answers: dict[int, Any] = {}
+
+    def ask(key: int) -> None:
+        answers[key] = _post(server, "generate", {"text_input": QUESTION, "sampling_param_max_tokens": 24})
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for value in (float("nan"), float("inf"), float("-inf")):
+        started = time.monotonic()
+        # JSON has no NaN: the gRPC client sends the real float32 bit patterns.
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        inputs = []
+        for name, array in {"text_input": np.array([QUESTION.encode()], dtype=np.object_),
+                            "sampling_param_temperature": np.array([value], dtype=np.float32)}.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), "BYTES" if array.dtype == object else "FP32")
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        errors: queue.Queue[Any] = queue.Queue()
+        client.start_stream(callback=lambda result, error, found=errors: found.put(error))
+        try:
+            client.async_stream_infer("smollm2", inputs, enable_empty_final_response=True)
+            error = errors.get(timeout=30)
+        finally:
+            client.stop_stream()
+            client.close()
+        assert error is not None and "[invalid_argument] input 'sampling_param_temperature' must be a finite number" \
+            in str(error), error
+        assert time.monotonic() - started < 5
+    for thread in threads:
+        thread.join(timeout=120)
+    assert all(status == 200 and "Paris" in json.loads(body)["text_output"] for status, body in answers.values()), \
+        answers
 
 
 def test_chat_command_streams_from_the_llmapi_model(server: Server) -> None:

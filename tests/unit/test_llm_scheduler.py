@@ -126,6 +126,24 @@ def test_a_request_larger_than_the_cache_is_refused(engine: Any, tokenizer: Any)
     assert engine.free_blocks == engine.num_blocks
 
 
+def test_a_row_whose_sampling_fails_ends_alone_and_returns_its_blocks(engine: Any, model: Any,
+                                                                       tokenizer: Any) -> None:
+    """A value the checks missed (here a NaN temperature put on the row itself) fails its own row only."""
+    alone = _alone(model, tokenizer, 12)
+    good = [_request(tokenizer, text, 12) for text in PROMPTS[:2]]
+    bad = _request(tokenizer, PROMPTS[2], 12)
+    bad.row.temperature = float("nan")
+    for request in (good[0], bad, good[1]):
+        engine.submit(request)
+    for request in (*good, bad):
+        assert request.done.wait(120)
+    assert bad.row.finish_reason == "error" and bad.error is not None
+    assert bad.error.startswith("[engine_error] generation failed:")
+    assert [r.error for r in good] == [None, None]
+    assert [r.row.tokens for r in good] == alone[:2]
+    assert engine.free_blocks == engine.num_blocks
+
+
 def test_a_shared_prefix_is_computed_once_and_changes_nothing(engine: Any, model: Any, tokenizer: Any) -> None:
     import llm_generate
 

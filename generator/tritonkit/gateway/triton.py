@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,13 +22,19 @@ from tritonkit.gateway.errors import APIError, bad_request, unavailable
 from tritonkit.gateway.protocol import Generation
 from tritonkit.model.llmapi_contract import REQUEST_NAMES, TEMPLATE_INPUT
 
-__all__ = ["Piece", "build_inputs", "generate"]
+__all__ = ["Piece", "build_inputs", "generate", "model_error"]
 
 _NUMPY = {"BYTES": np.object_, "BOOL": np.bool_, "INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64,
           "FP32": np.float32, "FP64": np.float64, "UINT32": np.uint32}
 _LENGTH = struct.Struct("<I")
 #: OpenAI's defaults for the sampling fields a request leaves out, sent unless the spec set the model's own.
 _OPENAI_DEFAULTS = {"temperature": 1.0, "top_p": 1.0}
+#: The error codes tritonkit's models put in front of a message (``[code] ``; ``llm_common.py`` names them)
+#: -> the HTTP status and OpenAI error type the gateway answers with.
+_CODE = re.compile(r"^\[(?P<code>[a-z_]+)\] ")
+_STATUS = {"invalid_argument": (400, "invalid_request_error"), "unsupported": (400, "invalid_request_error"),
+           "context_length_exceeded": (400, "invalid_request_error"), "overloaded": (503, "server_error"),
+           "engine_error": (500, "server_error")}
 #: Engine finish reasons -> OpenAI's (anything else, e.g. ``cancelled``, reads as ``stop``).
 _FINISH = {"stop": "stop", "length": "length", "end_id": "stop", "stop_words": "stop"}
 
@@ -141,11 +148,21 @@ def _texts(response: Any) -> dict[str, str]:
     return texts
 
 
-def _model_error(model: str, message: str) -> APIError:
-    if "generation failed" in message:
-        return APIError(500, f"model '{model}' failed: {message}", type_="server_error", code="engine_error")
-    code = "context_length_exceeded" if "tokens" in message and "limit" in message else None
-    return bad_request(f"model '{model}' refused the request: {message}", code=code)
+def model_error(model: str, message: str) -> APIError:
+    """A model's error as an OpenAI error, by the code tritonkit's models put in front of the message.
+
+    A message without one (another backend's) is read as the model refusing the request.
+    """
+    found = _CODE.match(message)
+    code = found.group("code") if found else None
+    status, kind = _STATUS.get(code or "", (400, "invalid_request_error"))
+    if status == 500:
+        return APIError(status, f"model '{model}' failed: {message}", type_=kind, code=code)
+    if status == 503:
+        return APIError(status, f"model '{model}' is busy: {message}", type_=kind, code=code,
+                        headers={"Retry-After": "1"})
+    return APIError(status, f"model '{model}' refused the request: {message}", type_=kind,
+                    code=code if code != "invalid_argument" else None)
 
 
 def _transport_error(exc: BaseException, url: str) -> APIError:
@@ -226,7 +243,7 @@ async def generate(client: Any, url: str, target: Target, inputs: list[Any], tim
             silence.heard()
             if error is not None:
                 finished = True
-                raise _model_error(target.name, str(error.message() if callable(error.message) else error))
+                raise model_error(target.name, str(error.message() if callable(error.message) else error))
             response = result.get_response()
             final = response.parameters["triton_final_response"].bool_param
             finished = final
