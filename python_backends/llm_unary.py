@@ -84,6 +84,40 @@ def _send(request: Any, response: Any) -> None:
         pb_utils.Logger.log_verbose(f"response not sent: {exc}")
 
 
+class _Rows:
+    """The prompts of one client request that carries a batch of them, answered as one response, row by row.
+
+    Stands in for the ``_Batch`` while its rows go to the engine (as one engine request, each prompt with
+    its ``batch_index``); once every row is answered, the client gets their outputs stacked in the order it
+    sent the prompts, or the first row's error.
+    """
+
+    def __init__(self, batch: _Batch, index: int, count: int) -> None:
+        self.parent, self.index = batch, index
+        self.requests = [batch.requests[index]] * count
+        self._answers: list[Any] = [None] * count
+        self._left = count
+        self._lock = threading.Lock()
+
+    def answer(self, row: int, response: Any) -> None:
+        """Keep one row's answer; with the last one, answer the client."""
+        with self._lock:
+            self._answers[row] = response
+            self._left -= 1
+            done = not self._left
+        if done:
+            self.parent.answer(self.index, _stack_answers(self._answers))
+
+
+def _stack_answers(responses: list[Any]) -> Any:
+    failed = next((r for r in responses if r.has_error()), None)
+    if failed is not None:
+        return _error(failed.error().message())
+    rows = [{t.name(): t.as_numpy() for t in r.output_tensors()} for r in responses]
+    return pb_utils.InferenceResponse(output_tensors=[
+        pb_utils.Tensor(name, np.concatenate([row[name] for row in rows], axis=0)) for name in rows[0]])
+
+
 class _Prepared(NamedTuple):
     """A client request made into the engine's tensors, and the outputs it wants."""
 
@@ -129,14 +163,19 @@ class TritonPythonModel:
         """Tokenise every request, answer the malformed ones, and send the others to the engine by group."""
         groups: dict[Any, list[int]] = {}
         prepared: dict[int, _Prepared] = {}
+        calls: list[Any] = []
         for index, request in enumerate(batch.requests):
             try:
-                prepared[index] = self._prepare(request)
+                rows = self._prepare(request)
             except Exception as exc:  # a malformed request: its own error, the others go on
                 batch.answer(index, _error(llm_common.error_text(exc)))
                 continue
+            if len(rows) > 1:  # a batch of prompts in one request: its rows go to the engine together
+                calls.append((self._group, _Rows(batch, index, len(rows)), list(range(len(rows))),
+                              dict(enumerate(rows))))
+                continue
+            prepared[index] = rows[0]
             groups.setdefault(self._group_key(request, prepared[index]), []).append(index)
-        calls: list[Any] = []
         for key, indices in groups.items():
             if key is None or len(indices) == 1:
                 calls += [(self._single, batch, index, prepared[index]) for index in indices]
@@ -147,13 +186,17 @@ class TritonPythonModel:
         if calls:  # the last on this thread: one hand-over fewer
             calls[-1][0](*calls[-1][1:])
 
-    def _prepare(self, request: Any) -> _Prepared:
+    def _prepare(self, request: Any) -> list[_Prepared]:
+        """The engine tensors of each prompt the request carries (one per row of its batch, as NVIDIA's accepts)."""
         client = {t.name(): t.as_numpy() for t in request.inputs()}
-        tensors = self.router.engine_tensors(client, False)
         wanted = frozenset(request.requested_output_names()) or frozenset(self.outputs)
         asked = [n for n in self.outputs if n in wanted and n != "text_output"]
         asked += [n for n in ("output_ids", "sequence_length") if n not in asked]
-        return _Prepared(tensors, asked, wanted)
+        text = client.get("text_input")
+        count = int(text.shape[0]) if text is not None and text.ndim >= 2 else 1
+        rows = [client] if count == 1 else [{name: value[row:row + 1] if value.ndim >= 2 and value.shape[0] == count
+                                             else value for name, value in client.items()} for row in range(count)]
+        return [_Prepared(self.router.engine_tensors(row, False), asked, wanted) for row in rows]
 
     @staticmethod
     def _group_key(request: Any, prepared: _Prepared) -> Any:
@@ -165,7 +208,7 @@ class TritonPythonModel:
              array.tobytes() if name in _PER_REQUEST else b"")
             for name, array in sorted(prepared.tensors.items())))
 
-    def _single(self, batch: _Batch, index: int, prepared: _Prepared) -> None:
+    def _single(self, batch: _Batch | _Rows, index: int, prepared: _Prepared) -> None:
         request = batch.requests[index]
         try:
             response = self._call(request, prepared)
@@ -210,7 +253,7 @@ class TritonPythonModel:
                                                    self.pad_id)
         return tensors
 
-    def _group(self, batch: _Batch, indices: list[int], prepared: dict[int, _Prepared]) -> None:
+    def _group(self, batch: _Batch | _Rows, indices: list[int], prepared: dict[int, _Prepared]) -> None:
         """One engine request for the prompts of ``indices``; each client answered when its sequences are in."""
         first = prepared[indices[0]]
         expected = {i: int(prepared[i].tensors.get("num_return_sequences", np.ones(1)).reshape(-1)[0])
@@ -246,7 +289,7 @@ class TritonPythonModel:
                     pass
         self._settle(batch, indices, prepared, (stream, held, left, error))
 
-    def _settle(self, batch: _Batch, indices: list[int], prepared: dict[int, _Prepared], state: Any) -> None:
+    def _settle(self, batch: _Batch | _Rows, indices: list[int], prepared: dict[int, _Prepared], state: Any) -> None:
         """After a group's stream: keep it, send the held answer, and deal with an error."""
         stream, held, left, error = state
         if stream is not None:  # kept while one of the group's requests is still unanswered

@@ -465,6 +465,24 @@ def test_the_decoupled_engine_takes_a_batch_of_prompts_as_tensorrt_llm_does(serv
             "request_output_len": np.full((2, 1), 8, dtype=np.int32)}))
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_request_with_a_batch_of_prompts_is_answered_row_by_row(server: Server, protocol: str) -> None:
+    """As NVIDIA's ensemble does: two prompts in one request (a batch of 2) get two rows of text_output, each the
+    answer that prompt gets alone."""
+    module = grpcclient if protocol == "grpc" else httpclient
+    client = module.InferenceServerClient(server.grpc_url if protocol == "grpc" else server.http_url)
+    arrays = {"text_input": np.array([[QUESTION.encode()], [b"Name a color."]], dtype=np.object_),
+              "max_tokens": np.array([[12], [12]], dtype=np.int32)}
+    tensors = []
+    for name, array in arrays.items():
+        tensor = module.InferInput(name, list(array.shape), "BYTES" if array.dtype == np.object_ else "INT32")
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    rows = [item.decode() for item in client.infer("smollm2", tensors).as_numpy("text_output").reshape(-1)]
+    alone = [_ask(server, protocol, prompt, 12)[0] for prompt in (QUESTION.encode(), b"Name a color.")]
+    assert rows == alone and "Paris" in rows[0]
+
+
 def test_requests_asking_for_text_output_alone_share_engine_requests(server: Server) -> None:
     """Six concurrent requests that ask only for ``text_output`` reach the engine in fewer than six requests
     (the front asks the engine for ``batch_index`` whatever the client asked), and all answer."""
