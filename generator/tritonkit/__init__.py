@@ -18,6 +18,7 @@ from tritonkit.errors import (
     SpecError,
     TritonkitError,
     WriteConflictError,
+    WriteError,
 )
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "SpecError",
     "TritonkitError",
     "WriteConflictError",
+    "WriteError",
     "__version__",
     "generate",
     "load_spec",

@@ -7,6 +7,7 @@
     │   ├── SpecError(ValueError)      the spec file is wrong
     │   ├── RepositoryError(ValueError)  a repository breaks a rule Triton applies at load time
     │   ├── WriteConflictError         generate would change a file it did not write, or one edited by hand
+    │   ├── WriteError                 generate could not write (a full disk, permissions); says what it left
     │   ├── DriftError                 generate --check found drift (exit 3)
     │   ├── ServerError(RuntimeError)  the local tritonserver cannot be found, started or made ready
     │   ├── ClientError(RuntimeError)  a request to a Triton server failed in a way the caller can fix
@@ -42,6 +43,7 @@ __all__ = [
     "SpecError",
     "TritonkitError",
     "WriteConflictError",
+    "WriteError",
 ]
 
 PathLike = Union[str, Path]
@@ -151,6 +153,10 @@ class RepositoryError(TritonkitError, ValueError):
 
 class WriteConflictError(TritonkitError):
     """``generate`` would have to change a file it did not create, or one edited by hand."""
+
+
+class WriteError(TritonkitError):
+    """``generate`` could not write its files (a full disk, a read-only folder); the message says what it left."""
 
 
 class DriftError(TritonkitError):

@@ -12,6 +12,7 @@ from tritonkit.cli._app import EXIT_OK, EXIT_USER_ERROR, app, err_console, out_c
 from tritonkit.errors import RepositoryError
 from tritonkit.runtime.repository import empty_repository_warning, repository_path_problem, scan_repository
 from tritonkit.validate import Report, validate_k8s_folder, validate_repository
+from tritonkit.write.journal import interrupted_write
 
 
 @app.command()
@@ -57,6 +58,9 @@ def validate(
         if empty is not None:
             err_console.print(empty, markup=False)
         _add_k8s(report, repo.parent / "k8s")
+        left = interrupted_write(repo)
+        if left is not None:  # a killed generate's switch: part old, part new, whatever else is found
+            report.errors.insert(0, left)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from tritonkit.errors import DriftError, Problem, RepositoryError, SpecError, WriteConflictError
+from tritonkit.errors import DriftError, Problem, RepositoryError, SpecError, WriteConflictError, WriteError
 from tritonkit.model.types import FileSource, RepositoryModel
 from tritonkit.pipeline import REPOSITORY_DIR, Built, build_spec, check_rendered, check_spec, render_built
 from tritonkit.render.repository import Rendered
 from tritonkit.spec.load import LoadedSpec
+from tritonkit.write.journal import interrupted_write, locked, recover, remove_stray_temp_files
 from tritonkit.write.manifest import MANIFEST_NAME, FileRecord, Manifest, read_manifest
 from tritonkit.write.plan import Action, WritePlan, apply_plan, plan_writes
 from tritonkit.write.versions import VersionDecision, decide_versions
@@ -126,17 +127,34 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path, None] = None
              check: bool = False, force: bool = False, display_path: Optional[str] = None) -> GenerateResult:
     """Generate (or check) the repository a spec describes under ``out_dir`` (default: the spec's folder).
 
+    The write is atomic for the whole output folder: a kill at any point leaves the old files or, once
+    the next run has finished the switch it journaled, the new ones (see :mod:`tritonkit.write.journal`).
+
     Raises:
         SpecError: the spec is wrong (every problem, located), including a Triton load-time rule that the
             rendered repository breaks (located at the spec key that wrote the field).
         RepositoryError: an older version the policy keeps loaded breaks a Triton load-time rule.
         WriteConflictError: a file in the way was not written by tritonkit, or was edited by hand, or the
             repository's manifest says another spec made it.
+        WriteError: the files could not be written (a full disk, permissions): the old ones are intact; or,
+            with ``check`` or ``dry_run``, an interrupted run left its write unfinished.
         DriftError: with ``check``, the repository on disk differs from the spec.
 
     """
+    out = Path(out_dir) if out_dir is not None else Path(spec_path).parent
+    if check or dry_run:
+        left = interrupted_write(out / REPOSITORY_DIR)
+        if left is not None:
+            raise WriteError(left)
+        return _generate(spec_path, out, dry_run=dry_run, check=check, force=force, display_path=display_path)
+    with locked(out):
+        recover(out)
+        return _generate(spec_path, out, dry_run=False, check=False, force=force, display_path=display_path)
+
+
+def _generate(spec_path: Union[str, Path], out: Path, *, dry_run: bool, check: bool, force: bool,
+              display_path: Optional[str]) -> GenerateResult:
     spec_file = Path(spec_path)
-    out = Path(out_dir) if out_dir is not None else spec_file.parent
     built = build_spec(spec_path, display_path)
     loaded, repository = built.loaded, built.repository
     manifest_path = f"{REPOSITORY_DIR}/{MANIFEST_NAME}"
@@ -163,4 +181,5 @@ def generate(spec_path: Union[str, Path], out_dir: Union[str, Path, None] = None
     if dry_run:
         return GenerateResult(plan, versions, written=False)
     apply_plan(plan)
+    remove_stray_temp_files(out, {*tree, *manifest.files, manifest_path})
     return GenerateResult(plan, versions, written=True)

@@ -1,4 +1,4 @@
-"""Compare a rendered tree with the disk and the manifest; write only what changed, atomically."""
+"""Compare a rendered tree with the disk and the manifest; write only what changed, atomically as a whole."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Optional
 from tritonkit.errors import Problem, WriteConflictError
 from tritonkit.model.types import FileSource
 from tritonkit.render.repository import Rendered
-from tritonkit.write.files import write_atomic
+from tritonkit.write.journal import Switch, hash_file, write_switch
 from tritonkit.write.manifest import FileRecord, Manifest
 
 __all__ = ["Action", "WritePlan", "apply_plan", "plan_writes"]
@@ -54,17 +54,6 @@ def _hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _hash_file(path: Path) -> Optional[str]:
-    try:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-
-
 def _bytes_of(data: Rendered) -> bytes:
     return bytes(data.read()) if isinstance(data, FileSource) else bytes(data)
 
@@ -72,7 +61,7 @@ def _bytes_of(data: Rendered) -> bytes:
 def _plan_file(root: Path, path: str, data: Rendered, manifest: Manifest, force: bool,
                lost_manifest: Optional[str]) -> Action:
     new_hash = data.sha256() if isinstance(data, FileSource) else _hash_bytes(data)
-    disk_hash = _hash_file(root / path)
+    disk_hash = hash_file(root / path)
     record = manifest.files.get(path)
     if disk_hash is None:
         return Action("create", path, data, new_hash)
@@ -89,7 +78,7 @@ def _plan_file(root: Path, path: str, data: Rendered, manifest: Manifest, force:
 
 
 def _plan_removal(root: Path, path: str, record: FileRecord, force: bool) -> Optional[Action]:
-    disk_hash = _hash_file(root / path)
+    disk_hash = hash_file(root / path)
     if disk_hash is None:
         return None
     if disk_hash != record.sha256 and not force:
@@ -151,30 +140,22 @@ def _conflict_hint(plan: WritePlan, action: Action) -> str:
     return _CONFLICT_HINTS[action.status]
 
 
-def _prune_empty_dirs(root: Path, removed: list[str]) -> None:
-    for path in removed:
-        parent = (root / path).parent
-        while parent != root and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
-
-
 def apply_plan(plan: WritePlan) -> None:
-    """Carry out a plan without conflicts: writes, then removals, then empty folders left by removals.
+    """Carry out a plan without conflicts, atomically for the whole tree (see :mod:`tritonkit.write.journal`).
 
     Raises:
         WriteConflictError: the plan has conflicts (checked again here, so nothing is half-written).
+        WriteError: the files could not be written (a full disk, permissions); the old tree is intact.
 
     """
     if plan.conflicts:
         raise WriteConflictError([Problem(a.reason, path=a.path, hint=_conflict_hint(plan, a))
                                   for a in plan.conflicts])
-    removed: list[str] = []
+    switch = Switch(plan.root)
     for action in plan.actions:
-        target = plan.root / action.path
         if action.status in ("create", "update") and action.data is not None:
-            write_atomic(target, _bytes_of(action.data))
+            switch.puts.append((action.path, _bytes_of(action.data)))
         elif action.status == "remove":
-            target.unlink(missing_ok=True)
-            removed.append(action.path)
-    _prune_empty_dirs(plan.root, removed)
+            switch.removals.append((action.path, action.sha256))
+    if switch.puts or switch.removals:
+        write_switch(switch)
