@@ -6,28 +6,33 @@ more than a chunk), merges finished prefills into the running batch, and runs on
 every running sequence. A finished or cancelled sequence leaves the batch at once and returns its
 blocks. Copied next to the engine's ``model.py``; it knows nothing of Triton.
 
+This module is the scheduler: queues, request states (``llm_sequence.State``), admission, token choice
+and the loop. What a sequence holds and where its keys live is the KV memory's (``llm_kv.py``: one
+dynamic cache, or static slots); the forward passes are the step runner's (``llm_steps.py`` for the
+dynamic cache, ``llm_slots.py`` for static slots with CUDA graphs). ``engine_from_parameters`` picks
+the pair a model's parameters and device call for.
+
 Why not transformers' ``ContinuousBatchingManager``: it has no per-request seed, repetition,
 presence or frequency penalties, bad or stop words, and its module layout changed between 5.17 and
 5.24; on this project's 2-core CPU it also decoded SmolLM2 slower than this loop (docs/llm.md).
-The KV cache is transformers' ``DynamicCache``, built and reshaped only through its public API.
 """
 
 from __future__ import annotations
 
 import collections
-import math
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-import numpy as np
 import torch
 
 import llm_common
 import llm_generate
+import llm_kv
+import llm_slots
+import llm_steps
+from llm_sequence import Listener, Request, State
 
-#: Called with (request, new token ids); the request's ``row.finish_reason`` is set when it is done.
-Listener = Callable[["Request", list[int]], None]
+__all__ = ["Engine", "Listener", "QueueFullError", "Request", "State", "engine_from_parameters"]
 
 
 class QueueFullError(llm_common.RequestError):
@@ -37,102 +42,36 @@ class QueueFullError(llm_common.RequestError):
         super().__init__(message, llm_common.OVERLOADED)
 
 
-@dataclass(eq=False)
-class Request:
-    """One sequence: its row (prompt, limits, sampling), who listens, and its place in the engine."""
-
-    row: llm_generate.Row
-    listener: Listener
-    blocks: int = 0
-    cancelled: bool = False
-    prefilled: int = 0
-    cache: Any = None
-    pending: int = -1
-    state: str = "new"
-    #: The KV slot the sequence owns in a static-slot engine (llm_slots.py), -1 when none.
-    slot: int = -1
-    error: Optional[str] = None
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-def _layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Every layer's (keys, values) of a DynamicCache."""
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    extra = width - tensor.shape[dim]
-    if extra <= 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = extra
-    return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor], dim=dim)
-
-
-class PrefixCache:
-    """KV tensors of prompt prefixes already computed, in whole blocks, least recently used first out."""
-
-    def __init__(self, block_tokens: int, max_tokens: int) -> None:
-        self.block_tokens = block_tokens
-        self.max_tokens = max_tokens
-        self.entries: collections.OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = \
-            collections.OrderedDict()
-        self.hits = 0
-
-    def lookup(self, prompt: list[int]) -> tuple[int, Optional[list[tuple[torch.Tensor, torch.Tensor]]]]:
-        """The longest whole-block prefix ``prompt`` shares with a stored one (one token is left to compute).
-
-        Returns its length and the stored tensors (callers take that many positions of them).
-        """
-        best, found = 0, None
-        tokens = np.asarray(prompt[:-1])
-        for key in self.entries:
-            width = min(len(key), len(tokens))
-            differ = np.flatnonzero(np.asarray(key[:width]) != tokens[:width])
-            common = int(differ[0]) if differ.size else width
-            usable = (common // self.block_tokens) * self.block_tokens
-            if usable > best:
-                best, found = usable, key
-        if found is None:
-            return 0, None
-        self.entries.move_to_end(found)
-        self.hits += 1
-        return best, [(k[:, :, :best], v[:, :, :best]) for k, v in self.entries[found]]
-
-    def store(self, prompt: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Keep the whole-block prefix of ``prompt`` (a copy: the running sequence goes on growing)."""
-        length = (len(prompt) // self.block_tokens) * self.block_tokens
-        if length == 0 or length > self.max_tokens:
-            return
-        key = tuple(prompt[:length])
-        if key not in self.entries:
-            self.entries[key] = [(k[:, :, :length].clone(), v[:, :, :length].clone()) for k, v in layers]
-        self.entries.move_to_end(key)
-        while sum(len(k) for k in self.entries) > self.max_tokens:
-            self.entries.popitem(last=False)
+def _parts(model: Any, pad_id: int, max_batch: int, num_blocks: int, block_tokens: int, prefill_chunk: int,
+           prefix_cache: bool, max_len: Optional[int], cuda_graphs: Optional[bool]) -> llm_steps.Steps:
+    """The step runner (and through it the KV memory): static slots when ``max_len`` is given."""
+    if max_len is None:
+        dynamic = llm_kv.DynamicKV(num_blocks, block_tokens, prefix_cache)
+        return llm_steps.DynamicSteps(model, pad_id, dynamic, prefill_chunk)
+    slots = llm_kv.SlotKV(model, max_batch, max_len, num_blocks, block_tokens, prefix_cache)
+    return llm_slots.SlotSteps(model, pad_id, slots, max_batch, prefill_chunk, cuda_graphs)
 
 
 class Engine:
-    """The in-flight batching loop over one model."""
+    """The in-flight batching loop over one model.
+
+    The KV budget is ``num_blocks`` blocks of ``block_tokens``. With ``max_len``, each of ``max_batch``
+    sequences has a static KV slot of that many positions and steps run in buckets (``cuda_graphs``:
+    see ``llm_slots.SlotSteps``); without, the running batch shares one dynamic cache.
+    """
 
     def __init__(self, model: Any, pad_id: int, *, max_batch: int, num_blocks: int, block_tokens: int = 16,
-                 prefill_chunk: int = 256, max_queue: int = 256, prefix_cache: bool = False) -> None:
-        self.model = model
-        self.pad_id = pad_id
-        self.device = next(model.parameters()).device
-        self.cache_name = llm_generate.cache_argument(model)
+                 prefill_chunk: int = 256, max_queue: int = 256, prefix_cache: bool = False,
+                 max_len: Optional[int] = None, cuda_graphs: Optional[bool] = None) -> None:
+        self.steps = _parts(model, pad_id, max_batch, num_blocks, block_tokens, prefill_chunk, prefix_cache,
+                            max_len, cuda_graphs)
+        self.kv = self.steps.kv
         self.max_batch = max_batch
-        self.block_tokens = block_tokens
-        self.num_blocks = num_blocks
-        self.free_blocks = num_blocks
         self.prefill_chunk = prefill_chunk
         self.max_queue = max_queue
-        self.prefixes = PrefixCache(block_tokens, num_blocks * block_tokens // 2) if prefix_cache else None
         self.waiting: collections.deque[Request] = collections.deque()
         self.prefilling: list[Request] = []
         self.running: list[Request] = []
-        self.cache: Any = None
-        self.mask: Optional[torch.Tensor] = None
         self.wake = threading.Condition()
         self.stopping = False
         # OpenMP's thread count is per thread: the loop's thread takes the creator's (set_threads).
@@ -140,23 +79,34 @@ class Engine:
         self.thread = threading.Thread(target=self._loop, name="llm-scheduler", daemon=True)
         self.thread.start()
 
+    @property
+    def free_blocks(self) -> int:
+        """KV blocks no admitted sequence holds."""
+        return self.kv.free_blocks
+
+    @property
+    def num_blocks(self) -> int:
+        """The KV budget, in blocks."""
+        return self.kv.num_blocks
+
+    @property
+    def prefixes(self) -> Optional[llm_kv.PrefixCache]:
+        """The prefix cache, when it is on."""
+        return self.kv.prefixes
+
     # -- the caller's side ---------------------------------------------------------------------
 
     def blocks_for(self, row: llm_generate.Row) -> int:
         """KV-cache blocks a row may fill: its prompt plus every token it may generate."""
-        return math.ceil((len(row.prompt) + row.max_new_tokens) / self.block_tokens)
+        return self.kv.blocks_for(row)
 
     def submit(self, request: Request) -> None:
-        """Queue ``request``; raises QueueFullError past ``max_queue`` waiting, ValueError if it can never fit."""
-        request.blocks = self.blocks_for(request.row)
-        if request.blocks > self.num_blocks:
-            raise llm_common.RequestError(
-                f"the request needs {request.blocks * self.block_tokens} tokens of KV cache (prompt plus max "
-                f"tokens); the cache holds {self.num_blocks * self.block_tokens}", llm_common.CONTEXT_LENGTH_EXCEEDED)
+        """Queue ``request``; raises QueueFullError past ``max_queue`` waiting, RequestError if it can never fit."""
+        self.kv.check(request)
         with self.wake:
             if len(self.waiting) >= self.max_queue:
                 raise QueueFullError(f"{len(self.waiting)} requests are waiting already (the limit); retry later")
-            request.state = "waiting"
+            request.state = State.WAITING
             self.waiting.append(request)
             self.wake.notify()
 
@@ -194,7 +144,7 @@ class Engine:
         with torch.inference_mode():
             group = self._short_prompts()
             if len(group) > 1:
-                self._prefill_together(group)
+                self._prefill_group(group)
             elif self.prefilling:
                 self._prefill_chunk(self.prefilling[0])
             self._reap()
@@ -208,19 +158,20 @@ class Engine:
             self._finish(request, "cancelled")
 
     def _admit(self) -> None:
+        """Move queued requests, oldest first, to prefilling while the batch has room and their KV fits."""
         while self.waiting and len(self.running) + len(self.prefilling) < self.max_batch:
-            if self.waiting[0].blocks > self.free_blocks:
+            if not self.kv.reserve(self.waiting[0]):
                 return
             request = self.waiting.popleft()
-            self.free_blocks -= request.blocks
-            request.state = "prefilling"
+            request.state = State.PREFILLING
             self.prefilling.append(request)
 
     def _fail_all(self, exc: Exception) -> None:
         """End every admitted sequence with ``exc`` as its error; the loop goes on with the next requests."""
         for request in [*self.prefilling, *self.running]:
             self._fail(request, exc)
-        self.prefilling, self.running, self.cache, self.mask = [], [], None, None
+        self.prefilling, self.running = [], []
+        self.kv.clear()
 
     def _fail(self, request: Request, exc: Exception) -> None:
         """End one sequence with ``exc`` as its error: it is answered, and its cache blocks go back."""
@@ -230,52 +181,27 @@ class Engine:
     def _finish(self, request: Request, reason: str) -> None:
         if request.row.finish_reason is None:
             request.row.finish_reason = reason
-        if request.state != "done":
-            if request.state != "waiting":
-                self.free_blocks += request.blocks
-            request.state = "done"
-            request.cache = None
-            request.listener(request, [])
-            request.done.set()
+        if request.state is State.DONE:
+            return
+        if request.state.holds_memory:
+            self.kv.release(request)
+        request.state = State.DONE
+        request.listener(request, [])
+        request.done.set()
 
     # -- prefill -------------------------------------------------------------------------------
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:
-        return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                          **{self.cache_name: cache})
-
-    def _prefill_chunk(self, request: Request) -> None:
-        prompt = request.row.prompt
-        if request.cache is None:
-            start, layers = self.prefixes.lookup(prompt) if self.prefixes else (0, None)
-            request.cache = self._new_cache(layers)
-            request.prefilled = start
-        end = min(len(prompt), request.prefilled + self.prefill_chunk)
-        ids = torch.tensor([prompt[request.prefilled:end]], dtype=torch.long, device=self.device)
-        mask = torch.ones((1, end), dtype=torch.long, device=self.device)
-        positions = torch.arange(request.prefilled, end, device=self.device).unsqueeze(0)
-        out = self._forward(ids, mask, positions, request.cache)
-        request.cache = getattr(out, self.cache_name)
-        request.prefilled = end
-        if end < len(prompt):
-            return
-        self.prefilling.remove(request)
-        if self.prefixes is not None:
-            self.prefixes.store(prompt, _layers(request.cache))
-        if self._take_token(request, out.logits[0, -1]):
-            self._join(request)
-
     def _short_prompts(self) -> list[Request]:
-        """New prompts that fit one prefill together (left-padded to the longest, at most 4 chunks of tokens).
+        """New prompts that fit one prefill together (at most 4 chunks of tokens, padded to the longest).
 
         Without it, a burst of requests is prefilled one per step and the last one waits for all the others.
         With the prefix cache on, each prompt goes alone: it may start from a cached prefix.
         """
-        if self.prefixes is not None:
+        if self.kv.prefixes is not None:
             return []
         group: list[Request] = []
         for request in self.prefilling:
-            if request.cache is not None or request.prefilled or request.cancelled:
+            if request.prefilled or request.cancelled:
                 continue
             width = max([len(request.row.prompt), *(len(r.row.prompt) for r in group)])
             if width * (len(group) + 1) > 4 * self.prefill_chunk:
@@ -283,60 +209,27 @@ class Engine:
             group.append(request)
         return group
 
-    def _prefill_together(self, group: list[Request]) -> None:
-        from transformers import DynamicCache
-
-        width = max(len(r.row.prompt) for r in group)
-        ids = torch.full((len(group), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for i, request in enumerate(group):
-            prompt = request.row.prompt
-            ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            mask[i, width - len(prompt):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self._forward(ids, mask, positions, DynamicCache())
-        layers = _layers(getattr(out, self.cache_name))
+    def _prefill_group(self, group: list[Request]) -> None:
+        logits = self.steps.prefill_group(group)
         going = []
         for i, request in enumerate(group):
             self.prefilling.remove(request)
-            if self._take_token(request, out.logits[i, -1]):
-                going.append(i)
-        if going:
-            index = torch.tensor(going, device=self.device)
-            self._join_rows([group[i] for i in going],
-                            [(k.index_select(0, index), v.index_select(0, index)) for k, v in layers],
-                            mask.index_select(0, index))
+            if self._take_token(request, logits[i]):
+                going.append(request)
+        self._join(going)
 
-    def _new_cache(self, layers: Optional[list[tuple[torch.Tensor, torch.Tensor]]]) -> Any:
-        from transformers import DynamicCache
+    def _prefill_chunk(self, request: Request) -> None:
+        logits = self.steps.prefill_chunk(request)
+        if logits is None:
+            return
+        self.prefilling.remove(request)
+        self._join([request] if self._take_token(request, logits) else [])
 
-        if layers is None:
-            return DynamicCache()
-        return DynamicCache([(k.clone(), v.clone()) for k, v in layers])
-
-    def _join(self, request: Request) -> None:
-        """Merge one prefilled sequence into the running batch."""
-        own = torch.ones((1, len(request.row.prompt)), dtype=torch.long, device=self.device)
-        self._join_rows([request], _layers(request.cache), own)
-
-    def _join_rows(self, requests: list[Request], layers: list[tuple[torch.Tensor, torch.Tensor]],
-                   mask: torch.Tensor) -> None:
-        """Merge prefilled rows (their cache layers and mask) into the running batch, left-padding the shorter side."""
-        from transformers import DynamicCache
-
-        if self.cache is None or self.mask is None:
-            self.cache, self.mask = DynamicCache(layers), mask
-        else:
-            width = max(self.mask.shape[1], mask.shape[1])
-            merged = [(torch.cat([_left_pad(k, width, 2), _left_pad(nk, width, 2)]),
-                       torch.cat([_left_pad(v, width, 2), _left_pad(nv, width, 2)]))
-                      for (k, v), (nk, nv) in zip(_layers(self.cache), layers)]
-            self.cache = DynamicCache(merged)
-            self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(mask, width, 1)])
+    def _join(self, requests: list[Request]) -> None:
+        """Sequences whose prompt is done and that go on: into the running batch."""
+        self.steps.join(requests)
         for request in requests:
-            request.cache = None
-            request.state = "running"
+            request.state = State.RUNNING
             self.running.append(request)
 
     # -- decode --------------------------------------------------------------------------------
@@ -366,47 +259,28 @@ class Engine:
         return False
 
     def _decode(self) -> None:
-        assert self.mask is not None
-        ids = torch.tensor([[r.pending] for r in self.running], dtype=torch.long, device=self.device)
-        self.mask = torch.cat([self.mask, torch.ones((len(self.running), 1), dtype=torch.long,
-                                                     device=self.device)], dim=1)
-        positions = (self.mask.sum(dim=1, keepdim=True) - 1)
-        out = self._forward(ids, self.mask, positions, self.cache)
-        self.cache = getattr(out, self.cache_name)
-        last = out.logits[:, -1]
-        # Plain greedy rows take one batched argmax and one device sync, not one per row.
+        # Plain greedy rows take the runner's batched argmax, not one device sync each.
         plain = [llm_generate.is_plain_greedy(r.row) for r in self.running]
-        picked = last.argmax(dim=-1).tolist() if any(plain) else []
+        logits, picked = self.steps.decode(self.running, any(plain))
         for index, request in enumerate(list(self.running)):
-            self._take_token(request, last[index], picked[index] if plain[index] else None)
+            self._take_token(request, logits[index], picked[index] if plain[index] else None)
 
     def _finish_cancelled(self) -> None:
         """Finish every cancelled sequence, running or prefilling (its blocks go back)."""
-        for request in [r for r in self.running if r.cancelled and r.state == "running"]:
+        for request in [r for r in self.running if r.cancelled and r.state is State.RUNNING]:
             self._finish(request, "cancelled")
         for request in [r for r in self.prefilling if r.cancelled]:
             self.prefilling.remove(request)
             self._finish(request, "cancelled")
 
     def _reap(self) -> None:
-        """Take finished and cancelled sequences out of the batch and shrink the cache to what is left."""
+        """Take finished and cancelled sequences out of the batch; the KV memory keeps the rest's rows."""
         self._finish_cancelled()
-        keep = [i for i, r in enumerate(self.running) if r.state == "running"]
+        keep = [i for i, r in enumerate(self.running) if r.state is State.RUNNING]
         if len(keep) == len(self.running):
             return
         self.running = [self.running[i] for i in keep]
-        if not keep:
-            self.cache, self.mask = None, None
-            return
-        assert self.mask is not None
-        index = torch.tensor(keep, device=self.device)
-        mask = self.mask.index_select(0, index)
-        first = int(mask.any(dim=0).nonzero()[0])
-        layers = [(k.index_select(0, index)[:, :, first:], v.index_select(0, index)[:, :, first:])
-                  for k, v in _layers(self.cache)]
-        from transformers import DynamicCache
-
-        self.cache, self.mask = DynamicCache(layers), mask[:, first:]
+        self.kv.retain(keep)
 
 
 def engine_from_parameters(model: Any, pad_id: int, params: dict[str, str], max_batch: int,
@@ -426,20 +300,24 @@ def engine_from_parameters(model: Any, pad_id: int, params: dict[str, str], max_
         "prefix_cache": llm_common.parse_bool(params.get("enable_reuse", ""))}
     device = next(model.parameters()).device
     if device.type == "cuda" and llm_common.parse_bool(params.get("cuda_graphs", ""), True):
-        import llm_slots
-
         reason = llm_slots.supports(model)
         if reason is None:
             fraction = float(params.get("kv_cache_free_gpu_mem_fraction") or 0.9)
-            free = torch.cuda.mem_get_info(device)[0]
-            fits = int(fraction * free) // (llm_slots.kv_bytes_per_token(model) * max_batch) - 1
-            max_len = min(default_tokens, budget, fits)
+            max_len = _slot_length(model, fraction, max_batch, min(default_tokens, budget))
             if max_len < default_tokens:
                 print(f"tritonkit engine: {max_batch} KV slots of {max_len} tokens fit "
                       f"{fraction:g} of the free GPU memory (asked for {default_tokens})", flush=True)
-            engine = llm_slots.SlotEngine(model, pad_id, max_len=max_len, **common)
+            engine = Engine(model, pad_id, max_len=max_len, **common)
+            graphs = isinstance(engine.steps, llm_slots.SlotSteps) and engine.steps.use_graphs
             print(f"tritonkit engine: {max_batch} KV slots of {max_len} tokens on {device}, CUDA graphs "
-                  f"{'on' if engine.use_graphs else 'off (dynamic RoPE scaling)'}", flush=True)
+                  f"{'on' if graphs else 'off (dynamic RoPE scaling)'}", flush=True)
             return engine
         print(f"tritonkit engine: dynamic KV cache without CUDA graphs: {reason}", flush=True)
     return Engine(model, pad_id, **common)
+
+
+def _slot_length(model: Any, fraction: float, max_batch: int, wanted: int) -> int:
+    """Positions per slot: ``wanted``, fewer if ``max_batch`` slots would take more than ``fraction`` of free memory."""
+    free = torch.cuda.mem_get_info(next(model.parameters()).device)[0]
+    fits = int(fraction * free) // (llm_kv.kv_bytes_per_token(model) * max_batch) - 1
+    return min(wanted, fits)

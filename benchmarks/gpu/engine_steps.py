@@ -47,13 +47,12 @@ def _model(config: Any) -> Any:
 def _engine(kind: str, model: Any, concurrency: int, max_len: int) -> Any:
     """A scheduler of ``kind``: ``dynamic`` (llm_scheduler.Engine), ``slots`` (CUDA graphs) or ``slots-eager``."""
     import llm_scheduler
-    import llm_slots
 
     common = {"max_batch": max(concurrency, 1), "num_blocks": max(concurrency, 1) * (max_len // 16 + 1),
               "block_tokens": 16, "prefill_chunk": 512, "max_queue": concurrency + 1}
     if kind == "dynamic":
         return llm_scheduler.Engine(model, 0, **common)
-    return llm_slots.SlotEngine(model, 0, max_len=max_len, cuda_graphs=kind == "slots", **common)
+    return llm_scheduler.Engine(model, 0, max_len=max_len, cuda_graphs=kind == "slots", **common)
 
 
 def engine_speed(model: Any, concurrency: int, prompt_len: int = 128, output_len: int = 128,

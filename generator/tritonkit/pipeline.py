@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Optional, Union
 
 from tritonkit.errors import Problem, SpecError
+from tritonkit.locations import Loc, LocationMap, Mark
 from tritonkit.model.repository import build_repository
 from tritonkit.model.types import FileSource, ModelUnit, RepositoryModel
 from tritonkit.render.repository import Rendered, render_tree
-from tritonkit.spec.document import Loc, LocationMap, Mark
 from tritonkit.spec.load import LoadedSpec, load_spec
 from tritonkit.triton import BACKEND_FILES
 from tritonkit.validate import Report, validate_k8s_files, validate_tree

@@ -54,7 +54,9 @@ def whole_server(tmp_path_factory: pytest.TempPathFactory, triton_server_module:
 
 
 def _inputs(module: Any, prompt: Any, max_tokens: Any, **extra: Any) -> list[Any]:
-    arrays = {"text_input": np.array([[prompt]], dtype=np.object_), "max_tokens": np.array([[max_tokens]])}
+    """The ensemble's inputs as tritonkit's own clients send them: the answer alone, without the prompt."""
+    arrays = {"text_input": np.array([[prompt]], dtype=np.object_), "max_tokens": np.array([[max_tokens]]),
+              "exclude_input_in_output": np.array([[True]])}
     arrays.update({k: v if isinstance(v, np.ndarray) else np.array([[v]]) for k, v in extra.items()})
     if arrays["max_tokens"].dtype == np.int64:
         arrays["max_tokens"] = arrays["max_tokens"].astype(np.int32)
@@ -164,15 +166,13 @@ def _engine_counts(server: Server) -> tuple[int, int]:
     return int(model.get("inference_count", 0)), int(model["inference_stats"]["success"].get("count", 0))
 
 
-def test_eight_concurrent_requests_are_generated_together(server: Server) -> None:
-    """Eight unary requests at once are all in the engine's running batch at the same time.
+def _eight_ran_together(server: Server) -> bool:
+    """Send eight short unary requests at once: True if the engine's running batch (8 rows) held them all.
 
-    The engine's own timings (``return_perf_metrics``) show it: the last of them to be scheduled was
-    scheduled before the first of them had its last token. And the front sent them in fewer engine
-    requests than eight (batches of prompts), by the engine's statistics.
+    By the engine's own timings (``return_perf_metrics``): the last of them to be scheduled was scheduled
+    before the first of them had its last token.
     """
     spans: list[tuple[int, int]] = []
-    prompts0, requests0 = _engine_counts(server)
 
     def ask(index: int) -> None:
         client = grpcclient.InferenceServerClient(server.grpc_url)
@@ -189,7 +189,18 @@ def test_eight_concurrent_requests_are_generated_together(server: Server) -> Non
     for thread in threads:
         thread.join(timeout=300)
     assert len(spans) == 8
-    assert max(start for start, _ in spans) < min(end for _, end in spans)
+    return max(start for start, _ in spans) < min(end for _, end in spans)
+
+
+def test_eight_concurrent_requests_are_generated_together(server: Server) -> None:
+    """Eight unary requests at once are all in the engine's running batch at the same time.
+
+    The engine's own timings (``return_perf_metrics``) show it: the last of them to be scheduled was
+    scheduled before the first of them had its last token. And the front sent them in fewer engine
+    requests than eight (batches of prompts), by the engine's statistics.
+    """
+    prompts0, requests0 = _engine_counts(server)
+    assert _eight_ran_together(server)
     prompts, requests = _engine_counts(server)
     assert prompts - prompts0 == 8 and requests - requests0 < 8
 
@@ -309,6 +320,34 @@ def test_a_client_written_for_nvidias_ensemble_works_unchanged(server: Server) -
     assert result.as_numpy("batch_index").reshape(-1)[0] == 0
     with_prompt = client.infer("smollm2", _nvidia_inputs(grpcclient, exclude_input_in_output=np.array([[False]])))
     assert "capital of France" in with_prompt.as_numpy("text_output")[0].decode()
+
+
+@pytest.mark.parametrize("model", ["smollm2", "smollm2_bls"])
+def test_the_prompt_comes_back_in_front_unless_excluded_as_nvidias_engine_does(server: Server, model: str) -> None:
+    """NVIDIA's default (exclude_input_in_output false): a whole answer starts with the prompt the engine saw."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    arrays = {"text_input": np.array([[QUESTION.encode()]], dtype=np.object_),
+              "max_tokens": np.array([[12]], dtype=np.int32), "stream": np.array([[False]])}
+    tensors = []
+    for name, array in arrays.items():
+        kind = {"object": "BYTES", "int32": "INT32", "bool": "BOOL"}[str(array.dtype)]
+        tensor = grpcclient.InferInput(name, list(array.shape), kind)
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    if model == "smollm2":
+        text = client.infer(model, tensors).as_numpy("text_output").reshape(-1)[0].decode()
+    else:  # the BLS, asked for a whole answer over a stream
+        replies: queue.Queue[Any] = queue.Queue()
+        client.start_stream(callback=lambda result, error: replies.put((result, error)))
+        try:
+            client.async_stream_infer(model, tensors)
+            result, error = replies.get(timeout=120)
+            assert error is None, error
+            text = result.as_numpy("text_output").reshape(-1)[0].decode()
+        finally:
+            client.stop_stream()
+    answer = _ask(server, "grpc", QUESTION.encode(), 12)[0]
+    assert text.index(QUESTION) < text.index(answer) and text.endswith(answer)
 
 
 def test_min_tokens_and_penalties_change_the_answer(server: Server) -> None:
@@ -472,10 +511,12 @@ def test_a_request_with_a_batch_of_prompts_is_answered_row_by_row(server: Server
     module = grpcclient if protocol == "grpc" else httpclient
     client = module.InferenceServerClient(server.grpc_url if protocol == "grpc" else server.http_url)
     arrays = {"text_input": np.array([[QUESTION.encode()], [b"Name a color."]], dtype=np.object_),
-              "max_tokens": np.array([[12], [12]], dtype=np.int32)}
+              "max_tokens": np.array([[12], [12]], dtype=np.int32),
+              "exclude_input_in_output": np.array([[True], [True]])}
     tensors = []
     for name, array in arrays.items():
-        tensor = module.InferInput(name, list(array.shape), "BYTES" if array.dtype == np.object_ else "INT32")
+        kind = {"object": "BYTES", "int32": "INT32", "bool": "BOOL"}[str(array.dtype)]
+        tensor = module.InferInput(name, list(array.shape), kind)
         tensor.set_data_from_numpy(array)
         tensors.append(tensor)
     rows = [item.decode() for item in client.infer("smollm2", tensors).as_numpy("text_output").reshape(-1)]
@@ -548,7 +589,7 @@ def test_bls_stream_reports_errors_in_the_stream(server: Server) -> None:
 def test_cancelled_stream_frees_the_engine(server: Server) -> None:
     inferences0 = _engine_inferences(server)
     stream = _Stream(server)
-    start = stream.send("Write a very long story about a dragon who learns to cook.", 250)
+    stream.send("Write a very long story about a dragon who learns to cook.", 250)
     texts = []
     for text, _, at in stream.collect():
         texts.append((text, at))
@@ -560,5 +601,6 @@ def test_cancelled_stream_frees_the_engine(server: Server) -> None:
     while _engine_inferences(server) == inferences0:
         assert time.time() - cancelled_at < 0.5 * 246 * per_token_s, "the engine kept generating"
         time.sleep(0.2)
-    assert time.time() - start > 0
+    # Eight new rows all run at once only if the cancelled one gave its row of the batch (8) back.
+    assert _eight_ran_together(server), "the cancelled sequence still holds a row of the engine's batch"
     assert "Paris" in _ask(server, "grpc", QUESTION.encode())[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -19,9 +20,11 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tritonkit.model.llmapi_contract import LLMAPI_INPUTS, LLMAPI_OUTPUTS, LOCAL_INPUTS
 from tritonkit.runtime import Server
+from tritonkit.triton.llmapi import LLMAPI_INPUTS, LLMAPI_OUTPUTS, LOCAL_INPUTS
 
 pytestmark = [pytest.mark.triton, pytest.mark.llm]
 
@@ -179,6 +182,53 @@ def test_a_nan_temperature_is_refused_at_once_and_poisons_nothing_in_flight(serv
         thread.join(timeout=120)
     assert all(status == 200 and "Paris" in json.loads(body)["text_output"] for status, body in answers.values()), \
         answers
+
+
+_F32 = st.floats(width=32)  # NaN and the infinities included
+_INT32 = st.integers(-(2**31), 2**31 - 1)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          derandomize=True)
+@given(prompt=st.one_of(st.binary(max_size=64), st.text(max_size=64).map(str.encode)),
+       max_tokens=st.one_of(st.integers(-(2**31), 0), st.integers(1, 6), st.just(2**31 - 1)),
+       temperature=st.one_of(st.none(), _F32), top_p=st.one_of(st.none(), _F32),
+       top_k=st.one_of(st.none(), _INT32), presence=st.one_of(st.none(), _F32),
+       seed=st.one_of(st.none(), st.integers(0, 2**64 - 1)))
+def test_any_request_is_answered_or_refused_and_the_server_stays_ready(
+        server: Server, prompt: bytes, max_tokens: int, temperature: float | None, top_p: float | None,
+        top_k: int | None, presence: float | None, seed: int | None) -> None:
+    """Property: whatever the LLM-API interface's tensors hold, the request ends (text or an error with a code)
+    within seconds, and the server stays ready to answer the next one."""
+    values: dict[str, Any] = {"text_input": np.array([prompt], dtype=np.object_),
+                              "sampling_param_max_tokens": np.array([max_tokens], dtype=np.int32)}
+    for name, value, dtype in (("temperature", temperature, np.float32), ("top_p", top_p, np.float32),
+                               ("top_k", top_k, np.int32), ("presence_penalty", presence, np.float32),
+                               ("seed", seed, np.uint64)):
+        if value is not None:
+            values[f"sampling_param_{name}"] = np.array([value], dtype=dtype)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    replies: queue.Queue[Any] = queue.Queue()
+    client.start_stream(callback=lambda result, error: replies.put((result, error)))
+    try:
+        tensors = []
+        for name, array in values.items():
+            kind = {"object": "BYTES", "float32": "FP32", "int32": "INT32", "uint64": "UINT64"}[str(array.dtype)]
+            tensor = grpcclient.InferInput(name, list(array.shape), kind)
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        client.async_stream_infer("smollm2", tensors, enable_empty_final_response=True)
+        while True:
+            result, error = replies.get(timeout=60)
+            if error is not None:
+                assert re.match(r"\[(invalid_argument|context_length_exceeded)\] input '", str(error.message())), error
+                break
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                break
+    finally:
+        client.stop_stream()
+        client.close()
+    assert server.client("http").is_server_ready()
 
 
 def test_chat_command_streams_from_the_llmapi_model(server: Server) -> None:

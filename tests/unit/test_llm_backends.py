@@ -117,7 +117,7 @@ def _source(name: str) -> str:
 
 
 def test_every_declared_input_is_read_by_a_backend() -> None:
-    from tritonkit.model import llm_contract as contract
+    from tritonkit.triton import inflight_batcher as contract
 
     engine, post = _source("llm_engine.py"), _source("llm_postprocessing.py")
     pre = _source("llm_preprocessing.py") + _source("llm_prompt.py")

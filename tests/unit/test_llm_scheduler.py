@@ -41,15 +41,12 @@ def model() -> Any:
 def engine(model: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """Both schedulers: the dynamic cache and static slots, the latter also in the buckets CUDA graphs capture."""
     import llm_scheduler
-    import llm_slots
 
     common: dict[str, Any] = {"max_batch": 4, "num_blocks": 160, "block_tokens": 16, "prefill_chunk": 16,
                               "max_queue": 3, "prefix_cache": True}
     if request.param.startswith("slots"):
-        running = llm_slots.SlotEngine(model, 2, max_len=2560, cuda_graphs=request.param == "slots-bucketed",
-                                       **common)
-    else:
-        running = llm_scheduler.Engine(model, 2, **common)
+        common.update(max_len=2560, cuda_graphs=request.param == "slots-bucketed")
+    running = llm_scheduler.Engine(model, 2, **common)
     yield running
     running.stop()
 
@@ -202,12 +199,14 @@ def _alone(model: Any, tokenizer: Any, max_new: int) -> list[list[int]]:
 
 def _burst(engine: Any, tokenizer: Any, max_new: int) -> list[Any]:
     """Queue one request per prompt before the loop looks (one burst), wait for all, stop the engine."""
+    import llm_scheduler
+
     try:
         with engine.wake:
             requests = [_request(tokenizer, text, max_new) for text in PROMPTS]
             for request in requests:
                 request.blocks = engine.blocks_for(request.row)
-                request.state = "waiting"
+                request.state = llm_scheduler.State.WAITING
                 engine.waiting.append(request)
             engine.wake.notify()
         for request in requests:
@@ -218,18 +217,20 @@ def _burst(engine: Any, tokenizer: Any, max_new: int) -> list[Any]:
 
 
 def test_a_burst_is_prefilled_together_and_decodes_as_alone(model: Any, tokenizer: Any) -> None:
+    import llm_kv
     import llm_scheduler
 
     alone = _alone(model, tokenizer, 10)
     engine = llm_scheduler.Engine(model, 2, max_batch=4, num_blocks=160, block_tokens=16, prefill_chunk=64)
+    assert isinstance(engine.kv, llm_kv.DynamicKV)
     forwards: list[int] = []
-    original = engine._forward
+    original = engine.steps.forward
 
     def counting(ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
         forwards.append(ids.shape[0] if ids.shape[1] > 1 else 0)
         return original(ids, mask, positions, cache)
 
-    engine._forward = counting  # type: ignore[method-assign]
+    engine.steps.forward = counting  # type: ignore[method-assign]
     requests = _burst(engine, tokenizer, 10)
     assert [r.row.tokens for r in requests] == alone
     assert max(forwards) > 1  # at least two prompts went through one prefill
@@ -238,20 +239,22 @@ def test_a_burst_is_prefilled_together_and_decodes_as_alone(model: Any, tokenize
 
 @pytest.mark.parametrize("bucketed", [False, True], ids=["eager", "bucketed"])
 def test_static_slots_prefill_a_burst_together_and_free_every_slot(model: Any, tokenizer: Any, bucketed: bool) -> None:
-    import llm_slots
+    import llm_kv
+    import llm_scheduler
 
     alone = _alone(model, tokenizer, 10)
-    engine = llm_slots.SlotEngine(model, 2, max_batch=4, num_blocks=160, max_len=640, prefill_chunk=64,
+    engine = llm_scheduler.Engine(model, 2, max_batch=4, num_blocks=160, max_len=640, prefill_chunk=64,
                                   cuda_graphs=bucketed)
+    assert isinstance(engine.kv, llm_kv.SlotKV)
     groups: list[int] = []
-    original = engine._prefill
+    original = engine.steps.prefill
 
     def counting(requests: Any, start: int, width: int) -> Any:
         groups.append(len(requests))
         return original(requests, start, width)
 
-    engine._prefill = counting  # type: ignore[method-assign]
+    engine.steps.prefill = counting  # type: ignore[method-assign]
     requests = _burst(engine, tokenizer, 10)
     assert [r.row.tokens for r in requests] == alone
     assert max(groups) > 1
-    assert engine.free_blocks == engine.num_blocks and sorted(engine.free_slots) == [0, 1, 2, 3]
+    assert engine.free_blocks == engine.num_blocks and sorted(engine.kv.free_slots) == [0, 1, 2, 3]

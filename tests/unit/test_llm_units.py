@@ -10,10 +10,10 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import SpecError
-from tritonkit.model import llm_contract as contract
 from tritonkit.model.llm import build_llm_units
-from tritonkit.model.llm_contract import TRTLLM_PARAMETERS
 from tritonkit.spec.load import load_spec
+from tritonkit.triton import inflight_batcher as contract
+from tritonkit.triton.inflight_batcher import TRTLLM_PARAMETERS
 from tritonkit.validate import validate_repository
 
 DEMO = """\
@@ -110,7 +110,8 @@ def test_python_models_carry_their_backend_files(tmp_path: Path) -> None:
     spec.write_text(DEMO)
     units = {u.name: u for u in build_llm_units(load_spec(spec), 0)}
     engine_files = units["smollm2_engine"].version_files
-    assert sorted(engine_files) == ["llm_common.py", "llm_generate.py", "llm_scheduler.py", "llm_slots.py", "model.py"]
+    assert sorted(engine_files) == ["llm_common.py", "llm_generate.py", "llm_kv.py", "llm_scheduler.py",
+                                    "llm_sequence.py", "llm_slots.py", "llm_steps.py", "model.py"]
     assert b"class TritonPythonModel" in engine_files["model.py"].read()
     assert b"class TritonPythonModel" in units["smollm2"].version_files["model.py"].read()  # the front
     spec.write_text(DEMO.replace("streaming: true", "streaming: false"))
@@ -134,7 +135,7 @@ def test_tensorrt_llm_engine_has_every_parameter_filled(tmp_path: Path) -> None:
     assert params["kv_cache_free_gpu_mem_fraction"] == "0.85"
     assert params["enable_kv_cache_reuse"] == "true"
     assert params["max_tokens_in_paged_kv_cache"] == "200000"
-    assert params["exclude_input_in_output"] == "true"
+    assert params["exclude_input_in_output"] == "false"  # NVIDIA's README value: a whole answer repeats the prompt
     assert params["gpu_device_ids"] == "0,1;2,3"
     assert params["max_attention_window_size"] == "4096"
     assert set(params) <= set(TRTLLM_PARAMETERS)

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import tritonkit
+
+
+def _public_names() -> list[str]:
+    """What the package offers: names it defines or re-exports from its own modules, the lazy ones, the version."""
+    eager = [name for name, value in vars(tritonkit).items()
+             if not name.startswith("_") and not isinstance(value, types.ModuleType)
+             and str(getattr(value, "__module__", "")).startswith("tritonkit")]
+    return sorted({*eager, *tritonkit._LAZY, "__version__"})
+
+
+def test_all_is_every_public_name_sorted() -> None:
+    """A name the package offers but ``__all__`` leaves out (or one ``__all__`` invents) fails here."""
+    assert tritonkit.__all__ == _public_names()
 
 
 def test_every_exported_name_resolves() -> None:

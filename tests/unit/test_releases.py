@@ -1,4 +1,4 @@
-"""tritonkit.model.releases: the NGC release matrix as data, and what each release can run."""
+"""tritonkit.triton.releases: the NGC release matrix as data, and what each release can run."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from importlib import resources
 
 import pytest
 
-from tritonkit.model import releases
-from tritonkit.model.releases import (
+from tritonkit.triton import releases
+from tritonkit.triton.releases import (
     LLM_ARG_KEYS,
     LLMAPI_TENSOR_SINCE,
     NEWER_LLM_KEYS,
@@ -46,7 +46,7 @@ def test_unknown_values_stay_none() -> None:
 
 
 def test_conflicts_and_gaps_are_noted_in_the_data() -> None:
-    rows = json.loads(resources.files("tritonkit.model").joinpath("ngc_releases.json").read_text("utf-8"))
+    rows = json.loads(resources.files("tritonkit.triton").joinpath("ngc_releases.json").read_text("utf-8"))
     notes = {row["ngc"]: row.get("note", "") for row in rows["releases"]}
     assert "0.15.0" in notes["24.12"] and "conflict" in notes["24.12"]
     assert "gap" in notes["26.08"] and "gap" in notes["26.10"]

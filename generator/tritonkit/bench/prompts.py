@@ -13,7 +13,7 @@ import numpy.typing as npt
 from tritonkit.bench.options import BenchError
 from tritonkit.bench.payload import ModelInfo, Payload, optional_input
 from tritonkit.errors import Problem
-from tritonkit.model.llmapi_contract import REQUEST_NAMES, interface_of
+from tritonkit.triton.llmapi import REQUEST_NAMES, interface_of
 
 __all__ = ["PromptSet", "TokenCounter", "llm_payloads", "load_tokenizer", "read_prompts", "synthetic_prompts"]
 
@@ -144,5 +144,7 @@ def llm_payloads(model: ModelInfo, prompts: PromptSet, output_tokens: int, strea
             payload[names["max_tokens"]] = _scalar(output_tokens, np.int32, batched)
         if optional_input(model, names["stream"]) is not None:
             payload[names["stream"]] = _scalar(stream, np.bool_, batched)
+        if optional_input(model, names["answer_only"]) is not None:  # generated tokens only, as measured
+            payload[names["answer_only"]] = _scalar(True, np.bool_, batched)
         payloads.append(payload)
     return payloads

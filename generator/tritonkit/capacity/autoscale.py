@@ -16,9 +16,9 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
-from tritonkit.model.k8s import SIGNAL_DEFAULTS, KubernetesPlan
+from tritonkit.k8s_conventions import SIGNAL_DEFAULTS
 
 __all__ = ["AutoscalePolicy", "Tick", "default_policy", "erlang_c", "load_curve", "policy_from_plan", "simulate",
            "summary"]
@@ -56,7 +56,43 @@ class Tick:
     utilisation: float
 
 
-def policy_from_plan(plan: KubernetesPlan, index: int = 0) -> AutoscalePolicy:
+class _Trigger(Protocol):
+    @property
+    def signal(self) -> str: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def metric_type(self) -> str: ...
+
+
+class _Autoscaling(Protocol):
+    @property
+    def polling_interval_s(self) -> int: ...
+    @property
+    def window_s(self) -> int: ...
+    @property
+    def scale_down_window_s(self) -> int: ...
+
+
+class _Settings(Protocol):
+    @property
+    def min_replicas(self) -> int: ...
+    @property
+    def max_replicas(self) -> int: ...
+    @property
+    def autoscaling(self) -> _Autoscaling: ...
+
+
+class _Plan(Protocol):
+    """What the simulation reads of a Kubernetes plan; ``tritonkit.model.k8s.KubernetesPlan`` has it."""
+
+    @property
+    def triggers(self) -> Sequence[_Trigger]: ...
+    @property
+    def spec(self) -> _Settings: ...
+
+
+def policy_from_plan(plan: _Plan, index: int = 0) -> AutoscalePolicy:
     """The policy of the plan's ``index``-th trigger, with the spec's replicas, windows and polling."""
     trigger, spec = plan.triggers[index], plan.spec
     return AutoscalePolicy(trigger.signal, trigger.threshold, trigger.metric_type, spec.min_replicas,

@@ -11,9 +11,9 @@ import typer
 
 from tritonkit.cli._app import app, err_console
 from tritonkit.errors import ClientError, Problem
-from tritonkit.model.llmapi_contract import REQUEST_NAMES, interface_of
 from tritonkit.runtime.client import Client
 from tritonkit.runtime.tensors import Array, ModelInfo, numpy_dtype
+from tritonkit.triton.llmapi import REQUEST_NAMES, interface_of
 
 _CONNECTION = "Connection"
 _SAMPLING = "Sampling"
@@ -42,6 +42,7 @@ def build_request(info: ModelInfo, prompt: str, sampling: dict[str, Any]) -> dic
         sampling = {"stream": sampling.get("stream"), "sampling": json.dumps(params)}
     if "finish_reason" in names:
         sampling = {**sampling, "finish_reason": True}
+    sampling = {**sampling, "answer_only": True}  # the answer, not the prompt in front of it (NVIDIA's default)
     for key, value in sampling.items():
         name = names.get(key, key)
         if value is not None and info.input(name) is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from tritonkit.model.llmapi_contract import TEMPLATE_INPUT, interface_of
+from tritonkit.triton.llmapi import TEMPLATE_INPUT, interface_of
 
 __all__ = ["LLM", "Catalog", "Target", "load_tokenizer"]
 

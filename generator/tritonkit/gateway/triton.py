@@ -20,7 +20,7 @@ import numpy as np
 from tritonkit.gateway.catalog import LLM, Target
 from tritonkit.gateway.errors import APIError, bad_request, unavailable
 from tritonkit.gateway.protocol import Generation
-from tritonkit.model.llmapi_contract import REQUEST_NAMES, TEMPLATE_INPUT
+from tritonkit.triton.llmapi import REQUEST_NAMES, TEMPLATE_INPUT
 
 __all__ = ["Piece", "build_inputs", "generate", "model_error"]
 
@@ -91,7 +91,8 @@ def build_inputs(llm: LLM, target: Target, text: str, generation: Generation, st
     if "sampling" in names:  # Triton's vLLM backend: SamplingParams as one JSON string
         params = {**sampling, **({"max_tokens": max_tokens} if max_tokens else {})}
         values: dict[str, list[Any]] = {"text_input": [text], names["stream"]: [stream],
-                                        names["sampling"]: [json.dumps(params)], names["finish_reason"]: [True]}
+                                        names["sampling"]: [json.dumps(params)], names["finish_reason"]: [True],
+                                        names["answer_only"]: [True]}
         return [_tensor(target, name, value) for name, value in values.items() if name in target.inputs]
     values = {"text_input": [text]}
     if max_tokens is not None:
@@ -103,6 +104,8 @@ def build_inputs(llm: LLM, target: Target, text: str, generation: Generation, st
         values[names["finish_reason"]] = [True]
     if TEMPLATE_INPUT in target.inputs:  # templated here already, or a completion prompt to continue as it is
         values[TEMPLATE_INPUT] = [False]
+    if names["answer_only"] in target.inputs:  # the answer alone (echo puts the prompt back itself)
+        values[names["answer_only"]] = [True]
     for key, value in sampling.items():
         name = names.get(key, key)
         if name not in target.inputs:

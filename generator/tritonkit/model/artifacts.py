@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 from tritonkit.errors import Problem, SpecError
+from tritonkit.locations import Loc
 from tritonkit.model.types import FileSource
-from tritonkit.spec.document import Loc
 from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import TensorSpec
 from tritonkit.triton import BACKEND_FILES

@@ -10,7 +10,7 @@ beside an ensemble's steps).
 from __future__ import annotations
 
 from tritonkit.errors import Problem
-from tritonkit.spec.document import Loc
+from tritonkit.locations import Loc
 from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import ModelSpec
 

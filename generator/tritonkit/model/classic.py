@@ -12,11 +12,11 @@ from typing import Optional
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import Problem, SpecError
+from tritonkit.locations import Loc
 from tritonkit.model.artifacts import collect_files, read_onnx_io, resolve_path
 from tritonkit.model.deploy import apply_tensorrt_target, tensorrt_build
 from tritonkit.model.proto import check_block, merge_raw_config
 from tritonkit.model.types import FileSource, ModelUnit
-from tritonkit.spec.document import Loc
 from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import (
     DynamicBatching,

@@ -16,11 +16,11 @@ from typing import Callable, Optional, TypeVar, Union
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import Problem, SpecError
+from tritonkit.locations import Loc
 from tritonkit.model.artifacts import read_onnx_io, resolve_path
 from tritonkit.model.gateway import GatewayService, check_gateway, gateway_packages, gateway_service
 from tritonkit.model.types import FileSource, ModelUnit
 from tritonkit.spec.deploy import DeploySpec, TensorRTBuild
-from tritonkit.spec.document import Loc
 from tritonkit.spec.llm import LLMSpec
 from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import ModelSpec

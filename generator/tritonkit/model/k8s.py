@@ -17,27 +17,19 @@ from typing import Optional
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import Problem, SpecError
+from tritonkit.k8s_conventions import SIGNAL_DEFAULTS
 from tritonkit.model.deploy import Deployment, admin_key_reference
 from tritonkit.model.types import ModelUnit
 from tritonkit.spec.kubernetes import TRITON_COUNTERS, KubernetesSpec, parse_size_mib
 from tritonkit.spec.load import LoadedSpec
 
-__all__ = ["SHM_PER_PYTHON_INSTANCE_MIB", "SIGNAL_DEFAULTS", "KubernetesPlan", "ScalingTrigger",
+__all__ = ["SHM_PER_PYTHON_INSTANCE_MIB", "KubernetesPlan", "ScalingTrigger",
            "build_kubernetes_plan", "counter_or_gauge"]
 
 #: /dev/shm each Python-backend instance is given: its stub maps its own region (1 MiB default, growing
 #: in 1 MiB steps, server issues #5701, #5681, #6195), and batched tensors cross it both ways.
 SHM_PER_PYTHON_INSTANCE_MIB = 64
 _SHM_FLOOR_MIB = 1024
-#: Per signal: (KEDA metricType, default threshold). ``Value`` compares the query with the threshold and
-#: scales replicas in proportion; ``AverageValue`` divides the query by the threshold to get replicas.
-SIGNAL_DEFAULTS: dict[str, tuple[str, Optional[float]]] = {
-    "queue_compute_ratio": ("Value", 1.0),
-    "replicas_needed": ("AverageValue", 1.5),
-    "queue_time_us": ("Value", 50.0),
-    "pending_requests": ("AverageValue", 4.0),
-    "inflight_requests": ("AverageValue", None),
-}
 _LOC = ("deploy", "kubernetes")
 
 

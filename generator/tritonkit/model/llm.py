@@ -16,16 +16,17 @@ from typing import Optional
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import Problem, SpecError
-from tritonkit.model import llm_contract as contract
-from tritonkit.model import releases
+from tritonkit.locations import Loc
+from tritonkit.model import llm_config
 from tritonkit.model.classic import fill_version_policy
 from tritonkit.model.llmapi import build_llmapi_unit, check_llmapi
 from tritonkit.model.types import FileSource, ModelUnit, python_backend_files
 from tritonkit.model.vllm import build_vllm_unit, check_vllm
-from tritonkit.spec.document import Loc
 from tritonkit.spec.llm import LLMSpec
 from tritonkit.spec.load import LoadedSpec, suggest
 from tritonkit.spec.schema import ParameterValue, VersionPolicy
+from tritonkit.triton import inflight_batcher as contract
+from tritonkit.triton import releases
 
 __all__ = ["BACKEND_FILES", "LLM_VERSION_POLICY", "build_llm_units"]
 
@@ -38,7 +39,8 @@ BACKEND_FILES = {
     "preprocessing": ("llm_preprocessing.py", ("llm_common.py", "llm_prompt.py")),
     "postprocessing": ("llm_postprocessing.py", ("llm_common.py",)),
     "bls": ("llm_bls.py", ("llm_common.py", "llm_prompt.py")),
-    "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_scheduler.py", "llm_slots.py")),
+    "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_kv.py", "llm_scheduler.py",
+                                 "llm_sequence.py", "llm_slots.py", "llm_steps.py")),
     "front": ("llm_unary.py", ("llm_common.py", "llm_prompt.py")),
 }
 
@@ -169,14 +171,14 @@ class _Builder:
     def python_model(self, suffix: str, count: int, params: Mapping[str, ParameterValue],
                      batching: bool, name: Optional[str] = None) -> ModelUnit:
         config = self.base(name or f"{self.llm.name}_{suffix}", "python")
-        contract.add_tensors(config, suffix)
+        llm_config.add_tensors(config, suffix)
         if batching:
             # With a delay of 0 (the default) a request never waits for company, and requests that queue
             # while the instance is busy still go in one batch; ragged inputs let them batch at any length.
             config.dynamic_batching.SetInParent()
             config.dynamic_batching.max_queue_delay_microseconds = self.llm.max_queue_delay_microseconds
-        contract.add_instances(config, "KIND_CPU", count)
-        contract.set_parameters(config, params)
+        llm_config.add_instances(config, "KIND_CPU", count)
+        llm_config.set_parameters(config, params)
         return self.unit(config, _backend_files(suffix))
 
     def prompt_parameters(self, tokenizer: str) -> dict[str, ParameterValue]:
@@ -185,7 +187,7 @@ class _Builder:
         return {"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
                 "max_input_len": llm.max_input_len, "max_output_len": llm.max_output_len,
                 "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code,
-                "spec_sampling_defaults": contract.spec_sampling_defaults(llm)}
+                "spec_sampling_defaults": llm_config.spec_sampling_defaults(llm)}
 
     def preprocessing(self, tokenizer: str) -> ModelUnit:
         llm = self.llm
@@ -221,17 +223,17 @@ class _Builder:
         llm = self.llm
         if llm.engine.kind == "tensorrt_llm":
             config = self.base(f"{llm.name}_engine", "tensorrtllm")
-            contract.fill_trtllm_engine(config, llm)
+            llm_config.fill_trtllm_engine(config, llm)
             return self.unit(config, {})
         config = self.base(f"{llm.name}_engine", "python")
-        contract.add_tensors(config, "engine")
+        llm_config.add_tensors(config, "engine")
         # The scheduler batches in flight (requests join between steps), so Triton need not hold any back.
         config.dynamic_batching.SetInParent()
         config.dynamic_batching.max_queue_delay_microseconds = llm.max_queue_delay_microseconds
         config.model_transaction_policy.decoupled = llm.streaming
-        contract.add_pytorch_instances(config, llm)
+        llm_config.add_pytorch_instances(config, llm)
         source = self.local_path(llm.engine.model or "", ("engine", "model"), config.name, True)
-        contract.set_parameters(config, contract.pytorch_parameters(llm, source))
+        llm_config.set_parameters(config, llm_config.pytorch_parameters(llm, source))
         return self.unit(config, _backend_files("engine"))
 
     def front(self, tokenizer: str) -> ModelUnit:
@@ -241,7 +243,7 @@ class _Builder:
     def ensemble(self) -> ModelUnit:
         name = self.llm.name
         config = self.base(name, "ensemble")
-        contract.fill_ensemble(config, name, f"{name}_engine")
+        llm_config.fill_ensemble(config, name, f"{name}_engine")
         return self.unit(config, {})
 
 

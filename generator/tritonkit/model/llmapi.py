@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from tritonclient.grpc import model_config_pb2 as pb
 
-from tritonkit.model import llm_contract as contract
-from tritonkit.model import releases
-from tritonkit.model.llmapi_contract import add_llmapi_tensors
+from tritonkit.model import llm_config
 from tritonkit.model.types import FileSource, ModelUnit, python_backend_files
 from tritonkit.spec.schema import ParameterValue
+from tritonkit.triton import releases
+from tritonkit.triton.llmapi import LLMAPI_OUTPUTS, declared_inputs
 
 if TYPE_CHECKING:
     from tritonkit.model.llm import _Builder
@@ -28,8 +28,8 @@ __all__ = ["LLMAPI_FILES", "RESERVED_LLM_ARGS", "TRTLLM_VERSION_LOCAL", "build_l
 
 #: tritonkit's model and the helpers copied beside it, by engine kind.
 LLMAPI_FILES = {
-    "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py", "llm_scheduler.py",
-                               "llm_slots.py")),
+    "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py", "llm_kv.py",
+                               "llm_scheduler.py", "llm_sequence.py", "llm_slots.py", "llm_steps.py")),
     "tensorrt_llm_api": ("llm_api.py", ("llm_api_trtllm.py", "llm_common.py")),
 }
 #: The interface the local engine declares: TensorRT-LLM 1.2.1's, the release of NGC's images up to 26.07.
@@ -44,6 +44,20 @@ RESERVED_LLM_ARGS = {
 }
 #: The summed KV-cache fraction of the instances that share one GPU may not pass this.
 _GPU_SHARE_LIMIT = 0.95
+
+
+def _add_llmapi_tensors(config: pb.ModelConfig, trtllm_version: str, local: bool = False) -> None:
+    """Declare the LLM-API interface's inputs and outputs as TensorRT-LLM ``trtllm_version`` has them.
+
+    ``local``: the model is served by tritonkit's PyTorch engine, which also takes ``LOCAL_INPUTS``.
+    """
+    for tensor in declared_inputs(trtllm_version, local):
+        item = config.input.add(name=tensor.name, data_type=pb.DataType.Value(f"TYPE_{tensor.dtype}"))
+        item.dims.extend(tensor.dims)
+        item.optional = tensor.optional
+    for tensor in LLMAPI_OUTPUTS:
+        out = config.output.add(name=tensor.name, data_type=pb.DataType.Value(f"TYPE_{tensor.dtype}"))
+        out.dims.extend(tensor.dims)
 
 
 def _files(kind: str) -> dict[str, FileSource]:
@@ -145,7 +159,7 @@ def _render_yaml(builder: _Builder, settings: dict[str, Any]) -> bytes:
 def _local_parameters(builder: _Builder) -> dict[str, ParameterValue]:
     llm = builder.llm
     source = builder.local_path(llm.engine.model or "", ("engine", "model"), llm.name, True)
-    params: dict[str, ParameterValue] = dict(contract.pytorch_parameters(llm, source))
+    params: dict[str, ParameterValue] = dict(llm_config.pytorch_parameters(llm, source))
     tokenizer = builder.local_path(llm.tokenizer, ("tokenizer",), llm.name, True) if llm.tokenizer else source
     params.update({"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
                    "max_batch_size": llm.max_batch_size, "max_input_len": llm.max_input_len,
@@ -157,16 +171,16 @@ def build_llmapi_unit(builder: _Builder) -> ModelUnit:
     """The one model of an LLM-API entry, named after the entry."""
     llm = builder.llm
     config = pb.ModelConfig(name=llm.name, backend="python")
-    add_llmapi_tensors(config, TRTLLM_VERSION_LOCAL, local=llm.engine.kind == "pytorch")
+    _add_llmapi_tensors(config, TRTLLM_VERSION_LOCAL, local=llm.engine.kind == "pytorch")
     files = _files(llm.engine.kind)
     if llm.engine.kind == "pytorch":
         config.model_transaction_policy.decoupled = llm.streaming
-        contract.add_pytorch_instances(config, llm)
-        contract.set_parameters(config, _local_parameters(builder))
+        llm_config.add_pytorch_instances(config, llm)
+        llm_config.set_parameters(config, _local_parameters(builder))
     else:
         count = sum(g.count for g in llm.instance_group) or 1
-        contract.add_instances(config, "KIND_CPU", count)
+        llm_config.add_instances(config, "KIND_CPU", count)
         if count > 1:
-            contract.set_parameters(config, {"gpu_device_ids": _gpu_device_ids(builder)})
+            llm_config.set_parameters(config, {"gpu_device_ids": _gpu_device_ids(builder)})
         files["model.yaml"] = FileSource(data=_render_yaml(builder, model_yaml_settings(builder)))
     return builder.unit(config, files)

@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2
 
 from tritonkit.errors import Problem
-from tritonkit.spec.document import Loc
+from tritonkit.locations import Loc
 from tritonkit.spec.load import LoadedSpec, suggest
 
 __all__ = ["ModelConfig", "check_block", "merge_raw_config", "new_config"]

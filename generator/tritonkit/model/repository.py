@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from tritonkit.errors import Problem, SpecError
+from tritonkit.locations import Loc
 from tritonkit.model.checks import check_models
 from tritonkit.model.classic import build_classic_unit
 from tritonkit.model.deploy import build_deployment
 from tritonkit.model.k8s import build_kubernetes_plan
 from tritonkit.model.types import ModelUnit, RepositoryModel
-from tritonkit.spec.document import Loc
 from tritonkit.spec.load import LoadedSpec
 
 __all__ = ["LLM_MODEL_SUFFIXES", "build_repository", "llm_model_names"]

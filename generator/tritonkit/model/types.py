@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
-from tritonkit.spec.document import Loc
+from tritonkit.locations import Loc
 
 if TYPE_CHECKING:
     from tritonclient.grpc import model_config_pb2

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from tritonclient.grpc import model_config_pb2 as pb
 
-from tritonkit.model import releases
 from tritonkit.model.types import FileSource, ModelUnit
+from tritonkit.triton import releases
 
 if TYPE_CHECKING:
     from tritonkit.model.llm import _Builder

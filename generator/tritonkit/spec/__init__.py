@@ -1,6 +1,6 @@
 """YAML spec to typed, frozen models, with the line and column of every key."""
 
-from tritonkit.spec.document import Document, LocationMap, Mark
+from tritonkit.spec.document import Document
 from tritonkit.spec.llm import EngineSpec, KVCacheSpec, LLMSpec
 from tritonkit.spec.load import LoadedSpec, load_spec
 from tritonkit.spec.root import Spec
@@ -13,8 +13,6 @@ __all__ = [
     "KVCacheSpec",
     "LLMSpec",
     "LoadedSpec",
-    "LocationMap",
-    "Mark",
     "ModelSpec",
     "Spec",
     "TensorSpec",

@@ -12,7 +12,8 @@ import pydantic
 from pydantic import BaseModel
 
 from tritonkit.errors import Problem, SpecError
-from tritonkit.spec.document import Document, Loc, LocationMap, read_document
+from tritonkit.locations import Loc, LocationMap
+from tritonkit.spec.document import Document, read_document
 from tritonkit.spec.root import Spec
 
 __all__ = ["LoadedSpec", "describe_loc", "load_spec", "suggest"]

@@ -1,7 +1,10 @@
 """Triton's own facts, written once: backends and their files, version policies, and the config.pbtxt reader.
 
-Everything here is what Triton's core decides (``constants.h``, ``model_config_utils.cc``,
-``model_lifecycle.cc``), not tritonkit's choices; every other layer reads it from here.
+Everything exported here is what Triton's core decides (``constants.h``, ``model_config_utils.cc``,
+``model_lifecycle.cc``), not tritonkit's choices; every other layer reads it from here. NVIDIA's facts
+have their own modules: the NGC release matrix (``releases``), the LLM-API model's interface (``llmapi``)
+and the ensemble layout's tensor contract (``inflight_batcher``), each marking the few additions that
+are tritonkit's.
 """
 
 from __future__ import annotations

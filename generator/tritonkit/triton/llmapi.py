@@ -1,23 +1,21 @@
 """The text-in, text-out interface of TensorRT-LLM's LLM-API Triton model, as typed tensor definitions.
 
-One definition serves three uses: the ``config.pbtxt`` of a ``tensorrt_llm_api`` model, the same
-interface served locally by tritonkit's PyTorch engine (``layout: llmapi``), and the clients
-(``chat``, ``bench``) that speak it. Names, dtypes, dims and ``optional`` flags are those of NVIDIA's
-``triton_backend/all_models/llmapi/tensorrt_llm/config.pbtxt`` (TensorRT-LLM 1.2.x, the release in
-NGC's -trtllm-python-py3 images up to 26.07); ``since`` marks tensors added on TensorRT-LLM's main
-branch after it. See https://github.com/triton-inference-server/common/blob/main/protobuf/model_config.proto.
+One definition serves three uses: the ``config.pbtxt`` of a ``tensorrt_llm_api`` model (written by
+``tritonkit.model.llmapi``), the same interface served locally by tritonkit's PyTorch engine
+(``layout: llmapi``), and the clients (``chat``, ``bench``, the OpenAI gateway) that speak it. Names,
+dtypes, dims and ``optional`` flags are those of NVIDIA's
+``triton_backend/all_models/llmapi/tensorrt_llm/config.pbtxt`` (TensorRT-LLM 1.2.x, the release in NGC's
+-trtllm-python-py3 images up to 26.07); ``since`` marks tensors added on TensorRT-LLM's main branch after it.
+See https://github.com/triton-inference-server/common/blob/main/protobuf/model_config.proto.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
-
-if TYPE_CHECKING:
-    from tritonclient.grpc import model_config_pb2 as pb
+from typing import Optional
 
 __all__ = ["LLMAPI_INPUTS", "LLMAPI_OUTPUTS", "LOCAL_INPUTS", "LOCAL_OUTPUTS", "REQUEST_NAMES", "TEMPLATE_INPUT",
-           "Tensor", "add_llmapi_tensors", "interface_of"]
+           "Tensor", "declared_inputs", "interface_of"]
 
 
 @dataclass(frozen=True)
@@ -108,13 +106,16 @@ REQUEST_NAMES: dict[str, dict[str, str]] = {
                "temperature": "sampling_param_temperature", "top_k": "sampling_param_top_k",
                "top_p": "sampling_param_top_p", "seed": "sampling_param_seed", "stop": "sampling_param_stop",
                "presence_penalty": "sampling_param_presence_penalty",
-               "frequency_penalty": "sampling_param_frequency_penalty", "finish_reason": "return_finish_reason"},
+               "frequency_penalty": "sampling_param_frequency_penalty", "finish_reason": "return_finish_reason",
+               "answer_only": "sampling_param_exclude_input_from_output"},
     # Triton's vLLM backend: sampling settings travel as one JSON string (SamplingParams' keyword names).
     "vllm": {"prompt": "text_input", "stream": "stream", "finish_reason": "return_finish_reason",
-             "sampling": "sampling_parameters"},
+             "sampling": "sampling_parameters", "answer_only": "exclude_input_in_output"},
+    # ``answer_only``: NVIDIA's engines repeat the prompt in front of a whole answer unless asked not to;
+    # tritonkit's own clients (chat, bench, the gateway) always ask, where the model has the input.
     "ensemble": {"prompt": "text_input", "max_tokens": "max_tokens", "stream": "stream",
                  "temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "seed": "seed",
-                 "stop": "stop_words"},
+                 "stop": "stop_words", "answer_only": "exclude_input_in_output"},
 }
 
 
@@ -125,18 +126,10 @@ def interface_of(input_names: frozenset[str]) -> str:
     return "vllm" if "sampling_parameters" in input_names else "ensemble"
 
 
-def add_llmapi_tensors(config: pb.ModelConfig, trtllm_version: Optional[str], local: bool = False) -> None:
-    """Declare the interface's inputs and outputs as TensorRT-LLM ``trtllm_version`` has them.
+def declared_inputs(trtllm_version: Optional[str], local: bool = False) -> tuple[Tensor, ...]:
+    """The interface's inputs as TensorRT-LLM ``trtllm_version`` declares them (None: the newest).
 
     ``local``: the model is served by tritonkit's PyTorch engine, which also takes ``LOCAL_INPUTS``.
+    Every version declares all of ``LLMAPI_OUTPUTS``.
     """
-    from tritonclient.grpc import model_config_pb2 as pb
-    for tensor in LLMAPI_INPUTS + (LOCAL_INPUTS if local else ()):
-        if _newer(tensor.since, trtllm_version):
-            continue
-        item = config.input.add(name=tensor.name, data_type=pb.DataType.Value(f"TYPE_{tensor.dtype}"))
-        item.dims.extend(tensor.dims)
-        item.optional = tensor.optional
-    for tensor in LLMAPI_OUTPUTS:
-        out = config.output.add(name=tensor.name, data_type=pb.DataType.Value(f"TYPE_{tensor.dtype}"))
-        out.dims.extend(tensor.dims)
+    return tuple(t for t in LLMAPI_INPUTS + (LOCAL_INPUTS if local else ()) if not _newer(t.since, trtllm_version))

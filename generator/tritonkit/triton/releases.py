@@ -76,7 +76,7 @@ def version_at_least(version: str, minimum: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _data() -> dict[str, Any]:
-    text = resources.files("tritonkit.model").joinpath("ngc_releases.json").read_text(encoding="utf-8")
+    text = resources.files("tritonkit.triton").joinpath("ngc_releases.json").read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from tritonkit.errors import Problem
-from tritonkit.render.k8s import VERSIONS_ANNOTATION
+from tritonkit.k8s_conventions import VERSIONS_ANNOTATION
 from tritonkit.validate._report import Report
 
 __all__ = ["CUSTOM_SCHEMAS", "validate_k8s_files", "validate_k8s_folder"]

@@ -15,9 +15,9 @@ from typing import Any, Optional
 import yaml
 
 from tritonkit.errors import Problem, RepositoryError, SpecError
-from tritonkit.model import releases
-from tritonkit.model.releases import Release
-from tritonkit.spec.document import Loc, LocationMap, parse_yaml
+from tritonkit.locations import Loc, LocationMap, parse_yaml
+from tritonkit.triton import releases
+from tritonkit.triton.releases import Release
 from tritonkit.validate._report import ModelEntry, Sink
 from tritonkit.validate._view import RepositoryView
 

@@ -13,7 +13,7 @@ from typing import Any, Optional
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.errors import Problem
-from tritonkit.model import releases
+from tritonkit.triton import releases
 from tritonkit.validate._report import ModelEntry, Sink
 from tritonkit.validate._view import RepositoryView
 
