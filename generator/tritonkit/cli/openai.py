@@ -13,6 +13,20 @@ from tritonkit.errors import ClientError, Problem
 
 _LISTEN = "Listen"
 _TRITON = "Triton"
+_LIMITS = "Limits"
+
+
+def body_size(text: str, flag: str = "--max-body-size") -> int:
+    """A body size as ``--max-body-size`` takes it (4Mi, 512Ki, 1000000), in bytes."""
+    from tritonkit.spec.kubernetes import parse_size_mib
+
+    try:
+        size = int(parse_size_mib(text) * 1024 * 1024)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+    if size < 1024:
+        raise typer.BadParameter(f"{text!r} is under 1 KiB: no request would fit", param_hint=flag)
+    return size
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -42,6 +56,18 @@ def openai(
     api_key: Annotated[Optional[str], typer.Option(
         "--api-key", help="Key clients must send as 'Authorization: Bearer KEY' (default: $TRITONKIT_API_KEY).",
         rich_help_panel=_LISTEN, show_default=False)] = None,
+    max_body_size: Annotated[str, typer.Option(
+        "--max-body-size", help="Largest request body taken (4Mi, 512Ki, bytes); a larger one gets 413 unread.",
+        rich_help_panel=_LIMITS)] = "4Mi",
+    max_concurrency: Annotated[int, typer.Option(
+        "--max-concurrency", min=1, help="Completions answered at once (streams included); one more gets 429 "
+        "with Retry-After.", rich_help_panel=_LIMITS)] = 256,
+    header_timeout: Annotated[float, typer.Option(
+        "--header-timeout", min=0.1, help="Seconds a client has to send a request's headers; a stalled one is "
+        "disconnected.", rich_help_panel=_LIMITS)] = 10.0,
+    body_timeout: Annotated[float, typer.Option(
+        "--body-timeout", min=0.1, help="Seconds a client has to send a request's body (408 after).",
+        rich_help_panel=_LIMITS)] = 30.0,
 ) -> int:
     """Serve OpenAI's /v1/models, /v1/chat/completions and /v1/completions for every LLM a Triton server serves.
 
@@ -56,9 +82,11 @@ def openai(
     key = api_key or os.environ.get("TRITONKIT_API_KEY") or None
     check_exposure(host, key)
     headers = tuple(_header(text) for text in triton_header or [])
+    body_bytes = body_size(max_body_size)
     err_console.print(f"OpenAI gateway on http://{host}:{port}/v1 for Triton at {url}; Ctrl-C stops it",
                       markup=False)
     run_gateway(GatewaySettings(url=url, api_key=key, repository=model_repository, timeout_s=timeout,
-                                triton_headers=headers),
+                                triton_headers=headers, max_body_bytes=body_bytes, max_concurrency=max_concurrency,
+                                header_timeout_s=header_timeout, body_timeout_s=body_timeout),
                 host=host, port=port)
     return 0

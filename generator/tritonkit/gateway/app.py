@@ -15,12 +15,13 @@ from typing import Any, Optional, TypeVar, Union
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tritonkit.gateway.catalog import LLM, Catalog
 from tritonkit.gateway.errors import APIError, bad_request, unavailable
+from tritonkit.gateway.guard import Guard
 from tritonkit.gateway.prompts import Prompt, count_prompt, count_tokens, prompt_text
 from tritonkit.gateway.protocol import Generation, parse_chat, parse_completion
 from tritonkit.gateway.responses import Reply, sse, usage
@@ -30,6 +31,9 @@ __all__ = ["GatewaySettings", "create_app"]
 
 _LOG = logging.getLogger("tritonkit.gateway")
 _T = TypeVar("_T")
+#: A body this large is parsed, templated and tokenised in a worker thread, not on the event loop (where a
+#: 16 KiB prompt takes about 10 ms to tokenise, and every other request waits meanwhile).
+_LARGE_BODY = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,14 @@ class GatewaySettings:
     timeout_s: float = 300.0
     #: Metadata sent with every call to Triton (e.g. the admin key its restricted APIs ask for).
     triton_headers: tuple[tuple[str, str], ...] = ()
+    #: The largest request body taken (413 beyond): a prompt that fills any model's max_input_len is far smaller.
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: Completions answered at once, streams included; one more is refused (429, ``Retry-After``).
+    max_concurrency: int = 256
+    #: Seconds a client has to send a request's line and headers (from connecting, or from the last answer).
+    header_timeout_s: float = 10.0
+    #: Seconds a client has to send a request's body, from the end of its headers.
+    body_timeout_s: float = 30.0
 
 
 class _ClientGoneError(Exception):
@@ -215,16 +227,22 @@ class _Gateway:
     async def complete(self, request: Request, chat: bool) -> Response:
         self.authorize(request)
         try:
-            body = json.loads(await request.body())
-        except ValueError as exc:
-            raise bad_request(f"the request body is not valid JSON: {exc}") from None
-        generation = parse_chat(body) if chat else parse_completion(body)
+            raw = await _body(request)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        large = len(raw) > _LARGE_BODY
+        generation = await asyncio.to_thread(_parse, raw, chat) if large else _parse(raw, chat)
+        del raw  # only the parsed request lives on, for as long as its answer
         llm = await self.find(generation.model)
-        text = prompt_text(llm, generation)
+        if large:  # templated and counted before Triton sees it: a prompt over max_input_len never reaches it
+            text, prompt = await asyncio.to_thread(_counted_prompt, llm, generation)
+            counter = _PromptCount(llm, generation, text, prompt)
+        else:  # counted while the engine works on it (the count is a few ms at most)
+            text = prompt_text(llm, generation)
+            counter = _PromptCount(llm, generation, text)
         stream = generation.stream and llm.streaming is not None
         target = llm.streaming if stream and llm.streaming is not None else llm.unary
         inputs = build_inputs(llm, target, text, generation, stream)
-        counter = _PromptCount(llm, generation, text)
         pieces = generate(self.client, self.settings.url, target, inputs, self.settings.timeout_s, counter)
         watch = _Watch(request)
         streaming = False
@@ -251,18 +269,45 @@ class _Gateway:
                 watch.close()
 
 
+async def _body(request: Request) -> bytes:
+    """The request's body, not kept by the request (a stream's request lives as long as the stream)."""
+    chunks = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _parse(raw: bytes, chat: bool) -> Generation:
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    return parse_chat(body) if chat else parse_completion(body)
+
+
+def _counted_prompt(llm: LLM, generation: Generation) -> tuple[str, Prompt]:
+    text = prompt_text(llm, generation)
+    return text, count_prompt(llm, generation, text)
+
+
 class _PromptCount:
     """Counts the prompt's tokens (and checks its length) when gRPC's request stream calls it.
 
     That is once the request is written, so the count is made while the engine works on it, not on the
-    way to the first token.
+    way to the first token. A large prompt comes counted already (in a worker thread, before it was sent).
     """
 
-    def __init__(self, llm: LLM, generation: Generation, text: str) -> None:
+    def __init__(self, llm: LLM, generation: Generation, text: str, counted: Optional[Prompt] = None) -> None:
         self.llm, self.generation, self.text = llm, generation, text
-        self._counted: Optional[Union[Prompt, Exception]] = None
+        self._counted: Optional[Union[Prompt, Exception]] = counted
 
     def __call__(self) -> None:
+        if self._counted is not None:
+            return
         try:
             self._counted = count_prompt(self.llm, self.generation, self.text)
         except Exception as exc:  # raised by result(), in the request's own task
@@ -363,7 +408,7 @@ class _Answer:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return JSONResponse(exc.body(), status_code=exc.status)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -418,4 +463,6 @@ def create_app(settings: GatewaySettings) -> Callable[[Any, Any, Any], Awaitable
     ]
     app = Starlette(routes=routes, lifespan=gateway.lifespan,
                     exception_handlers={APIError: _api_error, HTTPException: _http_error, Exception: _internal_error})
-    return _Completions(gateway, app)
+    return Guard(_Completions(gateway, app), max_body_bytes=settings.max_body_bytes,
+                 body_timeout_s=settings.body_timeout_s, max_concurrency=settings.max_concurrency,
+                 capped=frozenset({"/v1/chat/completions", "/v1/completions"}))

@@ -11,13 +11,16 @@ class APIError(Exception):
     """A request the gateway answers with an HTTP error status and OpenAI's JSON error body."""
 
     def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
-                 param: Optional[str] = None, code: Optional[str] = None) -> None:
+                 param: Optional[str] = None, code: Optional[str] = None,
+                 headers: Optional[dict[str, str]] = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type_
         self.param = param
         self.code = code
+        #: HTTP headers sent with the error (``Retry-After``, ``Connection: close``).
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         """The JSON body OpenAI's API sends for this error."""

@@ -3,14 +3,19 @@
 Fields OpenAI defines that the engines cannot honour (``n`` > 1, ``logprobs``, tools, ...) are refused
 with a 400 that says why, rather than ignored; fields OpenAI does not define are refused too, as
 OpenAI's API does ("Unrecognized request argument").
+
+Types are strict, as OpenAI's API has them: ``stream`` is a JSON boolean (not ``"yes"`` or ``1``), an
+integer is a JSON integer (not ``5.0`` or ``true``) within the range of the Triton input it fills (INT32 for
+``max_tokens`` and ``top_k``, UINT64 for ``seed``), and text is valid Unicode (no lone surrogates, which
+JSON's ``\ud800`` escapes can carry but UTF-8 cannot).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tritonkit.gateway.errors import bad_request
 
@@ -32,8 +37,26 @@ _UNSUPPORTED: dict[str, str] = {
 }
 
 
+#: The largest value of an INT32 input (``max_tokens``, ``top_k``); UINT64's (``seed``) is 2**64 - 1.
+INT32_MAX = 2**31 - 1
+#: How much of a refused value an error message quotes.
+_SHOWN = 80
+
+
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode: a lone surrogate at character {exc.start}") from None
+    return text
+
+
+#: Text that goes to Triton, or back in a message: it must encode as UTF-8.
+Text = Annotated[str, AfterValidator(_utf8)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class StreamOptions(_Strict):
@@ -44,15 +67,15 @@ class StreamOptions(_Strict):
 
 class _TextPart(_Strict):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class Message(_Strict):
     """One chat message; content is a string or a list of text parts."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: Union[str, list[_TextPart]]
-    name: Optional[str] = None
+    content: Union[Text, list[_TextPart]]
+    name: Optional[Text] = None
 
     def text(self) -> str:
         """The message's text, its parts joined."""
@@ -60,19 +83,19 @@ class Message(_Strict):
 
 
 class _Sampling(_Strict):
-    model: str = Field(min_length=1)
-    max_tokens: Optional[int] = Field(default=None, ge=1)
+    model: Text = Field(min_length=1)
+    max_tokens: Optional[int] = Field(default=None, ge=1, le=INT32_MAX)
     temperature: Optional[float] = Field(default=None, ge=0.0, le=2.0)
     top_p: Optional[float] = Field(default=None, gt=0.0, le=1.0)
-    top_k: Optional[int] = Field(default=None, ge=0)
+    top_k: Optional[int] = Field(default=None, ge=0, le=INT32_MAX)
     seed: Optional[int] = Field(default=None, ge=0, lt=2**64)
-    stop: Union[str, list[str], None] = None
+    stop: Union[Text, list[Text], None] = None
     presence_penalty: Optional[float] = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: Optional[float] = Field(default=None, ge=-2.0, le=2.0)
     n: Optional[int] = None
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
-    user: Optional[str] = None
+    user: Optional[Text] = None
     logit_bias: Optional[dict[str, float]] = None
     response_format: Optional[Any] = None
 
@@ -81,7 +104,7 @@ class ChatRequest(_Sampling):
     """``POST /v1/chat/completions``."""
 
     messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1, le=INT32_MAX)
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = None
     tools: Optional[Any] = None
@@ -100,7 +123,7 @@ class ChatRequest(_Sampling):
 class CompletionRequest(_Sampling):
     """``POST /v1/completions``."""
 
-    prompt: Union[str, list[str]]
+    prompt: Union[Text, list[Text]]
     echo: bool = False
     best_of: Optional[int] = None
     logprobs: Optional[int] = None
@@ -123,9 +146,20 @@ class Generation:
     sampling: dict[str, Any] = field(default_factory=dict)
 
 
+def _safe(text: str, limit: int = _SHOWN) -> str:
+    """``text`` as it can go back in a message: cut to ``limit`` characters, lone surrogates escaped."""
+    cut = text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+#: What pydantic adds to an error's location for a member of a union (not a field of the request).
+_UNION_TAGS = frozenset({"str", "list[str]", "list[_TextPart]", "function-after[_utf8(), str]",
+                         "list[function-after[_utf8(), str]]"})
+
+
 def _field_name(loc: tuple[Union[int, str], ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in ("str", "list[str]", "list[_TextPart]"))]
-    return ".".join(parts) or "body"
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS)]
+    return _safe(".".join(parts)) or "body"
 
 
 def _validate(kind: type[_Sampling], body: Any) -> Any:
@@ -134,11 +168,14 @@ def _validate(kind: type[_Sampling], body: Any) -> Any:
     try:
         return kind.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        # The deepest error: within a union (``stop``, ``content``) it is the member's own, e.g. 'stop.1'.
+        first = max(exc.errors(), key=lambda error: len(error["loc"]))
         name = _field_name(first["loc"])
         if first["type"] == "extra_forbidden":
             raise bad_request(f"Unrecognized request argument supplied: {name}", param=name) from None
-        raise bad_request(f"'{name}': {first['msg']} (got {first.get('input')!r})", param=name) from None
+        if first["type"] == "missing":  # its input is the whole object around it
+            raise bad_request(f"'{name}': Field required", param=name) from None
+        raise bad_request(f"'{name}': {first['msg']} (got {_safe(repr(first.get('input')))})", param=name) from None
 
 
 def _refuse_unsupported(request: _Sampling) -> None:

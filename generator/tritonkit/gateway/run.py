@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from tritonkit.errors import ClientError, Problem
 from tritonkit.gateway.app import GatewaySettings, create_app
+from tritonkit.gateway.guard import guarded_protocol
 
 __all__ = ["GatewayThread", "check_exposure", "run_gateway"]
 
@@ -39,9 +40,11 @@ def _config(settings: GatewaySettings, host: str, port: int, log_level: str) -> 
     import uvicorn
 
     check_exposure(host, settings.api_key)
-    # No proxy-header middleware: nothing here reads the client's address.
+    # No proxy-header middleware: nothing here reads the client's address. The protocol is httptools' with
+    # a deadline and a size cap on each request's headers (the app guards the body).
     return uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
-                          proxy_headers=False, lifespan="on", timeout_graceful_shutdown=5)
+                          proxy_headers=False, lifespan="on", timeout_graceful_shutdown=5,
+                          http=guarded_protocol(settings.header_timeout_s))
 
 
 def run_gateway(settings: GatewaySettings, host: str = "127.0.0.1", port: int = 9000,

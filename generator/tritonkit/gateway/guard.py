@@ -1,0 +1,234 @@
+"""What keeps one client from hurting the others: body size, read timeouts, and a cap on requests in flight.
+
+Two layers, both cheap on the way of a valid request:
+
+- ``Guard``, an ASGI wrapper around the app: a body whose ``Content-Length`` is over the limit is refused
+  (413) before a byte of it is read; a chunked body is counted while it is read and refused as soon as it
+  passes the limit; the whole body must arrive within ``body_timeout_s`` (else 408); completions beyond
+  ``max_concurrency`` in flight are refused at once (429 with ``Retry-After``), never queued.
+- ``guarded_protocol``, uvicorn's httptools protocol with a deadline on the request line and headers (a
+  client that connects, or starts a request, and stalls is disconnected after ``header_timeout_s``) and a
+  cap on their size (431).
+
+Every refusal is in OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from typing import Any, Callable, Optional
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from tritonkit.gateway.errors import APIError
+
+__all__ = ["MAX_HEADER_BYTES", "Guard", "GuardedProtocol", "guarded_protocol"]
+
+#: The request line and headers of one request, at most (a browser's are under 8 KiB).
+MAX_HEADER_BYTES = 64 * 1024
+#: A body declared this many times over the limit is not read to its end after the 413: the connection closes.
+_DRAIN_FACTOR = 4
+
+_ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+def _mib(size: int) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.4g} {unit}"
+    return f"{size} bytes"
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> tuple[Optional[int], bool]:
+    """The declared ``Content-Length`` (None when absent or not a number) and whether ``Expect: 100-continue``."""
+    length, expect = None, False
+    for name, value in headers:
+        if name == b"content-length":
+            length = int(value) if value.strip().isdigit() else None
+        elif name == b"expect":
+            expect = value.strip().lower() == b"100-continue"
+    return length, expect
+
+
+async def _answer(error: APIError, send: Any) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _Body:
+    """The request's ``receive``, counting the body's bytes against the limit and its time against the deadline.
+
+    Once the body is complete it passes messages through untouched (the app then waits on it for the
+    client's disconnect, with no deadline).
+    """
+
+    __slots__ = ("_deadline", "_limit", "_receive", "_timed_out", "done", "size")
+
+    def __init__(self, receive: Any, limit: int, timeout_s: float) -> None:
+        self._receive, self._limit = receive, limit
+        self._deadline = asyncio.get_running_loop().time() + timeout_s
+        self._timed_out = False
+        self.done = False
+        self.size = 0
+
+    def _expire(self, task: asyncio.Task[Any]) -> None:
+        self._timed_out = True
+        task.cancel()
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.done:
+            return await self._receive()  # type: ignore[no-any-return]
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        # A timer per read, not asyncio.wait_for: that starts a task per call on Python < 3.12.
+        timer = loop.call_at(self._deadline, self._expire, task)
+        try:
+            message: dict[str, Any] = await self._receive()
+        except asyncio.CancelledError:
+            if not self._timed_out:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: this cancellation is handled here
+            if uncancel is not None:
+                uncancel()
+            raise APIError(408, "the request body did not arrive in time: send it within the gateway's "
+                           "body timeout (--body-timeout)", code="request_timeout",
+                           headers={"Connection": "close"}) from None
+        finally:
+            timer.cancel()
+        if message["type"] == "http.request":
+            self.size += len(message.get("body", b""))
+            if self.size > self._limit:
+                raise APIError(413, f"the request body is over {_mib(self._limit)}, the gateway's limit "
+                               "(--max-body-size)", code="request_too_large")
+            self.done = not message.get("more_body", False)
+        return message
+
+
+class Guard:
+    """The ASGI wrapper: body limits and deadline for every request, the in-flight cap for ``capped`` paths."""
+
+    def __init__(self, app: _ASGIApp, *, max_body_bytes: int, body_timeout_s: float, max_concurrency: int,
+                 capped: frozenset[str]) -> None:
+        self.app = app
+        self.max_body_bytes, self.body_timeout_s = max_body_bytes, body_timeout_s
+        self.max_concurrency, self.capped = max_concurrency, capped
+        #: Requests to ``capped`` paths being answered now.
+        self.in_flight = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # noqa: D102
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared, expect = _content_length(scope["headers"])
+        if declared is not None and declared > self.max_body_bytes:
+            # Unread, the rest of the body is discarded by the server as it comes (no memory), unless the
+            # client waits for '100 Continue' (it will not send it) or declares an absurd size.
+            close = expect or declared > _DRAIN_FACTOR * self.max_body_bytes
+            await _answer(APIError(413, f"the request body is {_mib(declared)}, over {_mib(self.max_body_bytes)}, "
+                                   "the gateway's limit (--max-body-size)", code="request_too_large",
+                                   headers={"Connection": "close"} if close else None), send)
+            return
+        path = scope["path"][len(scope.get("root_path", "")):]
+        capped = path in self.capped
+        if capped:
+            if self.in_flight >= self.max_concurrency:
+                await _answer(APIError(
+                    429, f"the gateway is answering {self.in_flight} requests, its limit (--max-concurrency); "
+                    "retry in a moment", type_="rate_limit_error", code="too_many_requests",
+                    headers={"Retry-After": "1"}), send)
+                return
+            self.in_flight += 1
+        try:
+            await self.app(scope, _Body(receive, self.max_body_bytes, self.body_timeout_s), send)
+        finally:
+            if capped:
+                self.in_flight -= 1
+
+
+def _refusal(status: int, reason: bytes, message: str) -> bytes:
+    body = json.dumps(APIError(status, message, code=reason.decode().lower().replace(" ", "_")).body()).encode()
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+            % (status, reason, len(body))) + body
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """Uvicorn's httptools protocol, with a deadline and a size cap on each request's line and headers.
+
+    The deadline runs from the connection's start, and again from the end of each response, to the end of
+    the next request's headers: a client that connects and sends nothing, or trickles its headers, or
+    is still sending the unread rest of a refused body after the deadline, is disconnected (408 when part
+    of a request came). uvicorn's own ``timeout_keep_alive`` still closes idle kept-alive connections sooner.
+    """
+
+    header_timeout_s = 10.0
+    max_header_bytes = MAX_HEADER_BYTES
+    _header_timer: Optional[asyncio.TimerHandle] = None
+    _header_bytes = 0
+    _started = False
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_bytes, self._started = 0, False
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _refuse(self, status: int, reason: bytes, message: str) -> None:
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.write(_refusal(status, reason, message))
+            self.transport.close()
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self._started:
+            self._refuse(408, b"Request Timeout", f"the request's headers did not arrive within "
+                         f"{self.header_timeout_s:g} s (the gateway's --header-timeout)")
+        elif not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:  # noqa: D102
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:  # noqa: D102
+        super().data_received(data)
+        # Still in a request's headers after this read: the read was headers (but for the unread end of a
+        # refused body before them, if any); httptools buffers a header until it is whole, so count here.
+        if self._started and self._header_timer is not None:
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes:
+                self._refuse(431, b"Request Header Fields Too Large",
+                             f"the request's line and headers are over {self.max_header_bytes} bytes")
+
+    def on_message_begin(self) -> None:  # noqa: D102
+        super().on_message_begin()
+        self._started = True
+
+    def on_headers_complete(self) -> None:  # noqa: D102
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:  # noqa: D102
+        super().on_response_complete()
+        if not self.transport.is_closing() and not self.pipeline:
+            self._arm()
+
+
+def guarded_protocol(header_timeout_s: float, max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol]:
+    """``GuardedProtocol`` with these limits, for ``uvicorn.Config(http=...)``."""
+    return type("GuardedProtocol", (GuardedProtocol,),
+                {"header_timeout_s": header_timeout_s, "max_header_bytes": max_header_bytes})
