@@ -7,7 +7,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -127,3 +130,83 @@ def test_serve_an_empty_repository_warns(tmp_path: Path) -> None:
             process.communicate()
     assert process.returncode == 0, err
     assert f"{repo.resolve()}: warning: no model found" in err and "tritonkit generate SPEC" in err
+
+
+def _children(pid: int, comm: str) -> list[int]:
+    """Processes named ``comm`` (as the kernel cuts it, 15 characters) whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        if text[text.find("(") + 1:text.rfind(")")] == comm[:15] and int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _post(url: str, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=b"{}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_serve_explicit_mode_restricts_model_control_and_heals_a_killed_model(
+        repo_builder: Callable[..., Path], tmp_path: Path) -> None:
+    repo = repo_builder(tmp_path / "repo", "basic", models=["add_sub", "sleeper"])
+    process = subprocess.Popen(
+        [*CLI, "serve", str(repo), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+         "--exit-timeout", "5", "--model-control-mode", "explicit", "--load-model", "sleeper"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TRITONKIT_ADMIN_KEY": "serve-test-key"})
+    try:
+        endpoints = _endpoints(process)
+        base = f"http://{endpoints['http']}/v2/repository/models"
+        assert _post(f"{base}/add_sub/load", {}) == 403
+        assert _post(f"{base}/sleeper/unload", {"triton-admin-key": "wrong"}) == 403
+        assert _post(f"{base}/add_sub/load", {"triton-admin-key": "serve-test-key"}) == 200
+        with Client(endpoints["grpc"]) as client:
+            assert client.infer("add_sub", {"INPUT0": ONES, "INPUT1": ONES})["OUTPUT0"].tolist() == [[2.0] * 4]
+
+        [triton] = _children(process.pid, "tritonserver")
+        stubs = _children(triton, "triton_python_backend_stub")
+        assert len(stubs) == 3  # sleeper's one instance, add_sub's two
+        os.kill(stubs[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        answered = False
+        while not answered and time.monotonic() < deadline:
+            time.sleep(0.3)
+            try:
+                with Client(endpoints["grpc"], timeout_s=5) as client:
+                    # add_sub, loaded through model control before the kill, is loaded again by the restart.
+                    answered = client.infer("add_sub", {"INPUT0": ONES, "INPUT1": ONES})["OUTPUT0"].tolist() == [
+                        [2.0] * 4] and client.infer("sleeper", {"SECONDS": np.array([0.0], np.float32)}) is not None
+            except ClientError:
+                continue
+        assert answered, "the models did not answer again within 30 s"
+        assert _children(process.pid, "tritonserver") != [triton]
+        said: list[str] = []
+        assert process.stderr is not None
+        reader = threading.Thread(target=lambda: said.extend(iter(process.stderr.readline, "")), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30  # the server answers a moment before serve says it is back
+        while not any("ready again" in line for line in said) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+        reader.join(10)
+        err = "".join(said)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert process.returncode == 0, err
+    assert "model control (load, unload, index) needs the header 'triton-admin-key: $TRITONKIT_ADMIN_KEY'" in err
+    assert "serve-test-key" not in err
+    assert re.search(r"^model '(sleeper|add_sub)': its backend process died \(instance \w+_0_\d, pid \d+\)", err, re.M)
+    assert re.search(r"^'(sleeper|add_sub)' ready again \([\d.]+ s after the restart began\)$", err, re.M), err
+    assert "stopped" in err

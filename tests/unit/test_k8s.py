@@ -83,8 +83,9 @@ def test_deployment_reuses_the_compose_command_and_sizes_gpus_shm_and_probes(tmp
                 for a in compose["services"]["triton"]["command"]]
     assert triton["command"] == expected and "$(TRITON_ADMIN_KEY)" in " ".join(expected)
     assert triton["resources"]["limits"] == {"nvidia.com/gpu": 2}  # tensor_parallel_size 2
-    assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    ready, live = (" ".join(triton[probe]["exec"]["command"]) for probe in ("readinessProbe", "livenessProbe"))
+    assert "http://localhost:8000/v2/health/ready" in ready and "http://localhost:8000/v2/health/live" in live
+    assert "(triton_python_b) Z" in live and "(triton_python_b) Z" in ready
     assert triton["startupProbe"]["failureThreshold"] * triton["startupProbe"]["periodSeconds"] == 900
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"]["medium"] == "Memory"
@@ -181,7 +182,7 @@ def test_scale_to_zero_without_a_wake_query_and_restricted_health(tmp_path: Path
 
 def test_validation_finds_broken_manifests_at_file_and_line(tmp_path: Path) -> None:
     files = _k8s(_spec(tmp_path))
-    deployment = files["k8s/deployment.yaml"].decode().replace("periodSeconds: 5", "periodSecs: 5")
+    deployment = files["k8s/deployment.yaml"].decode().replace("periodSeconds: 5", "periodSecs: 5", 1)
     scaled = files["k8s/scaledobject.yaml"].decode().replace("pollingInterval:", "pollingIntervl:")
     pdb = files["k8s/pdb.yaml"].decode().replace("policy/v1", "policy/v1beta1")
     broken = {**files, "k8s/deployment.yaml": deployment.encode(), "k8s/scaledobject.yaml": scaled.encode(),

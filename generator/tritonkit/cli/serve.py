@@ -13,11 +13,12 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from tritonkit.cli._app import app, err_console, out_console
+from tritonkit.cli.openai import body_size
 from tritonkit.errors import Problem, ServerError
 from tritonkit.runtime import Server
 from tritonkit.runtime.progress import LoadEvent
 from tritonkit.runtime.repository import empty_repository_warning, repository_path_problem, scan_repository
-from tritonkit.runtime.server import CONTROL_MODES
+from tritonkit.runtime.server import ADMIN_HEADER, ADMIN_KEY_ENV, CONTROL_MODES
 
 _PORTS = "Ports"
 _MODELS = "Models"
@@ -52,11 +53,19 @@ def _start(server: Server) -> None:
     server.start()
 
 
-def _print_endpoints(server: Server) -> None:
+def _say(message: str) -> None:
+    err_console.print(message, markup=False, highlight=False)
+
+
+def _print_endpoints(server: Server, key_given: bool) -> None:
     out_console.print(f"http: {server.http_url}", markup=False)
     out_console.print(f"grpc: {server.grpc_url}", markup=False)
     out_console.print(f"metrics: {server.metrics_url}", markup=False)
     sys.stdout.flush()
+    if server.restricted:
+        key = f"${ADMIN_KEY_ENV}" if key_given else server.admin_key
+        err_console.print(f"model control (load, unload, index) needs the header '{ADMIN_HEADER}: {key}' (gRPC "
+                          f"metadata 'triton-grpc-protocol-{ADMIN_HEADER}')", markup=False, highlight=False)
     err_console.print(f"ready ({server.installation.source}); Ctrl-C stops it", markup=False)
 
 
@@ -91,21 +100,23 @@ def _gateway() -> Any:
     return gateway
 
 
-def _start_gateway(server: Server, port: Optional[int], host: str, api_key: Optional[str]) -> Any:
+def _start_gateway(server: Server, port: Optional[int], host: str, api_key: Optional[str],
+                   limits: dict[str, int]) -> Any:
     if port is None:
         return None
     gateway_module = _gateway()
-    settings = gateway_module.GatewaySettings(url=server.grpc_url, api_key=api_key, repository=server.repo.resolve())
+    settings = gateway_module.GatewaySettings(url=server.grpc_url, api_key=api_key, repository=server.repo.resolve(),
+                                              triton_headers=tuple(server.admin_headers("grpc").items()), **limits)
     gateway = gateway_module.GatewayThread(settings, host=host, port=port).start()
     out_console.print(f"openai: {gateway.url}", markup=False)
     return gateway
 
 
-def _run_until_stopped(server: Server) -> int:
+def _run_until_stopped(server: Server, key_given: bool) -> int:
     stopping = threading.Event()
     restore = _forward_signals(server, stopping)
     try:
-        _print_endpoints(server)  # after the handlers: a Ctrl-C as soon as the endpoints show stops cleanly
+        _print_endpoints(server, key_given)  # after the handlers: a Ctrl-C as soon as the endpoints show stops cleanly
         while server.wait(timeout_s=0.5) is None:
             pass
     finally:
@@ -169,6 +180,19 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option(
         "--api-key", help="Key gateway clients send as 'Authorization: Bearer KEY' (default: $TRITONKIT_API_KEY).",
         rich_help_panel=_OPENAI, show_default=False)] = None,
+    openai_max_body_size: Annotated[str, typer.Option(
+        "--openai-max-body-size", help="Largest request body the gateway takes (4Mi, 512Ki, bytes); 413 beyond.",
+        rich_help_panel=_OPENAI)] = "4Mi",
+    openai_max_concurrency: Annotated[int, typer.Option(
+        "--openai-max-concurrency", min=1, help="Completions the gateway answers at once; 429 beyond.",
+        rich_help_panel=_OPENAI)] = 256,
+    heal: Annotated[bool, typer.Option(
+        "--heal/--no-heal", help="When a model's backend process dies, say so and restart the server on the same "
+        "ports (requests in flight fail at once; the models load again).", rich_help_panel=_PROCESS)] = True,
+    admin_key: Annotated[Optional[str], typer.Option(
+        "--admin-key", help=f"Key the model-repository API (load, unload, index) asks for in the '{ADMIN_HEADER}' "
+        f"header under explicit or poll model control (default: ${ADMIN_KEY_ENV}, else one made up and shown).",
+        rich_help_panel=_MODELS, show_default=False)] = None,
 ) -> int:
     """Serve REPO on a local tritonserver: wait until ready, print the endpoints, stop cleanly on Ctrl-C.
 
@@ -181,17 +205,20 @@ def serve(
     key = api_key or os.environ.get("TRITONKIT_API_KEY") or None
     if openai_port is not None:
         _gateway().check_exposure(openai_host, key)
+    limits = {"max_body_bytes": body_size(openai_max_body_size, "--openai-max-body-size"),
+              "max_concurrency": openai_max_concurrency}
     echo = _echo_stderr if server_log or log_verbose > 0 else None
     server = Server(repo, tritonserver=tritonserver, http_port=http_port, grpc_port=grpc_port,
                     metrics_port=metrics_port, model_control_mode=model_control_mode, load_models=load_model or [],
                     log_verbose=log_verbose, gpus=gpus, skip_unsupported=skip_unsupported,
                     exit_timeout_s=exit_timeout, startup_timeout_s=ready_timeout, echo=echo, host=host,
-                    progress=None if echo is not None else _show_progress)
+                    progress=None if echo is not None else _show_progress, heal=heal, admin_key=admin_key,
+                    notify=_say)
     gateway = None
     try:
         _start(server)
-        gateway = _start_gateway(server, openai_port, openai_host, key)
-        return _run_until_stopped(server)
+        gateway = _start_gateway(server, openai_port, openai_host, key, limits)
+        return _run_until_stopped(server, key_given=bool(admin_key or os.environ.get(ADMIN_KEY_ENV)))
     finally:
         if gateway is not None:
             gateway.stop()

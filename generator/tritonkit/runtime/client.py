@@ -67,10 +67,13 @@ def read_outputs(result: Any, names: Sequence[str]) -> Outputs:
 class Client:
     """A connection to one Triton server over ``protocol`` ("grpc" or "http"); usable as a context manager."""
 
-    def __init__(self, url: Optional[str] = None, protocol: str = "grpc", timeout_s: float = 60.0) -> None:
+    def __init__(self, url: Optional[str] = None, protocol: str = "grpc", timeout_s: float = 60.0,
+                 headers: Optional[Mapping[str, str]] = None) -> None:
         self.protocol = protocol
         self.url = normalize_url(url, protocol)
         self.timeout_s = timeout_s
+        #: Sent with repository calls (e.g. the admin key a server under model control asks for).
+        self.headers = dict(headers or {})
         self._infos: dict[str, ModelInfo] = {}
         module = _module(protocol)
         if protocol == "grpc":
@@ -113,10 +116,12 @@ class Client:
 
     def models(self) -> list[str]:
         """Names of the ready models, from the repository index."""
+        headers = self.headers or None
         if self.protocol == "grpc":
-            index = self._client.get_model_repository_index(as_json=True, **self._timeout()).get("models", [])
+            index = self._client.get_model_repository_index(headers=headers, as_json=True,
+                                                            **self._timeout()).get("models", [])
         else:
-            index = self._client.get_model_repository_index()
+            index = self._client.get_model_repository_index(headers=headers)
         return sorted({m["name"] for m in index if m.get("state") == "READY"})
 
     def model(self, model: str) -> ModelInfo:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import http.client
 import json
 import os
+import secrets
 import shutil
+import signal as signals
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,14 +30,22 @@ from tritonkit.runtime.repository import (
     unsupported_models,
     unsupported_problems,
 )
+from tritonkit.runtime.stubs import Stub, StubWatch, remove_regions
 
 if TYPE_CHECKING:
     from tritonkit.runtime.client import Client
 
-__all__ = ["CONTROL_MODES", "Server"]
+__all__ = ["ADMIN_HEADER", "ADMIN_KEY_ENV", "CONTROL_MODES", "Server"]
 
 CONTROL_MODES = ("none", "explicit", "poll")
+#: Environment variable with the key of the model-repository API (load, unload, index) under model control.
+ADMIN_KEY_ENV = "TRITONKIT_ADMIN_KEY"
+#: The header that carries it (gRPC metadata: ``triton-grpc-protocol-`` + this name), as in the compose stack.
+ADMIN_HEADER = "triton-admin-key"
 _PORT_RETRIES = 3
+_WATCH_INTERVAL_S = 0.2
+#: Healing gives up when stubs die this often: a model that crashes on every start is not healed by restarts.
+_HEAL_LIMIT, _HEAL_WINDOW_S = 3, 120.0
 
 
 class Server:
@@ -44,6 +56,13 @@ class Server:
     the Python backend); otherwise such models raise before start. ``startup_timeout_s`` counts from the
     server's last sign of progress (any output), so a slow first load succeeds and a hung one ends;
     ``progress`` is told each model's load steps as they come.
+
+    With ``heal`` on, a watcher notices a Python backend stub process that died (the backend neither
+    restarts it nor fails the streams it was serving, and the model stays READY): it says so through
+    ``notify`` and restarts the server on the same ports, which fails every request in flight at once,
+    removes the dead stub's shared memory and loads the models again. Under model control (explicit or
+    poll) the model-repository API needs ``admin_key`` in the ``triton-admin-key`` header (from
+    ``$TRITONKIT_ADMIN_KEY`` when not given, else generated for this server); :meth:`client` sends it.
     """
 
     def __init__(self, repo: Union[str, Path], *, tritonserver: Optional[str] = None, http_port: int = 0,
@@ -51,7 +70,9 @@ class Server:
                  load_models: Sequence[str] = (), log_verbose: int = 0, gpus: Optional[str] = None,
                  skip_unsupported: bool = False, exit_timeout_s: float = 30.0, startup_timeout_s: float = 120.0,
                  extra_args: Sequence[str] = (), echo: Optional[Callable[[str], None]] = None,
-                 host: str = "127.0.0.1", progress: Optional[Callable[[LoadEvent], None]] = None) -> None:
+                 host: str = "127.0.0.1", progress: Optional[Callable[[LoadEvent], None]] = None,
+                 heal: bool = True, admin_key: Optional[str] = None,
+                 notify: Optional[Callable[[str], None]] = None) -> None:
         if model_control_mode not in CONTROL_MODES:
             raise ServerError(Problem(f"unknown model control mode '{model_control_mode}'",
                                       hint=f"use one of {', '.join(CONTROL_MODES)}"))
@@ -72,6 +93,18 @@ class Server:
         self._pump: Optional[LogPump] = None
         self._workspace: Optional[Path] = None
         self._planned = False
+        self.heal, self._notify = heal, notify
+        self.admin_key = admin_key or os.environ.get(ADMIN_KEY_ENV) or secrets.token_urlsafe(24)
+        #: Each restart after a dead stub: (the stubs that died, seconds until ready again, or None if it failed).
+        self.heals: list[tuple[list[Stub], Optional[float]]] = []
+        self._stubs = StubWatch()
+        self._lock = threading.RLock()
+        self._healing = threading.Event()
+        self._stop_requested = threading.Event()
+        self._watcher: Optional[threading.Thread] = None
+        self._heal_times: collections.deque[float] = collections.deque(maxlen=_HEAL_LIMIT)
+        self._launch_args: tuple[list[str], dict[str, str]] = ([], {})
+        self._abandoned = False  # stopped while a restart had killed the old server and not started the new
 
     # ----------------------------------------------------------------- urls
     @property
@@ -101,11 +134,24 @@ class Server:
         """The server's process id while it runs."""
         return self._process.pid if self._process else None
 
+    @property
+    def restricted(self) -> bool:
+        """True when the model-repository API needs the admin key (the server runs under model control)."""
+        return self.control_mode != "none"
+
+    def admin_headers(self, protocol: str = "http") -> dict[str, str]:
+        """The header (HTTP) or metadata (gRPC) that opens the model-repository API; empty when it is open."""
+        if not self.restricted:
+            return {}
+        name = ADMIN_HEADER if protocol == "http" else f"triton-grpc-protocol-{ADMIN_HEADER}"
+        return {name: self.admin_key}
+
     def client(self, protocol: str = "grpc") -> Client:
-        """A :class:`tritonkit.client.Client` for this server over ``protocol`` (grpc or http)."""
+        """A :class:`tritonkit.client.Client` for this server over ``protocol`` (grpc or http), with the admin key."""
         from tritonkit.runtime.client import Client
 
-        return Client(self.grpc_url if protocol == "grpc" else self.http_url, protocol=protocol)
+        return Client(self.grpc_url if protocol == "grpc" else self.http_url, protocol=protocol,
+                      headers=self.admin_headers(protocol))
 
     def log_lines(self) -> list[str]:
         """The server's output so far (the last 20000 lines)."""
@@ -139,11 +185,13 @@ class Server:
         try:
             environment = prepare_environment(self.installation, self._workspace)
             self._check_numpy(environment.env)
+            self._launch_args = (environment.args, environment.env)
             for attempt in range(_PORT_RETRIES):
                 self._pick_ports()
                 self._launch(environment.args, environment.env)
                 try:
                     self._wait_ready()
+                    self._start_watcher()
                     return self
                 except ServerError:
                     if attempt + 1 < _PORT_RETRIES and self._lost_port_race():
@@ -157,16 +205,24 @@ class Server:
 
     def stop(self) -> Optional[int]:
         """Stop gracefully (in-flight requests get ``exit_timeout_s``), then kill the group; idempotent."""
-        code = self._shutdown()
+        self._stop_requested.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()
+        with self._lock:
+            code = self._shutdown()
         if self._workspace is not None:
             shutil.rmtree(self._workspace, ignore_errors=True)
             self._workspace = None
         return code
 
     def signal(self, signum: int) -> None:
-        """Forward a signal to the server (SIGINT/SIGTERM start its graceful stop)."""
-        if self._process:
-            self._process.signal(signum)
+        """Forward a signal to the server (SIGINT/SIGTERM start its graceful stop, and end any healing)."""
+        if signum in (signals.SIGINT, signals.SIGTERM):
+            self._stop_requested.set()
+        with self._lock:
+            if self._process:
+                self._process.signal(signum)
 
     def kill(self) -> None:
         """Kill the server and its children at once (SIGKILL to the process group)."""
@@ -174,15 +230,21 @@ class Server:
             self._process.kill_group()
 
     def wait(self, timeout_s: Optional[float] = None) -> Optional[int]:
-        """Wait for the server to exit on its own; return its exit code, or None on timeout."""
-        if self._process is None:
-            return None
+        """Wait for the server to exit on its own; return its exit code, or None on timeout.
+
+        A restart to heal a dead backend process is not an exit: the wait goes on through it.
+        """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self._process.poll() is None:
+        while True:
+            process = self._process
+            if process is None:
+                return None
+            code = process.poll()
+            if code is not None and not self._healing.is_set() and process is self._process:
+                return 0 if self._abandoned else code
             if deadline is not None and time.monotonic() > deadline:
                 return None
             time.sleep(0.1)
-        return self._process.poll()
 
     def is_running(self) -> bool:
         """True while the server process lives."""
@@ -248,6 +310,10 @@ class Server:
                    f"--model-control-mode={self.control_mode}",
                    f"--log-verbose={self.log_verbose}", f"--exit-timeout-secs={max(1, round(self.exit_timeout_s))}",
                    "--exit-on-error=true", *args]
+        if self.restricted:
+            # Model control loads and unloads whatever the repository holds: only the key holder may.
+            rule = f"model-repository:{ADMIN_HEADER}={self.admin_key}"
+            command += [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
         command += [f"--load-model={name}" for name in self.load_models]
         return command + self.extra_args
 
@@ -281,6 +347,8 @@ class Server:
         while self._progress.silent_for_s() < self.startup_timeout_s:
             if self._ready():
                 return
+            if self._healing.is_set() and self._stop_requested.is_set():
+                raise ServerError(Problem("stopped while restarting", path=str(self.repo)))
             if self._process.poll() is not None:
                 self._pump.join(5.0)
                 raise ServerError(self._failure_problems(f"tritonserver exited with code {self._process.poll()}"))
@@ -311,7 +379,7 @@ class Server:
     def _not_ready_problems(self) -> list[Problem]:
         """Ask the running server which models are not ready, and why (its repository index)."""
         url = f"http://{self._client_host}:{self.http_port}/v2/repository/index"
-        request = urllib.request.Request(url, data=b"{}")
+        request = urllib.request.Request(url, data=b"{}", headers=self.admin_headers("http"))
         try:
             with urllib.request.urlopen(request, timeout=5) as reply:
                 index: list[dict[str, Any]] = json.loads(reply.read())
@@ -328,7 +396,96 @@ class Server:
         if self._pump is not None:
             self._pump.join(5.0)
         self._process = None
+        if self._abandoned:
+            code = 0
+        # A stub that died, or a server killed after its grace, leaves its shared memory behind.
+        remove_regions(self._stubs.forget())
         return code
+
+    # -------------------------------------------------------------- healing
+    def _say(self, message: str) -> None:
+        if self._notify is not None:
+            self._notify(message)
+
+    def _start_watcher(self) -> None:
+        if self._process is not None:  # learn the stubs of the models just loaded before anything can kill one
+            self._stubs.poll(self._process.pid)
+        if self._watcher is None and os.path.isdir("/proc"):
+            self._watcher = threading.Thread(target=self._watch, name="tritonkit-stub-watch", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop_requested.wait(_WATCH_INTERVAL_S):
+            process = self._process
+            if process is None or process.poll() is not None:
+                continue
+            dead = self._stubs.poll(process.pid)
+            if dead:
+                self._on_dead(dead)
+
+    def _on_dead(self, dead: list[Stub]) -> None:
+        for stub in dead:
+            self._say(f"model '{stub.model}': its backend process died (instance {stub.instance}, pid {stub.pid}); "
+                      "Triton still reports it ready, but it fails every request and the streams it was serving "
+                      "never end")
+        now = time.monotonic()
+        if not self.heal:
+            self._say("not restarting: healing is off (restart the server to bring the model back)")
+            return
+        if len(self._heal_times) == _HEAL_LIMIT and now - self._heal_times[0] < _HEAL_WINDOW_S:
+            self._say(f"not restarting: backend processes died {_HEAL_LIMIT + 1} times within "
+                      f"{_HEAL_WINDOW_S:g} s; the model itself is likely crashing (see --server-log)")
+            return
+        self._heal_times.append(now)
+        self._restart(dead)
+
+    def _loaded_models(self) -> Optional[list[str]]:
+        """Under explicit control, the models loaded now (so the restart loads the same); else None."""
+        if self.control_mode != "explicit":
+            return None
+        url = f"http://{self._client_host}:{self.http_port}/v2/repository/index"
+        request = urllib.request.Request(url, data=b'{"ready": true}', headers=self.admin_headers("http"))
+        try:
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                index: list[dict[str, Any]] = json.loads(reply.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+        return sorted({m["name"] for m in index if m.get("state") == "READY"})
+
+    def _restart(self, dead: list[Stub]) -> None:
+        """Kill the server (its stuck requests fail at once), remove its shared memory, start it again."""
+        names = ", ".join(sorted({f"'{s.model}'" for s in dead}))
+        self._say(f"restarting tritonserver to bring {names} back; requests in flight fail now")
+        started = time.monotonic()
+        with self._lock:
+            if self._stop_requested.is_set() or self._process is None:
+                return
+            self._healing.set()
+            try:
+                loaded = self._loaded_models()
+                if loaded is not None:
+                    self.load_models = loaded
+                self._process.kill_group()
+                self._process.stop(grace_s=5.0)
+                if self._pump is not None:
+                    self._pump.join(5.0)
+                remove_regions(self._stubs.forget())
+                if self._stop_requested.is_set():
+                    self._abandoned = True
+                    return
+                self._launch(*self._launch_args)
+                self._wait_ready()
+                self._stubs.poll(self._process.pid)
+            except ServerError as exc:
+                self.heals.append((dead, None))
+                if not self._stop_requested.is_set():
+                    self._say(f"the restart failed: {exc}")
+                return
+            finally:
+                self._healing.clear()
+        took = time.monotonic() - started
+        self.heals.append((dead, took))
+        self._say(f"{names} ready again ({took:.1f} s after the restart began)")
 
 
 def _port_hint(detail: str, http: int, grpc: int, metrics: int) -> str:
