@@ -53,7 +53,8 @@ PathLike = Union[str, Path]
 class Problem:
     """One thing wrong, located in a file, in the compiler shape: where, what, what to do.
 
-    ``severity`` is ``"error"`` or ``"warning"``. ``model`` names the Triton model the problem
+    ``severity`` is ``"error"``, ``"warning"`` or ``"note"`` (a fact worth knowing that is not a likely
+    mistake, such as an optional template parameter left unset). ``model`` names the Triton model the problem
     belongs to, where there is one; ``field`` is the path of the ``ModelConfig`` field it is about
     (``("dynamic_batching", "preferred_batch_size", 0)``), which ``generate`` maps to the spec key.
     """
@@ -87,8 +88,8 @@ class Problem:
         """
         where = self.where()
         text = f"{where}: " if where else ""
-        if self.severity == "warning":
-            text += "warning: "
+        if self.severity in ("warning", "note"):
+            text += f"{self.severity}: "
         text += self.message
         if self.hint:
             text += f"; {self.hint}"

@@ -62,7 +62,7 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_json_of_a_good_repository(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--json", str(CORPUS / "good" / "python_simple")]) == 0
-    assert json.loads(capsys.readouterr().out) == {"ok": True, "errors": [], "warnings": []}
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "errors": [], "warnings": [], "notes": []}
 
 
 def test_gpu_count_flag_checks_gpu_ids(capsys: pytest.CaptureFixture[str]) -> None:

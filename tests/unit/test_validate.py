@@ -36,7 +36,7 @@ def located(report: Report) -> list[tuple[str, int, int]]:
 def test_a_clean_python_model_passes() -> None:
     report = validate_tree(python_model(f'backend: "python"\nmax_batch_size: 4\n{IO}'))
     assert report.ok and report.errors == [] and report.models == 1
-    assert report.to_dict() == {"ok": True, "errors": [], "warnings": []}
+    assert report.to_dict() == {"ok": True, "errors": [], "warnings": [], "notes": []}
 
 
 def test_unknown_field_is_located_and_gets_a_suggestion() -> None:

@@ -20,7 +20,7 @@ def validate(
     repo: Annotated[Path, typer.Argument(help="The model repository folder (one folder per model), or a "
                                               "tritonkit spec file (checked as generate would render it).",
                                          exists=True, file_okay=True, dir_okay=True)],
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"ok", "errors", "warnings"} as JSON on '
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"ok", "errors", "warnings", "notes"} as JSON on '
                                                         "stdout instead of one line per problem.")] = False,
     gpu_count: Annotated[Optional[int], typer.Option(
         "--gpu-count", min=0, help="Number of GPUs on the serving host: GPU ids in instance groups must be "
@@ -64,7 +64,7 @@ def validate(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        for problem in [*report.errors, *report.warnings]:
+        for problem in [*report.errors, *report.warnings, *report.notes]:
             out_console.print(problem.format(), markup=False)
     err_console.print(_summary(report, repo), markup=False)
     return int(EXIT_OK if report.ok else EXIT_USER_ERROR)
@@ -83,4 +83,5 @@ def _summary(report: Report, repo: Path) -> str:
     errors, warnings = len(report.errors), len(report.warnings)
     verdict = "ok" if report.ok else "invalid"
     return (f"{repo}: {verdict}: {report.models} model{'s' * (report.models != 1)}, "
-            f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
+            f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+            + (f", {len(report.notes)} note{'s' * (len(report.notes) != 1)}" if report.notes else ""))

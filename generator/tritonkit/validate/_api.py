@@ -16,7 +16,7 @@ from tritonkit.validate._llmapi import check_llmapi, llm_target
 from tritonkit.validate._nesting import ensemble_order
 from tritonkit.validate._onnx import check_onnx
 from tritonkit.validate._parse import read_model
-from tritonkit.validate._python import check_python
+from tritonkit.validate._python import check_python, report_completed_at_load
 from tritonkit.validate._report import ModelEntry, Report, Sink
 from tritonkit.validate._view import DiskRepository, MappingRepository, RepositoryView
 from tritonkit.validate._vllm import check_vllm
@@ -92,6 +92,7 @@ def validate_view(view: RepositoryView, *, gpus: Optional[int] = None, gpu: Opti
     key = _sort_key
     report.errors.sort(key=key)
     report.warnings.sort(key=key)
+    report.notes.sort(key=key)
     return report
 
 
@@ -109,10 +110,10 @@ def _check_ensembles(models: dict[str, ModelEntry], broken: set[str], sink: Sink
 
 def _check_model(view: RepositoryView, entry: ModelEntry, sink: Sink, gpus: Optional[int],
                  backends: Optional[Collection[str]]) -> None:
-    check_general(entry, sink)
     backend = resolve_backend(entry) if entry.available_versions() else ""
+    check_python(view, entry, sink, backend)  # first: a readable auto_complete_config completes the config
+    check_general(entry, sink)
     check_backend_present(entry, sink, backend, backends)
-    check_python(view, entry, sink, backend)
     if entry.config is None:
         return
     entry.decoupled = entry.config.model_transaction_policy.decoupled
@@ -120,6 +121,7 @@ def _check_model(view: RepositoryView, entry: ModelEntry, sink: Sink, gpus: Opti
     check_batching(entry, sink)
     check_instances(entry, sink, gpus)
     check_ensemble_config(entry, sink)
+    report_completed_at_load(entry, sink)
 
 
 def _sort_key(problem: Problem) -> tuple[str, int, int]:

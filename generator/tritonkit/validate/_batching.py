@@ -33,6 +33,9 @@ def check_batching(entry: ModelEntry, sink: Sink) -> None:
     if config.max_batch_size == 0 and (config.HasField("dynamic_batching") or
                                        config.HasField("sequence_batching")):
         which = "dynamic_batching" if config.HasField("dynamic_batching") else "sequence_batching"
+        if entry.auto_complete:  # its set_max_batch_size may raise it at load
+            entry.left_to_auto_complete.append("max_batch_size")
+            return
         sink.warning(entry, (which,), f"{which} is set but max_batch_size is 0, so requests are never "
                                       "batched together", hint="set max_batch_size above 0, or remove it")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Collection
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from tritonkit.triton import ENSEMBLE, FILE_BACKENDS, NGC_BACKENDS, PLATFORM_BACKENDS, default_model_file
 from tritonkit.validate._report import ModelEntry, Sink
@@ -167,8 +167,11 @@ def _warn_batch_dim(entry: ModelEntry, sink: Sink) -> None:
                              hint=f"drop the leading dimension (dims: {dims[1:]}), or set max_batch_size: 0")
 
 
-def _check_tensor(entry: ModelEntry, sink: Sink, kind: str, index: int, tensor: object) -> None:
+def _check_tensor(entry: ModelEntry, sink: Sink, kind: str, index: int, tensor: Any) -> None:
     assert entry.config is not None
+    if entry.auto_complete and tensor.name and not (tensor.data_type and tensor.dims):
+        entry.left_to_auto_complete.append(f"{kind} '{tensor.name}' data_type and dims")
+        return  # python_backend's add_input/add_output fill a declared tensor's missing type and dims
     for field, message, hint in tensor_problems(kind, tensor, entry.config):
         where: tuple[Union[str, int], ...] = (kind, index, field) if field else (kind, index)
         sink.error(entry, where, f"model {kind} {message} for {entry.name}", hint=hint)

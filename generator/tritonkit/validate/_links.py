@@ -205,8 +205,37 @@ def _show(dims: list[int]) -> str:
     return "[" + ",".join(map(str, dims)) + "]"
 
 
+def _outputs_node(entry: ModelEntry, config: Any, tensors: dict[str, _Node]) -> _Node:
+    """The sink node core makes: the ensemble's own, fed by every ensemble output."""
+    outputs = _Node(entry.name, 0, [], [])
+    for tensor in config.output:
+        node = tensors.get(tensor.name)
+        if node is not None:
+            node.next.append(outputs)
+            outputs.prev.append(node)
+    return outputs
+
+
+def _mixed_decoupled(entry: ModelEntry, sink: Sink, node: _Node, at_outputs: bool) -> None:
+    hint = ("the ensemble's outputs come from different decoupled steps (or from a decoupled and a "
+            "non-decoupled one), whose responses Triton cannot pair up: take every output from one decoupled "
+            "step, or split the ensemble") if at_outputs else \
+        "a step may read the outputs of one decoupled model only, and not mix them with tensors that did not " \
+        "pass through it"
+    sink.error(entry, ("output",) if at_outputs else ("ensemble_scheduling",),
+               f"in ensemble {entry.name}, step of model '{node.model}' receives inputs originated from "
+               "different decoupled models", hint=hint)
+
+
 def _check_decoupled(entry: ModelEntry, sink: Sink, config: Any, tensors: dict[str, _Node]) -> None:
+    """Label each tensor with the decoupled step it descends from, as ensemble_utils.cc does.
+
+    Core joins every ensemble output to one sink node of the ensemble itself, so outputs that come from
+    two decoupled steps (or from a decoupled and a plain one) are refused like a step's mixed inputs,
+    in the ensemble's own name.
+    """
     labels = 0
+    outputs = _outputs_node(entry, config, tensors)
     queue = [tensors[t.name] for t in config.input if t.name in tensors]
     for node in queue:
         node.visited = True
@@ -216,11 +245,7 @@ def _check_decoupled(entry: ModelEntry, sink: Sink, config: Any, tensors: dict[s
                 continue
             first = following.prev[0].label
             if any(p.label != first for p in following.prev):
-                sink.error(entry, ("ensemble_scheduling",),
-                           f"in ensemble {entry.name}, step of model '{following.model}' receives inputs "
-                           "originated from different decoupled models",
-                           hint="a step may read the outputs of one decoupled model only, and not mix them "
-                                "with tensors that did not pass through it")
+                _mixed_decoupled(entry, sink, following, following is outputs)
                 return
             if following.sibling is not None and following.sibling[0]:
                 following.label = following.sibling[1]

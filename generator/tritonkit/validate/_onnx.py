@@ -1,9 +1,13 @@
 """Rules for ONNX Runtime models: the declared inputs and outputs against the ONNX file, in every loaded version.
 
 These are the ONNX Runtime backend's load-time checks (onnxruntime_backend ``src/onnxruntime.cc``
-``ValidateInputs``/``ValidateOutputs`` and ``onnxruntime_utils.cc`` ``CompareDimsSupported``), run on
-the graph's declared inputs and outputs without starting a session. A config without inputs and
-outputs is left alone: the backend's auto-complete fills them from the file.
+``ValidateInputs``/``ValidateOutputs``, ``ValidateBooleanSequenceControl``/``ValidateTypedSequenceControl``
+and ``onnxruntime_utils.cc`` ``CompareDimsSupported``), run on the graph's declared inputs and outputs
+without starting a session. The backend expects one graph input per required ``input`` and
+``batch_input``, and, with sequence batching, one per control kind the config uses (START, END, READY,
+CORRID) and one per ``state``; each control's graph input must exist, hold [1] per batch item and have
+the control's type. A config without inputs and outputs is left alone: the backend's auto-complete
+fills them from the file.
 """
 
 from __future__ import annotations
@@ -21,6 +25,16 @@ __all__ = ["check_onnx"]
 _ONNX_TYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16",
                6: "TYPE_INT32", 7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16",
                11: "TYPE_FP64", 12: "TYPE_UINT32", 13: "TYPE_UINT64", 16: "TYPE_BF16"}
+#: The names the backend prints for ONNX element types in its sequence-control messages (OnnxDataTypeName).
+_ONNX_NAMES = {"TYPE_FP32": "FLOAT", "TYPE_UINT8": "UINT8", "TYPE_INT8": "INT8", "TYPE_UINT16": "UINT16",
+               "TYPE_INT16": "INT16", "TYPE_INT32": "INT32", "TYPE_INT64": "INT64", "TYPE_STRING": "STRING",
+               "TYPE_BOOL": "BOOL", "TYPE_FP16": "FLOAT16", "TYPE_FP64": "DOUBLE", "TYPE_UINT32": "UINT32",
+               "TYPE_UINT64": "UINT64", "TYPE_BF16": "BFLOAT16"}
+#: Control kinds in the order the backend checks and counts them (ModelInstanceState's constructor).
+_CONTROL_KINDS = ("CONTROL_SEQUENCE_START", "CONTROL_SEQUENCE_END", "CONTROL_SEQUENCE_READY",
+                  "CONTROL_SEQUENCE_CORRID")
+_BOOLEAN_TYPES = (("int32_false_true", "TYPE_INT32"), ("fp32_false_true", "TYPE_FP32"),
+                  ("bool_false_true", "TYPE_BOOL"))
 
 
 class _Tensor:
@@ -73,16 +87,86 @@ def _input_problem(entry: ModelEntry, graph: Any, version: int) -> _Found:
     initializers = {i.name for i in graph.initializer}
     inputs = {i.name: _Tensor(i) for i in graph.input if i.name not in initializers}
     allowed = {**inputs, **{i.name: _Tensor(i) for i in graph.input if i.name in initializers}}
-    expected = sum(1 for t in config.input if not t.optional) + len(config.batch_input)
+    controls = _controls(config)
+    for index, (name, dtype) in controls:
+        found = _control_problem(entry, index, name, dtype, inputs)
+        if found is not None:
+            return found
+    states = len(config.sequence_batching.state) if config.HasField("sequence_batching") else 0
+    expected = sum(1 for t in config.input if not t.optional) + len(config.batch_input) + len(controls) + states
     if config.input and len(inputs) != expected:
+        added = [f"{len(controls)} sequence control{'s' * (len(controls) != 1)}"] if controls else []
+        added += [f"{states} sequence state{'s' * (states != 1)}"] if states else []
+        counted = f" (counting {' and '.join(added)})" if added else ""
         return (("input",), f"unable to load model '{entry.name}', configuration expects {expected} inputs, "
-                            f"model provides {len(inputs)} (version {version})",
-                f"the ONNX file's inputs are: {', '.join(inputs) or 'none'}")
+                            f"model provides {len(inputs)} (version {version}){counted}",
+                f"the ONNX file's inputs are: {', '.join(inputs) or 'none'}; the backend expects one per "
+                "required input and batch_input, one per sequence control kind and one per sequence state")
     for index, tensor in enumerate(config.input):
         found = _tensor_problem(entry, "input", index, tensor, allowed, exact=False)
         if found is not None:
             return found
     return None
+
+
+def _controls(config: Any) -> list[tuple[int, tuple[str, str]]]:
+    """Return (control_input index, (tensor name, Triton type)) for each control kind the config uses.
+
+    Kinds come in the backend's order; core has already refused a kind given twice or without its values.
+    The type of a START/END/READY control is that of its values list, CORRID's is its data_type.
+    """
+    from tritonclient.grpc import model_config_pb2
+
+    if not config.HasField("sequence_batching"):
+        return []
+    kinds = model_config_pb2.ModelSequenceBatching.Control.Kind
+    found: list[tuple[int, tuple[str, str]]] = []
+    # CORRID's type comes as "data_type:<type>" so that the hint can tell the two kinds apart
+    for kind in _CONTROL_KINDS:
+        for index, control_input in enumerate(config.sequence_batching.control_input):
+            control = next((c for c in control_input.control if c.kind == kinds.Value(kind)), None)
+            if control is None:
+                continue
+            if kind == "CONTROL_SEQUENCE_CORRID":
+                dtype = "data_type:" + model_config_pb2.DataType.Name(control.data_type)
+            else:
+                dtype = next((t for field, t in _BOOLEAN_TYPES if len(getattr(control, field))), "TYPE_INVALID")
+            found.append((index, (control_input.name, dtype)))
+            break
+    return found
+
+
+def _control_problem(entry: ModelEntry, index: int, name: str, dtype: str,
+                     inputs: dict[str, _Tensor]) -> _Found:
+    where = ("sequence_batching", "control_input", index)
+    tensor = inputs.get(name)
+    if tensor is None:
+        return (where, f"configuration specified sequence control '{name}', but model does not provide that "
+                       f"input", f"the ONNX file's inputs are: {', '.join(inputs) or 'none'}")
+    batching = entry.config is not None and entry.config.max_batch_size > 0
+    if tensor.shape is not None:
+        debatched = tensor.shape[1:] if batching else tensor.shape
+        if debatched != [1]:
+            return (where, f"unable to load model '{entry.name}', sequence control '{name}' in model has dims "
+                           f"{_show(debatched)} but dims [1] is expected",
+                    "export the control input with shape [batch, 1] (or [1] without batching)")
+    typed = dtype.startswith("data_type:")
+    dtype = dtype.split(":", 1)[-1]
+    if dtype != tensor.dtype:
+        model_type = _ONNX_NAMES.get(tensor.dtype, "UNDEFINED")
+        return (where, f"unable to load model '{entry.name}', sequence control '{name}', the model expects "
+                       f"data-type {model_type} but the model configuration specifies data-type {dtype}",
+                _control_type_hint(name, tensor.dtype, typed))
+    return None
+
+
+def _control_type_hint(name: str, model_type: str, typed: bool) -> str:
+    lists = {t: field for field, t in _BOOLEAN_TYPES}
+    if not typed:  # a START/END/READY control
+        if model_type in lists:
+            return f"the graph's '{name}' is {model_type}: give the control {lists[model_type]}"
+        return f"the graph's '{name}' is {model_type}; a START/END/READY control is INT32, FP32 or BOOL"
+    return f"the graph's '{name}' is {model_type}: set the control's data_type: {model_type}"
 
 
 def _output_problem(entry: ModelEntry, graph: Any) -> _Found:

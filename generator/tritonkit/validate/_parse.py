@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from tritonkit.errors import Problem
 from tritonkit.triton import parse_config
 from tritonkit.validate._locate import Locator
 from tritonkit.validate._report import ModelEntry, Sink
+from tritonkit.validate._templates import nvidia_template, optional_placeholders
 from tritonkit.validate._view import RepositoryView
 
 if TYPE_CHECKING:
@@ -60,37 +62,98 @@ def _read_versions(view: RepositoryView, entry: ModelEntry, sink: Sink) -> None:
 def _parse(text: str, entry: ModelEntry, sink: Sink) -> Optional[ModelConfig]:
     from google.protobuf import text_format
 
-    placeholders = _report_placeholders(text, entry, sink)
+    placeholders = _find_placeholders(text)
+    breaking = {p.line for p in placeholders if not p.quoted}
+    for found in placeholders:
+        if not found.quoted:  # each one stops the parser: an error where it stands
+            sink.add(Problem(f"template placeholder '{found.text}' was never filled in", path=entry.config_path,
+                             line=found.line, col=found.col, model=entry.name, severity="error",
+                             hint=f"replace it with a value (e.g. run fill_template.py with "
+                                  f"'{found.name}:<value>')"))
     try:
         config = parse_config(text)
     except text_format.ParseError as exc:
         line, col = exc.GetLine(), exc.GetColumn()
-        if line is not None and line in placeholders:
+        _report_quoted(placeholders, None, entry, sink)
+        if line is not None and line in breaking:
             return None  # already reported as a leftover placeholder, at this very line
         message = _PARSE_PREFIX.sub("", str(exc)).rstrip(".")
         sink.add(Problem(f"config.pbtxt does not parse as Triton's ModelConfig: {message}",
                          path=entry.config_path, line=line, col=col, model=entry.name,
                          hint=_parse_hint(message)))
         return None
+    _report_quoted(placeholders, config, entry, sink)
     return config
 
 
-def _report_placeholders(text: str, entry: ModelEntry, sink: Sink) -> set[int]:
-    """Report ``${...}`` left from a template; return the lines where one breaks parsing."""
-    breaking: set[int] = set()
+@dataclass(frozen=True)
+class _Placeholder:
+    text: str
+    name: str
+    line: int
+    col: int
+    quoted: bool
+
+
+def _find_placeholders(text: str) -> list[_Placeholder]:
+    """Every ``${...}`` left from a template, outside comments, with whether it sits inside a string."""
+    found = []
     for number, line_text in enumerate(text.splitlines(), start=1):
-        for match in _PLACEHOLDER.finditer(line_text):
-            before = line_text[: match.start()]
+        code = line_text[: _comment_start(line_text)]
+        for match in _PLACEHOLDER.finditer(code):
+            before = code[: match.start()]
             quoted = before.count('"') % 2 == 1 or before.count("'") % 2 == 1
-            problem = Problem(
-                f"template placeholder '{match.group(0)}' was never filled in",
-                path=entry.config_path, line=number, col=match.start() + 1, model=entry.name,
-                hint=f"replace it with a value (e.g. run fill_template.py with '{match.group(1)}:<value>')",
-                severity="warning" if quoted else "error")
-            sink.add(problem)
-            if not quoted:
-                breaking.add(number)
-    return breaking
+            found.append(_Placeholder(match.group(0), match.group(1), number, match.start() + 1, quoted))
+    return found
+
+
+def _comment_start(line: str) -> int:
+    """The index of the ``#`` that starts a comment on ``line`` (outside quotes), or the line's length."""
+    quote = ""
+    for index, char in enumerate(line):
+        if quote:
+            if char == quote and line[index - 1] != "\\":
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            return index
+    return len(line)
+
+
+def _report_quoted(placeholders: list[_Placeholder], config: Optional[ModelConfig], entry: ModelEntry,
+                   sink: Sink) -> None:
+    """One warning for the placeholders left in strings, one note for NVIDIA's optional parameters left unset.
+
+    A placeholder inside a string parses, and the model sees the text ``${name}`` as the value. Where
+    the config is one of NVIDIA's TensorRT-LLM templates and the parameter is one it documents as
+    optional, NVIDIA's code reads that text as unset: a note, not a warning (see ``_templates``).
+    """
+    quoted = [p for p in placeholders if p.quoted]
+    optional = optional_placeholders(config)
+    unset = [p for p in quoted if p.name in optional and p.text == "${" + p.name + "}"]
+    others = [p for p in quoted if p not in unset]
+    if others:
+        first = others[0]
+        if len(others) == 1:
+            message = f"template placeholder '{first.text}' was never filled in"
+        else:
+            message = (f"{len(others)} template placeholders were never filled in: "
+                       + ", ".join(f"'{p.text}' (line {p.line})" for p in others))
+        fill = ",".join(f"{p.name}:<value>" for p in others[:3]) + (",..." if len(others) > 3 else "")
+        sink.add(Problem(message, path=entry.config_path, line=first.line, col=first.col, model=entry.name,
+                         severity="warning", hint=f"the model reads the text itself as the value: replace each "
+                                                  f"with a value (e.g. fill_template.py with '{fill}')"))
+    if unset:
+        model = nvidia_template(config)
+        names = sorted({p.name for p in unset})
+        left = "are left as placeholders" if len(names) != 1 else "is left as a placeholder"
+        sink.add(Problem(f"{len(names)} optional parameter{'s' * (len(names) != 1)} of NVIDIA's {model} "
+                         f"template {left}, which NVIDIA's code reads as unset (its default applies): "
+                         f"{', '.join(names)}",
+                         path=entry.config_path, line=unset[0].line, col=unset[0].col, model=entry.name,
+                         severity="note", hint="fill one (fill_template.py '<name>:<value>') only to change its "
+                                               "default; tensorrtllm_backend's docs/model_config.md lists them"))
 
 
 def _parse_hint(message: str) -> str:

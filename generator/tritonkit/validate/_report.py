@@ -17,11 +17,16 @@ __all__ = ["ModelEntry", "Report", "Sink"]
 
 @dataclass
 class Report:
-    """Every problem found in a repository: errors Triton would refuse, warnings it would accept."""
+    """Every problem found in a repository: errors Triton would refuse, warnings it would accept.
+
+    ``notes`` are facts that are not likely mistakes (an optional template parameter left unset, so
+    that its default applies); they never make the report fail.
+    """
 
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     models: int = 0
+    notes: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -34,6 +39,7 @@ class Report:
             "ok": self.ok,
             "errors": [p.to_dict() for p in self.errors],
             "warnings": [p.to_dict() for p in self.warnings],
+            "notes": [p.to_dict() for p in self.notes],
         }
 
 
@@ -52,8 +58,13 @@ class ModelEntry:
     locator: Locator
     has_config_file: bool
     versions: dict[int, list[str]] = field(default_factory=dict)
-    #: model.py's TritonPythonModel has auto_complete_config: it may add inputs, outputs, max_batch_size.
+    #: model.py's auto_complete_config completes the config at load in a way not read statically: it may
+    #: add inputs, outputs and max_batch_size (one it can read is applied to ``config`` instead).
     auto_complete: bool = False
+    #: (model.py path, line) of the auto_complete_config method, when there is one.
+    auto_complete_at: Optional[tuple[str, int]] = None
+    #: what rules did not report because ``auto_complete`` may fill it ("input 'X' dims", ...).
+    left_to_auto_complete: list[str] = field(default_factory=list)
     #: decoupled, by its own config or (an ensemble) through a decoupled model on its data path.
     decoupled: bool = False
 
@@ -86,8 +97,8 @@ class Sink:
 
     def add(self, problem: Problem) -> None:
         """Record a problem built elsewhere, by its severity."""
-        target = self._report.warnings if problem.severity == "warning" else self._report.errors
-        target.append(problem)
+        targets = {"warning": self._report.warnings, "note": self._report.notes}
+        targets.get(problem.severity, self._report.errors).append(problem)
 
     @staticmethod
     def _problem(entry: ModelEntry, where: tuple[PathPart, ...], message: str, hint: Optional[str],

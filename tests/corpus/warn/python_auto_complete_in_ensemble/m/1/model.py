@@ -3,13 +3,19 @@
 import triton_python_backend_utils as pb_utils
 
 
+def _tensors():
+    return [(kind, {"name": name, "data_type": "TYPE_FP32", "dims": [4]}) for kind, name in (("input", "IN"),
+                                                                                           ("output", "OUT"))]
+
+
 class TritonPythonModel:
     """Copies input i to output i; only loading matters in the corpus."""
 
     @staticmethod
     def auto_complete_config(auto_complete_model_config):
-        auto_complete_model_config.add_input({"name": "IN", "data_type": "TYPE_FP32", "dims": [4]})
-        auto_complete_model_config.add_output({"name": "OUT", "data_type": "TYPE_FP32", "dims": [4]})
+        # Built by a function: what it adds can only be known by running it.
+        for kind, spec in _tensors():
+            getattr(auto_complete_model_config, f"add_{kind}")(spec)
         auto_complete_model_config.set_max_batch_size(8)
         return auto_complete_model_config
 

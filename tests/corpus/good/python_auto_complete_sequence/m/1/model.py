@@ -1,0 +1,38 @@
+"""A trivial Python-backend model for the validate corpus: it echoes each input to the output of the same position."""
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    """Copies input i to output i; only loading matters in the corpus."""
+
+    @staticmethod
+    def auto_complete_config(config):
+        inputs = [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}]
+        outputs = [{"name": "REPLY", "data_type": "TYPE_STRING", "dims": [1]}]
+        for spec in inputs:
+            config.add_input(spec)
+        for spec in outputs:
+            config.add_output(spec)
+        policy = {"decoupled": True}
+        config.set_model_transaction_policy(policy)
+        config.set_max_batch_size(8)
+        return config
+
+    def initialize(self, args):
+        import json
+
+        config = json.loads(args["model_config"])
+        self.inputs = [t["name"] for t in config.get("input", [])]
+        self.outputs = [t["name"] for t in config.get("output", [])]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            tensors = []
+            for source, target in zip(self.inputs, self.outputs):
+                value = pb_utils.get_input_tensor_by_name(request, source)
+                if value is not None:
+                    tensors.append(pb_utils.Tensor(target, value.as_numpy()))
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses

@@ -1,0 +1,37 @@
+"""A trivial Python-backend model for the validate corpus: it echoes each input to the output of the same position."""
+
+import triton_python_backend_utils as pb_utils
+
+
+WIDTH = 4
+
+
+class TritonPythonModel:
+    """Copies input i to output i; only loading matters in the corpus."""
+
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        config = auto_complete_model_config.as_dict()
+        for tensor in config["input"]:
+            auto_complete_model_config.add_input({"name": tensor["name"], "data_type": "TYPE_FP32", "dims": [WIDTH]})
+        for tensor in config["output"]:
+            auto_complete_model_config.add_output({"name": tensor["name"], "data_type": "TYPE_FP32", "dims": [WIDTH]})
+        return auto_complete_model_config
+
+    def initialize(self, args):
+        import json
+
+        config = json.loads(args["model_config"])
+        self.inputs = [t["name"] for t in config.get("input", [])]
+        self.outputs = [t["name"] for t in config.get("output", [])]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            tensors = []
+            for source, target in zip(self.inputs, self.outputs):
+                value = pb_utils.get_input_tensor_by_name(request, source)
+                if value is not None:
+                    tensors.append(pb_utils.Tensor(target, value.as_numpy()))
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses
