@@ -103,16 +103,23 @@ def attention_for(device: torch.device) -> str:
     return "eager" if device.type == "cuda" else "sdpa"
 
 
-def load_model(source: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False) -> Any:
-    """Load a causal LM from a folder, or from a GGUF file through the conversion cache."""
+def load_model(source: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False,
+               name: str = "") -> Any:
+    """Load a causal LM from a folder, or from a GGUF file through the conversion cache.
+
+    Each slow step is reported on the server's output under the model's ``name`` (see ``report_step``).
+    """
     from transformers import AutoModelForCausalLM
 
     folder, gguf = llm_common.split_gguf(source)
     if gguf is not None:
         target = llm_common.cache_root() / llm_common.cache_key(source, "model")
         if not (target / ".complete").exists():
+            llm_common.report_step(name, f"converting {gguf} to a safetensors checkpoint (once; kept in "
+                                         f"{target.parent})")
             llm_common.publish_dir(lambda tmp: _convert_gguf(source, tmp), target)
         folder = str(target)
+    llm_common.report_step(name, f"loading weights on {device} ({str(dtype).removeprefix('torch.')})")
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=trust_remote_code,
                                                  local_files_only=os.path.isdir(folder),
                                                  attn_implementation=attention_for(device))
@@ -133,7 +140,8 @@ def load_for_instance(params: dict[str, str], args: dict[str, Any]) -> Any:
         set_threads(params.get("num_threads", ""))
     source = llm_common.resolve_source(params["model"], args["model_repository"])
     trust = llm_common.parse_bool(params.get("trust_remote_code", ""))
-    return load_model(source, device, pick_dtype(params.get("dtype", "auto"), device), trust)
+    return load_model(source, device, pick_dtype(params.get("dtype", "auto"), device), trust,
+                      str(args.get("model_name", "")))
 
 
 def _penalise(logits: torch.Tensor, row: Row) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from importlib import metadata
@@ -23,8 +25,73 @@ CACHE_ENV = "TRITONKIT_CACHE_DIR"
 DECODE_KWARGS: dict[str, Any] = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
 
 
+#: Error codes every tritonkit LLM model puts in front of an error's message as ``[code] ``, so that a front
+#: door (the OpenAI gateway) maps them to its own statuses without reading the message. Kept in step with
+#: ``tritonkit.gateway.triton`` (the gateway cannot import this file's package).
+INVALID_ARGUMENT = "invalid_argument"
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+UNSUPPORTED = "unsupported"
+OVERLOADED = "overloaded"
+ENGINE_ERROR = "engine_error"
+_TAG = re.compile(r"^\[(?P<code>[a-z_]+)\] ")
+
+
 class RequestError(ValueError):
-    """A request the model refuses; its message goes back to that request's client only."""
+    """A request the model refuses; its message goes back to that request's client only, after its code.
+
+    A message that carries a code already (an error passed on from another model of the pipeline) keeps it.
+    """
+
+    def __init__(self, message: str, code: str = INVALID_ARGUMENT) -> None:
+        found = _TAG.match(message)
+        if found:
+            code, message = found.group("code"), message[found.end():]
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+
+
+def tag_error(code: str, message: str) -> str:
+    """``message`` as an error response's text: after its code, unless it has one."""
+    return message if _TAG.match(message) else f"[{code}] {message}"
+
+
+def error_text(exc: BaseException) -> str:
+    """The error response's text for an exception a request raised: refusals are the request's fault."""
+    if isinstance(exc, RequestError):
+        return str(exc)
+    code = INVALID_ARGUMENT if isinstance(exc, (ValueError, TypeError, OverflowError)) else ENGINE_ERROR
+    return tag_error(code, str(exc))
+
+
+def check_number(name: str, value: Any, low: Optional[float] = None, high: Optional[float] = None, *,
+                 above_low: bool = False) -> Any:
+    """``value`` of input ``name`` if it is a finite number within [low, high] ((low, high] with ``above_low``).
+
+    NaN and infinities are refused here, before a request can reach the batch it would poison.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise RequestError(f"input {name!r} must be a number (got {value!r})")
+    if not math.isfinite(value):
+        raise RequestError(f"input {name!r} must be a finite number (got {value})")
+    too_low = low is not None and (value <= low if above_low else value < low)
+    if too_low or (high is not None and value > high):
+        left = "(" if above_low else "["
+        bounds = f"in {left}{low:g}, {high:g}]" if low is not None and high is not None else \
+            (f"{'above' if above_low else 'at least'} {low:g}" if low is not None else f"at most {high:g}")
+        raise RequestError(f"input {name!r} must be {bounds} (got {value})")
+    return value
+
+
+def longest_token_bytes(tokenizer: Any) -> int:
+    """The most UTF-8 bytes one token of ``tokenizer`` stands for (at least 1).
+
+    A text of more than ``max_input_len`` times this many bytes has more tokens than the limit for sure, so it
+    is refused without tokenising it (a megabyte of text takes seconds to tokenise).
+    """
+    longest = 1
+    for piece in tokenizer.get_vocab():
+        longest = max(longest, len(piece.encode("utf-8", errors="replace")))
+    return longest
 
 
 def read_parameters(model_config: dict[str, Any]) -> dict[str, str]:
@@ -77,9 +144,26 @@ def split_gguf(path: str) -> tuple[str, Optional[str]]:
 
 
 def cache_root() -> Path:
-    """Where converted models are cached (``$TRITONKIT_CACHE_DIR`` or ``~/.cache/tritonkit/models``)."""
+    """Where converted models are cached.
+
+    ``$TRITONKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/tritonkit/models``, else ``~/.cache/tritonkit/models``
+    (the XDG base-directory rule: a relative ``XDG_CACHE_HOME`` is ignored).
+    """
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "tritonkit" / "models"
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "tritonkit" / "models"
+
+
+def report_step(model: str, step: str) -> None:
+    """Say on the server's output which slow step of its load ``model`` is in.
+
+    ``tritonkit serve`` shows these lines while it waits, and counts its start-up timeout from the last
+    sign of progress (``tritonkit.runtime.progress`` reads them: keep the two formats together).
+    """
+    print(f"tritonkit: model '{model}': {step}", flush=True)
 
 
 def cache_key(path: str, kind: str) -> str:

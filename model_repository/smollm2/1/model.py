@@ -77,6 +77,8 @@ class Job:
     settings: dict[str, Any]
     stop_words: list[str] = field(default_factory=list)
     exclude_input: bool = True
+    #: ``apply_chat_template``: False sends the prompt as it is; None leaves it to the model's parameter.
+    chat_template: Optional[bool] = None
     want: frozenset[str] = frozenset()
     arrival_ns: int = field(default_factory=time.time_ns)
     first_scheduled_ns: int = 0
@@ -113,6 +115,8 @@ class TritonPythonModel:
 
             self.engine: Any = llm_api_trtllm.TrtllmEngine(path, config, args)
         else:
+            llm_common.report_step(args["model_name"], "starting the PyTorch engine (importing torch and "
+                                                       "transformers)")
             import llm_api_local
 
             self.engine = llm_api_local.LocalEngine(params, args)
@@ -125,13 +129,13 @@ class TritonPythonModel:
         for name, engine in _UNSUPPORTED.items():
             if _values(request, name):
                 raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's PyTorch engine; "
-                                              f"{engine} serves it")
+                                              f"{engine} serves it", llm_common.UNSUPPORTED)
         texts = _values(request, "text_input") or []
         if len(texts) != 1:
             raise llm_common.RequestError(f"input 'text_input' must hold exactly one prompt (got {len(texts)})")
         best_of = int(_scalar(request, "sampling_param_best_of", 1))
         if best_of != 1:
-            raise llm_common.RequestError(f"sampling_param_best_of is {best_of}; this engine generates one "
+            raise llm_common.RequestError(f"input 'sampling_param_best_of' is {best_of}; this engine generates one "
                                           "sequence per request (TensorRT-LLM supports best_of > 1)")
         streaming = bool(_scalar(request, "streaming", False))
         if streaming and not self.decoupled:
@@ -141,11 +145,12 @@ class TritonPythonModel:
                                   "sampling_param_return_perf_metrics") if _scalar(request, name, False)}
         settings = {key: _scalar(request, f"sampling_param_{key}") for key in
                     ("temperature", "top_k", "top_p", "frequency_penalty", "presence_penalty", "seed")}
+        template = _scalar(request, "apply_chat_template")
         return Job(request=request, sender=sender, prompt=_text(texts[0], "text_input"),
                    max_tokens=int(_scalar(request, "sampling_param_max_tokens", 0) or 0), streaming=streaming,
                    settings={k: v for k, v in settings.items() if v is not None}, stop_words=stops,
                    exclude_input=bool(_scalar(request, "sampling_param_exclude_input_from_output", True)),
-                   want=frozenset(want))
+                   chat_template=None if template is None else bool(template), want=frozenset(want))
 
     def _stop(self, request: Any) -> Any:
         """``stop: true`` cancels the live request with the same id; this request gets an empty answer."""
@@ -169,7 +174,8 @@ class TritonPythonModel:
                     jobs.append(self.engine.prepare(self._parse(request, sender)))
                     continue
             except (llm_common.RequestError, ValueError, TypeError, OverflowError) as exc:
-                responses[slot] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc)))
+                responses[slot] = pb_utils.InferenceResponse(output_tensors=[],
+                                                             error=pb_utils.TritonError(llm_common.error_text(exc)))
             if sender is not None:
                 sender.send(responses[slot], flags=_FINAL)
         for job in jobs:

@@ -24,6 +24,10 @@ import llm_generate
 import llm_scheduler
 
 Respond = Callable[..., None]
+#: What a request may set each sampling value to: (lowest, highest, whether the lowest is excluded).
+_SAMPLING_RANGES: dict[str, tuple[Optional[float], Optional[float], bool]] = {
+    "temperature": (0.0, None, False), "top_p": (0.0, 1.0, True), "top_k": (0, 2**31 - 1, False),
+    "frequency_penalty": (None, None, False), "presence_penalty": (None, None, False), "seed": (0, 2**64 - 1, False)}
 
 
 class _Sender:
@@ -83,6 +87,7 @@ class LocalEngine:
         self.max_input_len = int(params.get("max_input_len") or 2048)
         self.max_output_len = int(params.get("max_output_len") or 512)
         self.default_stops: list[str] = json.loads(params.get("stop_words") or "[]")
+        self.token_bytes = llm_common.longest_token_bytes(self.tokenizer)
         self.end_ids = llm_common.end_ids(self.tokenizer)
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else (self.end_ids[0] if self.end_ids else 0)
@@ -98,28 +103,48 @@ class LocalEngine:
         # interval than Python's 5 ms, one waits that long for the other in the middle of a step.
         sys.setswitchinterval(0.0005)
 
-    def _format(self, text: str) -> str:
-        if not self.chat:
+    def _format(self, text: str, chat: bool) -> str:
+        if not chat:
             return text
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages.append({"role": "user", "content": text})
         return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
     def prepare(self, job: Any) -> Any:
-        """Tokenise the prompt and check it against the limits; raises RequestError naming the input."""
+        """Check the request, then tokenise its prompt; raises RequestError naming the input at fault.
+
+        Everything that can be checked without the tokenizer is checked first, and a prompt that cannot fit
+        by its size in bytes is refused without tokenising it: a malformed request costs milliseconds.
+        """
         if not job.prompt.strip():
-            raise llm_common.RequestError("input 'text_input' is empty")
-        ids = [int(t) for t in self.tokenizer.encode(self._format(job.prompt), add_special_tokens=not self.chat)]
+            raise llm_common.RequestError("input 'text_input' is empty (a prompt needs at least one character "
+                                          "that is not white space)")
+        if job.max_tokens < 0:
+            raise llm_common.RequestError(
+                f"input 'sampling_param_max_tokens' must be at least 1 (got {job.max_tokens})")
+        self._check_sampling(job.settings)
+        size = len(job.prompt.encode("utf-8", errors="replace"))
+        if size > self.max_input_len * self.token_bytes:
+            raise llm_common.RequestError(
+                f"input 'text_input' has {size} bytes, more than {self.max_input_len} tokens (max_input_len) of at "
+                f"most {self.token_bytes} bytes each can hold; shorten it", llm_common.CONTEXT_LENGTH_EXCEEDED)
+        # A request may turn the template off (the gateway templates whole conversations itself), never on
+        # for a tokenizer that has none.
+        chat = self.chat if job.chat_template is None else job.chat_template and self.chat
+        ids = [int(t) for t in self.tokenizer.encode(self._format(job.prompt, chat), add_special_tokens=not chat)]
         if len(ids) > self.max_input_len:
             raise llm_common.RequestError(f"input 'text_input' has {len(ids)} tokens; the limit (max_input_len) "
-                                          f"is {self.max_input_len}")
-        if job.max_tokens < 0:
-            raise llm_common.RequestError(f"sampling_param_max_tokens must be at least 1 (got {job.max_tokens})")
-        temperature = job.settings.get("temperature", self.defaults["temperature"])
-        if temperature < 0 or not 0.0 < job.settings.get("top_p", 1.0) <= 1.0:
-            raise llm_common.RequestError("sampling_param_temperature must be >= 0 and sampling_param_top_p in (0, 1]")
+                                          f"is {self.max_input_len}", llm_common.CONTEXT_LENGTH_EXCEEDED)
         job.ids = ids
         return job
+
+    @staticmethod
+    def _check_sampling(settings: dict[str, Any]) -> None:
+        """Each sampling value a request sets is finite and in range (a NaN temperature would poison the batch)."""
+        for key, (low, high, above_low) in _SAMPLING_RANGES.items():
+            if key in settings:
+                settings[key] = llm_common.check_number(f"sampling_param_{key}", settings[key], low, high,
+                                                        above_low=above_low)
 
     def _row(self, job: Any) -> llm_generate.Row:
         wanted = job.max_tokens or self.max_output_len
@@ -156,7 +181,7 @@ class LocalEngine:
                 self.scheduler.submit(job.engine_request)
             except (llm_scheduler.QueueFullError, ValueError) as exc:
                 job.engine_request = None
-                respond(job, None, True, error=str(exc))
+                respond(job, None, True, error=llm_common.error_text(exc))
         for job, stream in zip(jobs, streams):
             if job.sender is None and job.engine_request is not None:
                 stream.answered.wait()
@@ -204,7 +229,8 @@ class _Stream:
             else:
                 self.respond(job, self._final(row, delta), True)
         except Exception as exc:  # the client still gets its final response, an error
-            self.respond(job, None, True, error=f"the response could not be built: {exc}")
+            self.respond(job, None, True, error=llm_common.tag_error(llm_common.ENGINE_ERROR,
+                                                                     f"the response could not be built: {exc}"))
         finally:
             self.answered.set()  # a request without a response sender waits for this
 
