@@ -47,6 +47,9 @@ debootstrap --variant=minbase --include=python3,python3-pip,libpython3.11,ca-cer
   "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -40 "$work/debootstrap.log" >&2; exit 1; }
 
 step "download wheels into $wheels"
+# tritonkit's own wheel is built from the checkout for each image, and its version number does not change
+# when its dependencies do: pip download would take a copy left by an earlier build in its place.
+rm -f "$wheels"/tritonkit-*.whl
 # The host is bookworm with CPython 3.11 as well, so its pip picks wheels the image can install.
 "$python" -m pip download --quiet --only-binary=:all: --dest "$wheels" --no-deps nvidia-pytriton==0.7.0
 "$python" -m pip download --quiet --only-binary=:all: --dest "$wheels" "${find_links[@]}" numpy==1.26.4 "${pins[@]}"

@@ -8,7 +8,9 @@ are moved to free ones, and ``ulimits.memlock`` is lowered to the host's hard li
 raise it. Everything else runs as generated, the generated Dockerfile included: ``up`` turns the
 healthchecks healthy, a client infers through the published ports, the restricted model-repository API
 wants the admin key, a real Prometheus scrapes the metrics port, smollm2 answers over HTTP, gRPC and the
-gateway, and ``down -v`` leaves no container, network or volume behind.
+gateway, and ``down -v`` leaves no container, network or volume behind. The classic stack carries one test
+model more, ``sleeper`` (tests/fixtures), so that a request is in flight when its backend process is killed:
+the generated healthcheck then has Docker restart the container.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -52,6 +55,12 @@ SERVICE = "triton"
 GATEWAY = "openai"
 PIN = re.compile(r"^[A-Za-z0-9_.\-\[\],]+==\S+$")
 QUESTION = "What is the capital of France?"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "repos" / "basic"
+#: A Python model that sleeps SECONDS: a request that is still in flight when its stub is killed.
+SLEEPER = {"name": "sleeper", "backend": "python", "artifact": "models/sleeper.py", "max_batch_size": 0,
+           "input": [{"name": "SECONDS", "data_type": "FP32", "dims": [1]}],
+           "output": [{"name": "SLEPT", "data_type": "FP32", "dims": [1]}],
+           "instance_group": [{"kind": "cpu", "count": 1}]}
 
 
 def _free_port() -> int:
@@ -181,11 +190,18 @@ def _wait_healthy(stack: Stack, timeout_s: float = 240, service: str = SERVICE) 
     raise AssertionError(f"container never became healthy (last status {status!r}):\n{logs.stdout}{logs.stderr}")
 
 
-def _example_spec(folder: Path, example: str, deploy: dict[str, Any]) -> Path:
-    """examples/<example> with ``deploy`` keys added to its deploy block, written into ``folder`` (with models/)."""
+def _example_spec(folder: Path, example: str, deploy: dict[str, Any],
+                  extra_models: tuple[dict[str, Any], ...] = ()) -> Path:
+    """examples/<example> with ``deploy`` keys added to its deploy block, written into ``folder`` (with models/).
+
+    ``extra_models`` are appended to its models; their artifacts are the fixtures' ``<name>/1/model.py``.
+    """
     spec = yaml.safe_load((EXAMPLES / example).read_text(encoding="utf-8"))
     spec.setdefault("deploy", {}).update(deploy)
     shutil.copytree(EXAMPLES / "models", folder / "models")
+    for model in extra_models:
+        spec["models"].append(model)
+        shutil.copy(FIXTURES / model["name"] / "1" / "model.py", folder / model["artifact"])
     path = folder / "tritonkit.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
@@ -218,7 +234,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory, base_image_builder: Call
     """
     classic_dir, default_dir = tmp_path_factory.mktemp("classic"), tmp_path_factory.mktemp("default")
     assert "python_packages" not in (yaml.safe_load((EXAMPLES / "classic.yaml").read_text()).get("deploy") or {})
-    classic = _generate(_example_spec(classic_dir, "classic.yaml", {"python_packages": [EXTRA_PIN]}), classic_dir)
+    classic = _generate(_example_spec(classic_dir, "classic.yaml", {"python_packages": [EXTRA_PIN]}, (SLEEPER,)),
+                        classic_dir)
     default = _generate(_example_spec(default_dir, "tritonkit.yaml", {"openai": {}}), default_dir)
     pins, bare = _dockerfile_pins(classic)
     assert EXTRA_PIN in pins, "the generated Dockerfile should pip-install the spec's python_packages"
@@ -393,6 +410,90 @@ def test_prometheus_scrapes_the_metrics_port(stack: Stack, tmp_path: Path) -> No
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=30)
+
+
+def _inspect(container: str, template: str) -> str:
+    return subprocess.run(["docker", "inspect", "--format", template, container], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+#: Run in the container (python3 is in every Triton image): the pids of argv[1]'s Python backend stubs.
+_FIND_STUBS = r"""import glob, sys
+for path in glob.glob('/proc/[0-9]*/cmdline'):
+    try:
+        argv = open(path, 'rb').read().split(b'\0')
+    except OSError:
+        continue
+    if argv[0].endswith(b'triton_python_backend_stub') and len(argv) > 1 and b'/%s/' % sys.argv[1].encode() in argv[1]:
+        print(path.split('/')[2])
+"""
+
+
+def _stub_pid(container: str, model: str) -> int:
+    """The pid, in the container's PID namespace, of ``model``'s living Python backend stub."""
+    found = subprocess.run(["docker", "exec", container, "python3", "-c", _FIND_STUBS, model],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert len(found) == 1, f"expected one stub of {model}, found {found}"
+    return int(found[0])
+
+
+def _sleep_request(stack: Stack, seconds: float, timeout_s: float) -> np.ndarray:
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{stack.http_port}", network_timeout=timeout_s,
+                                              connection_timeout=timeout_s)
+    try:
+        tensor = httpclient.InferInput("SECONDS", [1], "FP32")
+        tensor.set_data_from_numpy(np.array([seconds], np.float32))
+        return client.infer("sleeper", [tensor]).as_numpy("SLEPT")
+    finally:
+        client.close()
+
+
+def test_a_killed_model_process_fails_the_request_in_flight_and_docker_restarts_triton(stack: Stack) -> None:
+    """``kill -9`` of a stub mid-request: the healthcheck kills tritonserver, Docker restarts the container."""
+    container = stack.container()
+    restarts = int(_inspect(container, "{{.RestartCount}}"))
+    interval_s = float(yaml.safe_load(stack.compose_file.read_text(encoding="utf-8"))
+                       ["services"][SERVICE]["healthcheck"]["interval"].rstrip("s"))
+    stub = _stub_pid(container, "sleeper")
+    outcome: queue.Queue[tuple[float, Optional[BaseException]]] = queue.Queue()
+
+    def in_flight() -> None:
+        try:
+            _sleep_request(stack, 60.0, timeout_s=120)
+            outcome.put((time.monotonic(), None))
+        except Exception as exc:  # whatever the client raises is the answer measured
+            outcome.put((time.monotonic(), exc))
+
+    threading.Thread(target=in_flight, daemon=True).start()
+    time.sleep(1.0)  # the request is in the model's execute by now
+    assert outcome.empty(), outcome.get()
+    subprocess.run(["docker", "exec", container, "sh", "-c", f"kill -9 {stub}"], check=True, capture_output=True)
+    killed = time.monotonic()
+
+    failed_at, error = outcome.get(timeout=60)
+    error_s = failed_at - killed
+    assert error is not None, "the request in flight got an answer from a killed model process"
+    deadline = killed + 30
+    while int(_inspect(container, "{{.RestartCount}}")) == restarts:
+        assert time.monotonic() < deadline, "Docker did not restart the triton container within 30 s"
+        time.sleep(0.2)
+    restarted_s = time.monotonic() - killed
+    answer: Optional[np.ndarray] = None
+    while answer is None:
+        try:
+            answer = _sleep_request(stack, 0.0, timeout_s=5)
+        except Exception:  # the server is still starting: try again
+            assert time.monotonic() < deadline, "sleeper did not answer again within 30 s of the kill"
+            time.sleep(0.2)
+    answer_s = time.monotonic() - killed
+    sys.stderr.write(f"\ncompose heal: in-flight error after {error_s:.2f} s ({str(error)[:120]!r}), container "
+                     f"restarted after {restarted_s:.2f} s, sleeper answers after {answer_s:.2f} s\n")
+    assert answer.tolist() == [0.0]
+    # Triton fails a unary request to a dead stub itself ("is not healthy", about 1 s on); at the latest the
+    # healthcheck's kill of tritonserver closes its connection.
+    assert error_s < interval_s + 2, f"the request in flight failed only {error_s:.2f} s after the kill: {error}"
+    _infer_add_sub(stack)
+    _wait_healthy(stack)
 
 
 def test_down_leaves_nothing(stack: Stack) -> None:

@@ -19,6 +19,7 @@ from tritonkit.model.deploy import CONTAINER_PORTS, MODELS_DIR
 from tritonkit.model.gateway import GATEWAY_KEY_ENV
 from tritonkit.model.k8s import KubernetesPlan, ScalingTrigger, counter_or_gauge
 from tritonkit.model.types import FileSource
+from tritonkit.render.probes import STUB_PROBE, stub_probe
 
 __all__ = ["APP_LABEL", "K8S_DIR", "RULE_LABEL", "STUB_PROBE", "recording_rules", "render_k8s",
            "repository_digest", "trigger_query"]
@@ -154,24 +155,6 @@ def _scaled_object(plan: KubernetesPlan) -> dict[str, Any]:
     return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(plan), "spec": body}
 
 
-#: Triton's health endpoint ({path}), then no dead Python backend stub. A stub that died (killed, out of memory,
-#: a crash in the model's code) stays a zombie child of tritonserver: the backend (24.07 and later) neither
-#: restarts nor reaps it, and Triton keeps answering 200 on /v2/health/* and /v2/models/<m>/ready while every
-#: request to that model fails. In the container's own PID namespace, a zombie named triton_python_b (the
-#: kernel's 15 characters of triton_python_backend_stub) is that sign; the stubs of unloaded models are reaped.
-STUB_PROBE = """import glob, sys, urllib.request
-urllib.request.urlopen('http://localhost:{port}{path}', timeout=4)
-def stat(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return ''
-dead = [s.split()[0] for s in map(stat, glob.glob('/proc/[0-9]*/stat')) if '(triton_python_b) Z' in s]
-sys.exit('dead Python backend stub, pid ' + ', '.join(dead) if dead else 0)
-"""
-
-
 def _probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_s, "timeoutSeconds": 5,
             "failureThreshold": failures}
@@ -179,9 +162,8 @@ def _probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
 
 def _stub_probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
     """Health at ``path`` and no dead model process: an exec probe, since an HTTP one cannot see the stubs."""
-    script = STUB_PROBE.format(port=CONTAINER_PORTS[0], path=path)
-    return {"exec": {"command": ["python3", "-c", script]}, "periodSeconds": period_s, "timeoutSeconds": 5,
-            "failureThreshold": failures}
+    return {"exec": {"command": ["python3", "-c", stub_probe(CONTAINER_PORTS[0], path)]},
+            "periodSeconds": period_s, "timeoutSeconds": 5, "failureThreshold": failures}
 
 
 def _env(plan: KubernetesPlan) -> list[dict[str, Any]]:
