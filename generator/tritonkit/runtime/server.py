@@ -376,15 +376,20 @@ class Server:
             if "already in use" in detail else None
         return [Problem(f"{summary}: {detail}" if summary else detail, path=str(self.repo), hint=hint)]
 
-    def _not_ready_problems(self) -> list[Problem]:
-        """Ask the running server which models are not ready, and why (its repository index)."""
+    def _repository_index(self) -> Optional[list[dict[str, Any]]]:
+        """The server's repository index (every model with its state and reason); None when it does not answer."""
         url = f"http://{self._client_host}:{self.http_port}/v2/repository/index"
         request = urllib.request.Request(url, data=b"{}", headers=self.admin_headers("http"))
         try:
             with urllib.request.urlopen(request, timeout=5) as reply:
                 index: list[dict[str, Any]] = json.loads(reply.read())
         except (urllib.error.URLError, OSError, ValueError):
-            return []
+            return None
+        return index
+
+    def _not_ready_problems(self) -> list[Problem]:
+        """Ask the running server which models are not ready, and why (its repository index)."""
+        index = self._repository_index() or []
         return [Problem(f"model '{m['name']}' is {m.get('state', 'not ready')}: {m.get('reason') or 'loading'}",
                         path=str(self.repo / m["name"]), model=m["name"])
                 for m in index if m.get("state") != "READY"]
@@ -443,14 +448,8 @@ class Server:
         """Under explicit control, the models loaded now (so the restart loads the same); else None."""
         if self.control_mode != "explicit":
             return None
-        url = f"http://{self._client_host}:{self.http_port}/v2/repository/index"
-        request = urllib.request.Request(url, data=b'{"ready": true}', headers=self.admin_headers("http"))
-        try:
-            with urllib.request.urlopen(request, timeout=5) as reply:
-                index: list[dict[str, Any]] = json.loads(reply.read())
-        except (urllib.error.URLError, OSError, ValueError):
-            return None
-        return sorted({m["name"] for m in index if m.get("state") == "READY"})
+        index = self._repository_index()
+        return None if index is None else sorted({m["name"] for m in index if m.get("state") == "READY"})
 
     def _restart(self, dead: list[Stub]) -> None:
         """Kill the server (its stuck requests fail at once), remove its shared memory, start it again."""
