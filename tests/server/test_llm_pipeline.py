@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import subprocess
 import sys
 import threading
 import time
@@ -11,12 +12,15 @@ from importlib import resources
 from typing import Any, Callable, Optional
 
 import numpy as np
+import openai
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tritonkit.gateway import GatewaySettings, GatewayThread
 from tritonkit.runtime import Server
+from tritonkit.runtime.process import free_ports
 from tritonkit.write.generate import generate
 
 pytestmark = [pytest.mark.triton, pytest.mark.llm]
@@ -49,8 +53,18 @@ def server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Calla
 
 @pytest.fixture(scope="module")
 def whole_server(tmp_path_factory: pytest.TempPathFactory, triton_server_module: Callable[..., Server]) -> Server:
-    """``streaming: false``: preprocessing -> a non-decoupled engine -> postprocessing, no unary front."""
-    return _serve(tmp_path_factory, triton_server_module, SPEC.replace("streaming: true", "streaming: false"))
+    """``streaming: false``: preprocessing -> a non-decoupled engine -> postprocessing, no unary front; the models
+    named as NVIDIA's templates name them (``model_names: nvidia``)."""
+    spec = SPEC.replace("streaming: true", "streaming: false").replace("layout: ensemble",
+                                                                        "layout: ensemble\n    model_names: nvidia")
+    return _serve(tmp_path_factory, triton_server_module, spec)
+
+
+def _names(server: Server) -> dict[str, str]:
+    """The pipeline's models by role on ``server``: NVIDIA's names on ``whole_server``, else smollm2's."""
+    if "ensemble" in server.client("http").models():
+        return {"ensemble": "ensemble", "engine": "tensorrt_llm", "bls": "tensorrt_llm_bls"}
+    return {"ensemble": "smollm2", "engine": "smollm2_engine", "bls": "smollm2_bls"}
 
 
 def _inputs(module: Any, prompt: Any, max_tokens: Any, **extra: Any) -> list[Any]:
@@ -60,12 +74,18 @@ def _inputs(module: Any, prompt: Any, max_tokens: Any, **extra: Any) -> list[Any
     arrays.update({k: v if isinstance(v, np.ndarray) else np.array([[v]]) for k, v in extra.items()})
     if arrays["max_tokens"].dtype == np.int64:
         arrays["max_tokens"] = arrays["max_tokens"].astype(np.int32)
+    return _tensors(module, arrays)
+
+
+_TRITON_TYPES = {"object": "BYTES", "int32": "INT32", "float64": "FP64", "bool": "BOOL", "float32": "FP32",
+                 "uint64": "UINT64", "int64": "INT64"}
+
+
+def _tensors(module: Any, arrays: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
+    """Each array as an input of ``module`` (tritonclient's grpc or http), its Triton type from its dtype."""
     tensors = []
     for name, array in arrays.items():
-        dtype = "BYTES" if array.dtype == np.object_ else {"int32": "INT32", "float64": "FP64", "bool": "BOOL",
-                                                            "float32": "FP32", "uint64": "UINT64",
-                                                            "int64": "INT64"}[str(array.dtype)]
-        tensor = module.InferInput(name, list(array.shape), dtype)
+        tensor = module.InferInput(name, list(array.shape), _TRITON_TYPES[str(array.dtype)])
         tensor.set_data_from_numpy(array)
         tensors.append(tensor)
     return tensors
@@ -75,7 +95,7 @@ def _ask(server: Server, protocol: str, prompt: Any, max_tokens: Any = 16, **ext
     module = grpcclient if protocol == "grpc" else httpclient
     url = server.grpc_url if protocol == "grpc" else server.http_url
     client = module.InferenceServerClient(url)
-    result = client.infer("smollm2", _inputs(module, prompt, max_tokens, **extra))
+    result = client.infer(_names(server)["ensemble"], _inputs(module, prompt, max_tokens, **extra))
     return (result.as_numpy("text_output").reshape(-1)[0].decode("utf-8"),
             result.as_numpy("finish_reason").reshape(-1)[0].decode())
 
@@ -229,14 +249,35 @@ def test_a_short_request_is_not_held_behind_a_long_one(layout: str, request: pyt
 
 def test_without_streaming_the_engine_is_not_decoupled_and_answers_whole(whole_server: Server) -> None:
     client = grpcclient.InferenceServerClient(whole_server.grpc_url)
-    assert not client.get_model_config("smollm2_engine", as_json=True)["config"].get(
+    assert not client.get_model_config("tensorrt_llm", as_json=True)["config"].get(
         "model_transaction_policy", {}).get("decoupled")
-    assert client.get_model_config("smollm2", as_json=True)["config"]["platform"] == "ensemble"
+    assert client.get_model_config("ensemble", as_json=True)["config"]["platform"] == "ensemble"
     text, reason = _ask(whole_server, "grpc", QUESTION.encode(), 24)
     assert "Paris" in text and reason in ("stop", "length")
     with pytest.raises(InferenceServerException, match="max_tokens"):
         _ask(whole_server, "grpc", QUESTION.encode(), 0)
     assert "Paris" in _ask(whole_server, "grpc", QUESTION.encode(), 24)[0]
+
+
+def test_nvidias_model_names_serve_nvidias_scripts_and_tritonkits_clients(whole_server: Server) -> None:
+    """With model_names: nvidia, the five models are NVIDIA's; chat streams from tensorrt_llm_bls, the ensemble's
+    streaming model, and the gateway lists the pipeline once, as 'ensemble'."""
+    assert sorted(whole_server.client("http").models()) == ["ensemble", "postprocessing", "preprocessing",
+                                                               "tensorrt_llm", "tensorrt_llm_bls"]
+    done = subprocess.run([sys.executable, "-m", "tritonkit", "chat", "ensemble", QUESTION, "--url",
+                           whole_server.grpc_url, "--max-tokens", "24"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and "Paris" in done.stdout, done.stderr
+    assert "answers once per request" not in done.stderr
+    gateway = GatewayThread(GatewaySettings(url=whole_server.grpc_url, repository=whole_server.repo),
+                            port=free_ports(1)[0]).start()
+    try:
+        client = openai.OpenAI(base_url=gateway.url, api_key="unused", max_retries=0, timeout=120)
+        assert [m.id for m in client.models.list()] == ["ensemble"]
+        stream = client.chat.completions.create(model="ensemble", stream=True, temperature=0.0, max_tokens=24,
+                                                messages=[{"role": "user", "content": QUESTION}])
+        assert "Paris" in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    finally:
+        gateway.stop()
 
 
 #: Malformed requests, each with what its error must name (the tensor and the limit).
@@ -326,14 +367,8 @@ def test_a_client_written_for_nvidias_ensemble_works_unchanged(server: Server) -
 def test_the_prompt_comes_back_in_front_unless_excluded_as_nvidias_engine_does(server: Server, model: str) -> None:
     """NVIDIA's default (exclude_input_in_output false): a whole answer starts with the prompt the engine saw."""
     client = grpcclient.InferenceServerClient(server.grpc_url)
-    arrays = {"text_input": np.array([[QUESTION.encode()]], dtype=np.object_),
-              "max_tokens": np.array([[12]], dtype=np.int32), "stream": np.array([[False]])}
-    tensors = []
-    for name, array in arrays.items():
-        kind = {"object": "BYTES", "int32": "INT32", "bool": "BOOL"}[str(array.dtype)]
-        tensor = grpcclient.InferInput(name, list(array.shape), kind)
-        tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
+    tensors = _tensors(grpcclient, {"text_input": np.array([[QUESTION.encode()]], dtype=np.object_),
+                                    "max_tokens": np.array([[12]], dtype=np.int32), "stream": np.array([[False]])})
     if model == "smollm2":
         text = client.infer(model, tensors).as_numpy("text_output").reshape(-1)[0].decode()
     else:  # the BLS, asked for a whole answer over a stream
@@ -447,12 +482,7 @@ def test_a_bad_request_does_not_spoil_its_batch(server: Server) -> None:
 
 
 def _engine_tensors(arrays: dict[str, np.ndarray[Any, Any]]) -> list[Any]:
-    tensors = []
-    for name, array in arrays.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), {"int32": "INT32", "bool": "BOOL"}[str(array.dtype)])
-        tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
-    return tensors
+    return _tensors(grpcclient, arrays)
 
 
 def test_the_decoupled_engine_takes_a_batch_of_prompts_as_tensorrt_llm_does(server: Server,
@@ -499,7 +529,7 @@ def test_the_decoupled_engine_takes_a_batch_of_prompts_as_tensorrt_llm_does(serv
     assert "Paris" in tokenizer.decode(together[0])
     whole = grpcclient.InferenceServerClient(whole_server.grpc_url)
     with pytest.raises(InferenceServerException, match="decoupled"):
-        whole.infer("smollm2_engine", _engine_tensors({
+        whole.infer("tensorrt_llm", _engine_tensors({
             "input_ids": ids, "input_lengths": np.array([[len(p)] for p in prompts], dtype=np.int32),
             "request_output_len": np.full((2, 1), 8, dtype=np.int32)}))
 
@@ -510,15 +540,9 @@ def test_a_request_with_a_batch_of_prompts_is_answered_row_by_row(server: Server
     answer that prompt gets alone."""
     module = grpcclient if protocol == "grpc" else httpclient
     client = module.InferenceServerClient(server.grpc_url if protocol == "grpc" else server.http_url)
-    arrays = {"text_input": np.array([[QUESTION.encode()], [b"Name a color."]], dtype=np.object_),
-              "max_tokens": np.array([[12], [12]], dtype=np.int32),
-              "exclude_input_in_output": np.array([[True], [True]])}
-    tensors = []
-    for name, array in arrays.items():
-        kind = {"object": "BYTES", "int32": "INT32", "bool": "BOOL"}[str(array.dtype)]
-        tensor = module.InferInput(name, list(array.shape), kind)
-        tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
+    tensors = _tensors(module, {"text_input": np.array([[QUESTION.encode()], [b"Name a color."]], dtype=np.object_),
+                                "max_tokens": np.array([[12], [12]], dtype=np.int32),
+                                "exclude_input_in_output": np.array([[True], [True]])})
     rows = [item.decode() for item in client.infer("smollm2", tensors).as_numpy("text_output").reshape(-1)]
     alone = [_ask(server, protocol, prompt, 12)[0] for prompt in (QUESTION.encode(), b"Name a color.")]
     assert rows == alone and "Paris" in rows[0]

@@ -47,6 +47,17 @@ def _post(server: Server, path: str, body: dict[str, Any]) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def _tensors(arrays: dict[str, Any]) -> list[Any]:
+    """Each array as a gRPC input, its Triton type from its dtype."""
+    tensors = []
+    for name, array in arrays.items():
+        kind = {"object": "BYTES", "float32": "FP32", "int32": "INT32", "uint64": "UINT64", "bool": "BOOL"}
+        tensor = grpcclient.InferInput(name, list(array.shape), kind[str(array.dtype)])
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors
+
+
 def _events(text: str) -> list[dict[str, Any]]:
     return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
 
@@ -96,12 +107,7 @@ def test_grpc_stream_answers_paris_with_a_length_cut_and_logprob(server: Server)
     arrays = {"text_input": np.array([QUESTION.encode()], dtype=np.object_),
               "streaming": np.array([True]), "sampling_param_max_tokens": np.array([5], dtype=np.int32),
               "return_finish_reason": np.array([True]), "return_cumulative_logprob": np.array([True])}
-    inputs = []
-    for name, array in arrays.items():
-        dtype = {"object": "BYTES", "bool": "BOOL", "int32": "INT32"}[str(array.dtype)]
-        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
+    inputs = _tensors(arrays)
     client.start_stream(callback=lambda result, error: results.put(error or result))
     try:
         client.async_stream_infer("smollm2", inputs, enable_empty_final_response=True)
@@ -161,12 +167,8 @@ def test_a_nan_temperature_is_refused_at_once_and_poisons_nothing_in_flight(serv
         started = time.monotonic()
         # JSON has no NaN: the gRPC client sends the real float32 bit patterns.
         client = grpcclient.InferenceServerClient(server.grpc_url)
-        inputs = []
-        for name, array in {"text_input": np.array([QUESTION.encode()], dtype=np.object_),
-                            "sampling_param_temperature": np.array([value], dtype=np.float32)}.items():
-            tensor = grpcclient.InferInput(name, list(array.shape), "BYTES" if array.dtype == object else "FP32")
-            tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
+        inputs = _tensors({"text_input": np.array([QUESTION.encode()], dtype=np.object_),
+                           "sampling_param_temperature": np.array([value], dtype=np.float32)})
         errors: queue.Queue[Any] = queue.Queue()
         client.start_stream(callback=lambda result, error, found=errors: found.put(error))
         try:
@@ -188,7 +190,7 @@ _F32 = st.floats(width=32)  # NaN and the infinities included
 _INT32 = st.integers(-(2**31), 2**31 - 1)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
           derandomize=True)
 @given(prompt=st.one_of(st.binary(max_size=64), st.text(max_size=64).map(str.encode)),
        max_tokens=st.one_of(st.integers(-(2**31), 0), st.integers(1, 6), st.just(2**31 - 1)),
@@ -211,13 +213,7 @@ def test_any_request_is_answered_or_refused_and_the_server_stays_ready(
     replies: queue.Queue[Any] = queue.Queue()
     client.start_stream(callback=lambda result, error: replies.put((result, error)))
     try:
-        tensors = []
-        for name, array in values.items():
-            kind = {"object": "BYTES", "float32": "FP32", "int32": "INT32", "uint64": "UINT64"}[str(array.dtype)]
-            tensor = grpcclient.InferInput(name, list(array.shape), kind)
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
-        client.async_stream_infer("smollm2", tensors, enable_empty_final_response=True)
+        client.async_stream_infer("smollm2", _tensors(values), enable_empty_final_response=True)
         while True:
             result, error = replies.get(timeout=60)
             if error is not None:
@@ -245,12 +241,7 @@ def test_a_short_request_overtakes_a_long_one_in_flight(server: Server) -> None:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     arrays = {"text_input": np.array([b"Write a long story about a lighthouse keeper and the sea."], dtype=np.object_),
               "streaming": np.array([True]), "sampling_param_max_tokens": np.array([200], dtype=np.int32)}
-    inputs = []
-    for name, array in arrays.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), {"object": "BYTES", "bool": "BOOL",
-                                                                 "int32": "INT32"}[str(array.dtype)])
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
+    inputs = _tensors(arrays)
     client.start_stream(callback=lambda result, error: events.put(("long", error or result)))
     try:
         client.async_stream_infer("smollm2", inputs, enable_empty_final_response=True)

@@ -224,3 +224,35 @@ def test_ensemble_wires_every_client_input_to_a_step(tmp_path: Path) -> None:
     assert {t.name for t in ensemble.input} <= fed
     produced = {value for step in ensemble.ensemble_scheduling.step for value in step.output_map.values()}
     assert {t.name for t in ensemble.output} <= produced
+
+
+def test_nvidias_model_names_name_the_five_models_and_their_wiring(tmp_path: Path) -> None:
+    units = _units(tmp_path, DEMO.replace("layout: ensemble", "layout: ensemble\n    model_names: nvidia")
+                   .replace("streaming: true", "streaming: false"))
+    assert sorted(units) == ["ensemble", "postprocessing", "preprocessing", "tensorrt_llm", "tensorrt_llm_bls"]
+    steps = [step.model_name for step in units["ensemble"].ensemble_scheduling.step]
+    assert steps == ["preprocessing", "tensorrt_llm", "postprocessing"]
+    params = {k: v.string_value for k, v in units["ensemble"].parameters.items()}
+    assert params == {"streaming_model": "tensorrt_llm_bls", "preprocessing_model": "preprocessing"}
+    assert units["tensorrt_llm_bls"].parameters["engine_model"].string_value == "tensorrt_llm"
+    (tmp_path / "streamed").mkdir()
+    nvidia = DEMO.replace("layout: ensemble", "layout: ensemble\n    model_names: nvidia")
+    streamed = _units(tmp_path / "streamed", nvidia)
+    assert streamed["ensemble"].backend == "python"  # the unary front, under NVIDIA's name for the entry point
+    assert streamed["ensemble"].parameters["engine_model"].string_value == "tensorrt_llm"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (DEMO.replace("layout: ensemble", "model_names: nvidia"), "the llmapi layout has one model"),
+    (DEMO.replace("layout: ensemble", "layout: ensemble\n    model_names: nvidia")
+     + DEMO.split("llms:\n", 1)[1].replace("name: smollm2", "name: other").replace(
+         "layout: ensemble", "layout: ensemble\n    model_names: nvidia"), "as llms entry 'smollm2' is"),
+])
+def test_nvidias_model_names_belong_to_one_ensemble_entry(tmp_path: Path, text: str, words: str) -> None:
+    spec = tmp_path / "tritonkit.yaml"
+    spec.write_text(text)
+    loaded = load_spec(spec)
+    with pytest.raises(SpecError) as caught:
+        for index in range(len(loaded.spec.llms)):
+            build_llm_units(loaded, index)
+    assert words in caught.value.first.message and caught.value.first.line is not None

@@ -59,18 +59,18 @@ def _text(outputs: dict[str, Array], name: str) -> Optional[str]:
 
 
 def _streaming_model(client: Client, model: str) -> Optional[ModelInfo]:
-    """The decoupled model to stream from: MODEL if decoupled, else MODEL_bls if served.
+    """The decoupled model to stream from: MODEL if decoupled, else its streaming model (MODEL_bls) if served.
 
     MODEL is decoupled in the LLM-API layout (the default) with streaming on; ``layout: ensemble``
-    streams from MODEL_bls.
+    streams from MODEL_bls (``tensorrt_llm_bls`` with NVIDIA's model names).
     """
     info = client.model(model)
     if info.decoupled:
         return info
-    if f"{model}_bls" in client.models():
-        return client.model(f"{model}_bls")
-    err_console.print(f"note: '{model}' answers once per request (not decoupled) and no '{model}_bls' model "
-                      "is served to stream from; answering without streaming", markup=False)
+    if info.streaming_model in client.models():
+        return client.model(info.streaming_model)
+    err_console.print(f"note: '{model}' answers once per request (not decoupled) and no '{info.streaming_model}' "
+                      "model is served to stream from; answering without streaming", markup=False)
     return None
 
 

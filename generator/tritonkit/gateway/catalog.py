@@ -1,8 +1,9 @@
 """Which LLMs a Triton server serves, read from its repository index and model configs, with their tokenizers.
 
-An LLM is a READY model with a ``text_input`` input (``<name>_bls`` is the streaming side of ``<name>``,
-not an LLM of its own). Each gets the two Triton models the gateway sends to: one for whole answers and
-one for streams (the model itself when it is decoupled, else ``<name>_bls`` when served, else none).
+An LLM is a READY model with a ``text_input`` input, unless it is the streaming side of another (its
+``streaming_model`` parameter, else ``<name>_bls``). Each gets the two Triton models the gateway sends to:
+one for whole answers and one for streams (the model itself when it is decoupled, else its streaming model
+when served, else none).
 """
 
 from __future__ import annotations
@@ -101,11 +102,17 @@ def _target(config: dict[str, Any]) -> Target:
     return Target(str(config["name"]), inputs, batched, decoupled)
 
 
+def _streaming_name(name: str, configs: dict[str, dict[str, Any]]) -> str:
+    """The model that streams for ``name``: as its ``streaming_model`` parameter says, else ``<name>_bls``."""
+    return _parameters(configs[name]).get("streaming_model") or f"{name}_bls"
+
+
 def _llm(name: str, configs: dict[str, dict[str, Any]]) -> LLM:
     unary = _target(configs[name])
-    bls = configs.get(f"{name}_bls")
+    bls = configs.get(_streaming_name(name, configs))
     streaming = unary if unary.decoupled else (_target(bls) if bls and _target(bls).decoupled else None)
-    owner = name if "tokenizer" in _parameters(configs[name]) else f"{name}_preprocessing"
+    own = _parameters(configs[name])
+    owner = name if "tokenizer" in own else own.get("preprocessing_model") or f"{name}_preprocessing"
     parameters = _parameters(configs.get(owner, configs[name]))
     return LLM(name=name, interface=interface_of(frozenset(unary.inputs)), unary=unary, streaming=streaming,
                parameters=parameters, parameter_owner=owner)
@@ -151,8 +158,10 @@ class Catalog:
             configs = {}
             for name in ready:
                 configs[name] = (await self.client.get_model_config(name, as_json=True))["config"]
-            names = [n for n in ready if "text_input" in _parameters_free_inputs(configs[n])
-                     and not (n.endswith("_bls") and n[: -len("_bls")] in configs)]
+            with_text = [n for n in ready if "text_input" in _parameters_free_inputs(configs[n])]
+            # The streaming side of another (its BLS) is not an LLM of its own.
+            streaming_sides = {_streaming_name(n, configs) for n in with_text}
+            names = [n for n in with_text if n not in streaming_sides]
             llms = {}
             for name in names:
                 known = self.llms.get(name)

@@ -45,8 +45,20 @@ BACKEND_FILES = {
 }
 
 
+#: The models of the ensemble layout by role, as NVIDIA's TensorRT-LLM templates name them (model_names: nvidia).
+NVIDIA_NAMES = {"ensemble": "ensemble", "preprocessing": "preprocessing", "engine": "tensorrt_llm",
+                "postprocessing": "postprocessing", "bls": "tensorrt_llm_bls"}
+
+
 def _backend_files(role: str) -> dict[str, FileSource]:
     return python_backend_files(*BACKEND_FILES[role])
+
+
+def model_names(llm: LLMSpec) -> dict[str, str]:
+    """The ensemble layout's model names by role: ``<name>``, ``<name>_engine``, ... or NVIDIA's."""
+    if llm.model_names == "nvidia":
+        return dict(NVIDIA_NAMES)
+    return {role: llm.name if role == "ensemble" else f"{llm.name}_{role}" for role in NVIDIA_NAMES}
 
 
 class _Builder:
@@ -58,6 +70,7 @@ class _Builder:
         self.loc: Loc = ("llms", index)
         self.repository_dir = (repository_dir or loaded.base_dir / "model_repository").resolve()
         self.problems: list[Problem] = []
+        self.names = model_names(self.llm)
 
     def problem(self, key: Loc, message: str, hint: Optional[str] = None) -> None:
         self.problems.append(self.loaded.problem((*self.loc, *key), message, hint, model=self.llm.name))
@@ -83,7 +96,7 @@ class _Builder:
 
     def tokenizer_source(self) -> str:
         llm = self.llm
-        model = f"{llm.name}_preprocessing"
+        model = self.names["preprocessing"]
         if llm.tokenizer:
             return self.local_path(llm.tokenizer, ("tokenizer",), model, llm.engine.kind == "pytorch")
         if llm.engine.kind == "pytorch" and llm.engine.model:
@@ -118,6 +131,21 @@ class _Builder:
                          "remove layout (llmapi is the default), or use engine kind pytorch or tensorrt_llm")
         if llm.sampling.top_k < 0:
             self.problem(("sampling", "top_k"), "must be >= 0")
+        self.check_names()
+
+    def check_names(self) -> None:
+        """NVIDIA's model names belong to the ensemble layout, and to one entry of a repository."""
+        llm = self.llm
+        if llm.model_names != "nvidia":
+            return
+        if llm.resolved_layout != "ensemble":
+            self.problem(("model_names",), f"is nvidia, but the {llm.resolved_layout} layout has one model, named "
+                         "after the entry", "add layout: ensemble, or remove model_names")
+        first = next(i for i, other in enumerate(self.loaded.spec.llms) if other.model_names == "nvidia")
+        if first != self.loc[1]:
+            self.problem(("model_names",), f"is nvidia, as llms entry '{self.loaded.spec.llms[first].name}' is: "
+                         "two pipelines cannot both be called ensemble, tensorrt_llm, ...",
+                         "keep model_names: nvidia on one entry only")
 
     def check_context(self) -> None:
         """max_input_len + max_output_len must fit the model's context, when its config.json says it."""
@@ -170,7 +198,7 @@ class _Builder:
 
     def python_model(self, suffix: str, count: int, params: Mapping[str, ParameterValue],
                      batching: bool, name: Optional[str] = None) -> ModelUnit:
-        config = self.base(name or f"{self.llm.name}_{suffix}", "python")
+        config = self.base(name or self.names[suffix], "python")
         llm_config.add_tensors(config, suffix)
         if batching:
             # With a delay of 0 (the default) a request never waits for company, and requests that queue
@@ -204,7 +232,7 @@ class _Builder:
         llm = self.llm
         params = self.prompt_parameters(tokenizer)
         params.update({
-            "engine_model": f"{llm.name}_engine", "max_concurrency": 2 * llm.max_batch_size,
+            "engine_model": self.names["engine"], "max_concurrency": 2 * llm.max_batch_size,
             "unsupported_inputs": json.dumps(contract.BLS_UNSUPPORTED, sort_keys=True),
             "preprocessing_unsupported_inputs": json.dumps(contract.PREPROCESSING_UNSUPPORTED, sort_keys=True),
             "preprocessing_inputs": json.dumps(contract.bls_routes()["preprocessing"], sort_keys=True),
@@ -222,10 +250,10 @@ class _Builder:
     def engine(self) -> ModelUnit:
         llm = self.llm
         if llm.engine.kind == "tensorrt_llm":
-            config = self.base(f"{llm.name}_engine", "tensorrtllm")
+            config = self.base(self.names["engine"], "tensorrtllm")
             llm_config.fill_trtllm_engine(config, llm)
             return self.unit(config, {})
-        config = self.base(f"{llm.name}_engine", "python")
+        config = self.base(self.names["engine"], "python")
         llm_config.add_tensors(config, "engine")
         # The scheduler batches in flight (requests join between steps), so Triton need not hold any back.
         config.dynamic_batching.SetInParent()
@@ -238,13 +266,19 @@ class _Builder:
 
     def front(self, tokenizer: str) -> ModelUnit:
         """``<name>`` of a decoupled engine: a Python model that tokenises, calls the engine and decodes."""
-        return self.python_model("front", 1, self.front_parameters(tokenizer), True, name=self.llm.name)
+        params = {**self.front_parameters(tokenizer), **self.neighbours()}
+        return self.python_model("front", 1, params, True, name=self.names["ensemble"])
 
     def ensemble(self) -> ModelUnit:
-        name = self.llm.name
-        config = self.base(name, "ensemble")
-        llm_config.fill_ensemble(config, name, f"{name}_engine")
+        names = self.names
+        config = self.base(names["ensemble"], "ensemble")
+        llm_config.fill_ensemble(config, names["preprocessing"], names["engine"], names["postprocessing"])
+        llm_config.set_parameters(config, self.neighbours())
         return self.unit(config, {})
+
+    def neighbours(self) -> dict[str, ParameterValue]:
+        """Where a client of ``<name>`` finds the rest of the pipeline: the streaming model and the tokenizer's."""
+        return {"streaming_model": self.names["bls"], "preprocessing_model": self.names["preprocessing"]}
 
 
 def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Path] = None) -> list[ModelUnit]:

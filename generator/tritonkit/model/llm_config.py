@@ -170,8 +170,8 @@ def _step(config: pb.ModelConfig, model: str, inputs: dict[str, str], outputs: d
         step.output_map[key] = outputs[key]
 
 
-def fill_ensemble(config: pb.ModelConfig, name: str, engine: str) -> None:
-    """Preprocessing -> ``engine`` -> postprocessing, text in and text out, wired like NVIDIA's ensemble."""
+def fill_ensemble(config: pb.ModelConfig, preprocessing: str, engine: str, postprocessing: str) -> None:
+    """Preprocessing -> engine -> postprocessing (the models so named), text in and text out, as NVIDIA's ensemble."""
     add_tensors(config, "ensemble")
-    for model, inputs, outputs in ensemble_steps(f"{name}_preprocessing", engine, f"{name}_postprocessing"):
+    for model, inputs, outputs in ensemble_steps(preprocessing, engine, postprocessing):
         _step(config, model, inputs, outputs)

@@ -27,6 +27,8 @@ class ModelInfo:
     outputs: tuple[TensorInfo, ...]
     max_batch_size: int = 0
     decoupled: bool = False
+    #: The model that streams for this one (its ``streaming_model`` parameter, else ``<name>_bls``).
+    streaming_model: str = ""
 
     def input(self, name: str) -> Optional[TensorInfo]:
         """The input called ``name``, or None."""
@@ -49,9 +51,11 @@ def model_info(metadata: Mapping[str, Any], config: Mapping[str, Any]) -> ModelI
                      for t in metadata.get(key, []))
 
     policy = config.get("model_transaction_policy", {})
+    streaming = (config.get("parameters") or {}).get("streaming_model", {}).get("string_value", "")
     return ModelInfo(name=str(metadata["name"]), versions=tuple(str(v) for v in metadata.get("versions", [])),
                      inputs=tensors("inputs"), outputs=tensors("outputs"),
-                     max_batch_size=int(config.get("max_batch_size", 0)), decoupled=bool(policy.get("decoupled")))
+                     max_batch_size=int(config.get("max_batch_size", 0)), decoupled=bool(policy.get("decoupled")),
+                     streaming_model=str(streaming or f"{metadata['name']}_bls"))
 
 
 def _expects(info: ModelInfo) -> str:

@@ -106,6 +106,10 @@ class LLMSpec(StrictModel):
     #: ``vllm``: Triton's vLLM backend model (engine kind vllm only).
     #: Left out: ``ensemble`` for engine kind tensorrt_llm, ``vllm`` for vllm, else ``llmapi``.
     layout: Optional[Literal["llmapi", "ensemble", "vllm"]] = None
+    #: ``layout: ensemble`` only: ``nvidia`` names the five models as NVIDIA's TensorRT-LLM templates do
+    #: (``ensemble``, ``preprocessing``, ``tensorrt_llm``, ``postprocessing``, ``tensorrt_llm_bls``), so scripts,
+    #: dashboards and alerts written for those names work unchanged; one entry per repository can.
+    model_names: Literal["tritonkit", "nvidia"] = "tritonkit"
     tokenizer: Optional[str] = None
     chat_template: bool = True
     system_prompt: Optional[str] = None
