@@ -81,7 +81,7 @@ def run(busy: int, keep: bool) -> dict[str, Any]:
         while serve.poll() is None and _first(lines, r"Ctrl-C stops it") is None and time.monotonic() - started < 3600:
             time.sleep(1)
         report["load_average_at_ready"] = os.getloadavg()
-        report["install_s"] = _first(lines, r"^\s*create model_repository/")
+        report["install_s"] = _first(lines, r"^\s*create ")
         report["generate_done_s"] = _first(lines, r"starting tritonserver")
         report["ready_s"] = _first(lines, r"Ctrl-C stops it")
         report["serve_steps"] = [f"{at:6.1f} s  {line}" for at, line in lines
