@@ -15,7 +15,6 @@ metrics) goes to the client as the engine sent it. When the client cancels, the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,15 +25,8 @@ import triton_python_backend_utils as pb_utils
 
 import llm_common
 import llm_prompt
-
-_FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-def _inputs(request: Any) -> dict[str, np.ndarray[Any, Any]]:
-    """The request's inputs by name, read once (the routes look up some 70 names per request)."""
-    return {t.name(): t.as_numpy() for t in request.inputs()}
-
-
-def _strings(*texts: str) -> np.ndarray[Any, Any]:
-    return np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
+import llm_request
+import llm_triton
 
 
 class TritonPythonModel:
@@ -65,11 +57,9 @@ class TritonPythonModel:
     def _serve(self, request: Any, sender: Any) -> None:
         try:
             _Stream(self, request, sender).run()
-        except Exception as exc:  # any failure must reach this client, and only it
-            text = str(exc) if isinstance(exc, llm_common.RequestError) else \
-                llm_common.tag_error(llm_common.ENGINE_ERROR, f"{type(exc).__name__}: {exc}")
-            with contextlib.suppress(Exception):  # the client may be gone; nothing left to tell then
-                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(text)), flags=_FINAL)
+        except Exception as exc:  # any failure must reach this client, and only it (if it is still there)
+            text = str(exc) if isinstance(exc, llm_common.RequestError) else llm_triton.failure_text(exc)
+            llm_triton.send(sender, llm_triton.error(text))
 
     def stop_engine(self, request_id: str, client_request: Any) -> None:
         """Stop the engine's request ``request_id``: TensorRT-LLM's ``stop`` input, which both engines read."""
@@ -91,10 +81,9 @@ class _Stream:
         self.model = model
         self.request = request
         self.sender = sender
-        self.inputs = _inputs(request)
-        stream = self.inputs.get("stream")
-        self.stream = bool(stream.reshape(-1)[0]) if stream is not None and stream.size else True
-        self.decoders: dict[int, llm_common.IncrementalDecoder] = {}
+        self.inputs = llm_triton.inputs(request)  # read once: the routes look up some 70 names per request
+        self.stream = llm_request.stream_flag(self.inputs)
+        self.text = llm_request.TextOutput(model.tokenizer, self.stream)
         self.cancelled = False
         self.pending: Optional[Any] = None
         self.request_id = request.request_id() or uuid.uuid4().hex
@@ -119,48 +108,29 @@ class _Stream:
         if failure is not None:
             raise failure
         if self.pending is not None:
-            with contextlib.suppress(pb_utils.TritonModelException):  # a cancelled client may be gone
-                self.sender.send(self.pending, flags=_FINAL)
+            llm_triton.send(self.sender, self.pending)  # a cancelled client may be gone
         elif not self.cancelled:
-            self.sender.send(flags=_FINAL)
+            llm_triton.send(self.sender)
 
     def _send(self, response: Any) -> None:
         """Send the response held back, and hold this one: the last one goes out with the final flag."""
-        if self.pending is not None:
-            self.sender.send(self.pending)
+        if self.pending is not None and not llm_triton.send(self.sender, self.pending, final=False):
+            self._cancel()  # the client has gone away: stop generating for it
+            response = None
         self.pending = response
 
+    def _cancel(self) -> None:
+        self.cancelled = True
+        self.model.stop_engine(self.request_id, self.request)
+
     def _on_response(self, response: Any) -> None:
-        if response.has_error():
-            raise llm_common.RequestError(response.error().message())
+        failed = llm_triton.error_message(response)
+        if failed is not None:
+            raise llm_common.RequestError(failed)
         # A whole (not streamed) answer comes as one response: nothing is left to stop when it arrives.
         if self.stream and self.model.streams.is_cancelled(self.request):
-            self.cancelled = True
-            self.model.stop_engine(self.request_id, self.request)
+            self._cancel()
             return
-        tensors = {t.name(): t.as_numpy() for t in response.output_tensors()}
-        if "output_ids" not in tensors:
-            return
-        sequences = llm_common.engine_sequences(tensors.pop("output_ids"), tensors.pop("sequence_length", None))
-        done = "finish_reason" in tensors
-        if len(sequences) > 1:  # a non-decoupled engine's merged answer: every sequence, whole
-            text: Optional[np.ndarray[Any, Any]] = _strings(*llm_common.decode_batch(self.model.tokenizer, sequences))
-        else:
-            index = int(tensors["sequence_index"].reshape(-1)[0]) if "sequence_index" in tensors else 0
-            text = self._text(index, sequences[0], done)
-        if text is not None:
-            outputs = [pb_utils.Tensor("text_output", text)]
-            outputs += [pb_utils.Tensor(name, value) for name, value in tensors.items()]
-            self._send(pb_utils.InferenceResponse(output_tensors=outputs))
-
-    def _text(self, index: int, ids: list[int], done: bool) -> Optional[np.ndarray[Any, Any]]:
-        """``text_output`` for sequence ``index`` after these ids, or None when nothing is to be sent yet."""
-        if done and not self.stream and index not in self.decoders:  # one whole answer: decode it once
-            return _strings(llm_common.decode_text(self.model.tokenizer, ids))
-        decoder = self.decoders.setdefault(index, llm_common.IncrementalDecoder(self.model.tokenizer))
-        delta = decoder.push(ids)
-        if done:
-            delta += decoder.flush()
-        if not done and (not self.stream or not delta):
-            return None
-        return _strings(delta if self.stream else decoder.emitted)
+        outputs = self.text.outputs(llm_triton.outputs(response))
+        if outputs is not None:
+            self._send(llm_triton.response(outputs))

@@ -26,8 +26,8 @@ import triton_python_backend_utils as pb_utils
 import llm_common
 import llm_generate
 import llm_scheduler
+import llm_triton
 
-_FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 #: Sampling inputs: (engine input, Row field, lowest allowed, highest allowed, whether the lowest is excluded).
 _FLOATS = (("temperature", "temperature", 0.0, None, False), ("runtime_top_p", "top_p", 0.0, 1.0, False),
            ("repetition_penalty", "repetition_penalty", 0.0, None, True),
@@ -48,19 +48,11 @@ class _Place(NamedTuple):
     row: llm_generate.Row
 
 
-def _inputs(request: Any) -> Inputs:
-    return {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
-
-
 def _scalar(inputs: Inputs, name: str, default: Any = None) -> Any:
     array = inputs.get(name)
     if array is None or array.size == 0:
         return default
     return array.reshape(-1)[0].item()
-
-
-def _error_response(message: str) -> Any:
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
 
 
 def _is_neutral(name: str, array: np.ndarray[Any, Any]) -> bool:
@@ -111,8 +103,7 @@ class TritonPythonModel:
         self.scheduler = llm_scheduler.engine_from_parameters(
             self.model, self.default_pad_id, params, self.max_batch, self.max_context_or(4096))
         #: Live requests by Triton request id, for the ``stop`` input.
-        self.live: dict[str, list[_Job]] = {}
-        self.live_lock = threading.Lock()
+        self.live = llm_triton.LiveRequests()
 
     def max_context_or(self, default: int) -> int:
         """The model's context length, or ``default`` when its config does not say."""
@@ -191,39 +182,30 @@ class TritonPythonModel:
         """
         for request in requests:
             try:
-                inputs = _inputs(request)
+                inputs = llm_triton.inputs(request)
                 if _scalar(inputs, "stop", False):
                     response = self.stop(request)
                 else:
                     _Job(self, request, inputs)
                     continue
             except (llm_common.RequestError, ValueError, TypeError, llm_scheduler.QueueFullError) as exc:
-                response = _error_response(llm_common.error_text(exc))
-            request.get_response_sender().send(response, flags=_FINAL)
+                response = llm_triton.error(exc)
+            llm_triton.send(request.get_response_sender(), response)
 
     def stop(self, request: Any) -> Any:
         """``stop: true``: cancel the live request with this request's id; answer with an empty response."""
         request_id = request.request_id()
         if not request_id:
             raise llm_common.RequestError("input 'stop' needs a request id naming the request to stop")
-        with self.live_lock:
-            found = list(self.live.get(request_id, []))
-        for job in found:
-            job.cancel()
-        return pb_utils.InferenceResponse(output_tensors=[])
+        self.live.cancel(request_id, _Job.cancel)
+        return llm_triton.response()
 
     def register(self, job: _Job, add: bool) -> None:
         """Track (or forget) a live job under its request id."""
-        if not job.request_id:
-            return
-        with self.live_lock:
-            jobs = self.live.setdefault(job.request_id, [])
-            if add:
-                jobs.append(job)
-            else:
-                jobs.remove(job)
-                if not jobs:
-                    del self.live[job.request_id]
+        if add:
+            self.live.add(job.request_id, job)
+        else:
+            self.live.discard(job.request_id, job)
 
     def finalize(self) -> None:
         """Stop the scheduler's thread."""
@@ -314,13 +296,11 @@ class _Job:
                 self._finish_unary(item)
             return
         if item.error:
-            response: Any = _error_response(item.error)
+            response: Any = llm_triton.error(item.error)
         elif self.streaming and (new_tokens or done):
-            response = pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor(k, v) for k, v in self._tensors(item, new_tokens, done).items()])
+            response = llm_triton.response(self._tensors(item, new_tokens, done))
         elif done:
-            response = pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor(k, v) for k, v in self._tensors(item, [], True).items()])
+            response = llm_triton.response(self._tensors(item, [], True))
         else:
             return
         self._send(response, done)
@@ -333,11 +313,7 @@ class _Job:
         self._deliver(response, last)
 
     def _deliver(self, response: Any, last: bool) -> None:
-        try:
-            self.sender.send(response, flags=_FINAL if last else 0)
-        except pb_utils.TritonModelException as exc:
-            # The client went away (cancelled stream): nothing is waiting for this response.
-            pb_utils.Logger.log_verbose(f"response not sent: {exc}")
+        llm_triton.send(self.sender, response, last)
         if last:
             self.engine.register(self, False)
 
@@ -348,10 +324,10 @@ class _Job:
                 return
         errors = [r.error for r in self.requests if r.error]
         if errors:
-            response = _error_response(errors[0])
+            response = llm_triton.error(errors[0])
         else:
             parts = [self._tensors(r, [], True) for r in self.requests]
             merged = llm_common.merge_sequences(parts, self.engine.default_pad_id)
-            response = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in merged.items()])
+            response = llm_triton.response(merged)
         self._deliver(response, True)
 

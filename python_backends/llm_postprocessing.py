@@ -11,17 +11,16 @@ import json
 from typing import Any
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
 import llm_common
+import llm_triton
 
 
-def _read(request: Any) -> list[list[int]]:
-    tokens = pb_utils.get_input_tensor_by_name(request, "TOKENS_BATCH")
-    lengths = pb_utils.get_input_tensor_by_name(request, "SEQUENCE_LENGTH")
+def _read(inputs: dict[str, np.ndarray[Any, Any]]) -> list[list[int]]:
+    tokens, lengths = inputs.get("TOKENS_BATCH"), inputs.get("SEQUENCE_LENGTH")
     if tokens is None or lengths is None:
         raise llm_common.RequestError("inputs 'TOKENS_BATCH' and 'SEQUENCE_LENGTH' are required")
-    return llm_common.engine_sequences(tokens.as_numpy(), lengths.as_numpy())
+    return llm_common.engine_sequences(tokens, lengths)
 
 
 class TritonPythonModel:
@@ -38,7 +37,7 @@ class TritonPythonModel:
         sequences: list[list[int]] = []
         for request in requests:
             try:
-                found = _read(request)
+                found = _read(llm_triton.inputs(request))
             except llm_common.RequestError as exc:
                 parsed.append(exc)
                 continue
@@ -48,9 +47,9 @@ class TritonPythonModel:
         responses = []
         for item in parsed:
             if isinstance(item, Exception):
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(item))))
+                responses.append(llm_triton.error(item))
                 continue
             start, count = item
             words = np.array([t.encode("utf-8") for t in texts[start:start + count]], dtype=np.object_)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", words)]))
+            responses.append(llm_triton.response({"OUTPUT": words}))
         return responses

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import triton_python_backend_utils as pb_utils
-
 import llm_common
 import llm_prompt
+import llm_triton
 
 
 class TritonPythonModel:
@@ -27,12 +26,6 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Tokenise the prompts of every request in one batched call, then answer each request."""
-        inputs = [{t.name(): t.as_numpy() for t in request.inputs()} for request in requests]
-        responses = []
-        for result in self.pre.prepare(inputs):
-            if isinstance(result, Exception):
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result))))
-            else:
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor(k, v) for k, v in result.items()]))
-        return responses
+        results = self.pre.prepare([llm_triton.inputs(request) for request in requests])
+        return [llm_triton.error(result) if isinstance(result, Exception) else llm_triton.response(result)
+                for result in results]

@@ -30,15 +30,11 @@ import triton_python_backend_utils as pb_utils
 
 import llm_common
 import llm_prompt
+import llm_request
+import llm_triton
 
 #: How long ``execute`` waits for its batch's answers before leaving them to the response senders.
 _HOLD_S = 0.020
-#: Engine inputs read once per request, not per prompt: requests that differ in them do not share one.
-_PER_REQUEST = ("streaming", "return_perf_metrics", "stop")
-
-
-def _error(message: str) -> Any:
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
 
 
 class _Batch:
@@ -78,10 +74,7 @@ class _Batch:
 
 
 def _send(request: Any, response: Any) -> None:
-    try:
-        request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-    except pb_utils.TritonModelException as exc:  # the client went away: nothing waits for this answer
-        pb_utils.Logger.log_verbose(f"response not sent: {exc}")
+    llm_triton.send(request.get_response_sender(), response)
 
 
 class _Rows:
@@ -112,10 +105,9 @@ class _Rows:
 def _stack_answers(responses: list[Any]) -> Any:
     failed = next((r for r in responses if r.has_error()), None)
     if failed is not None:
-        return _error(failed.error().message())
-    rows = [{t.name(): t.as_numpy() for t in r.output_tensors()} for r in responses]
-    return pb_utils.InferenceResponse(output_tensors=[
-        pb_utils.Tensor(name, np.concatenate([row[name] for row in rows], axis=0)) for name in rows[0]])
+        return llm_triton.error(llm_triton.error_message(failed) or "")
+    rows = [llm_triton.outputs(r) for r in responses]
+    return llm_triton.response({name: np.concatenate([row[name] for row in rows], axis=0) for name in rows[0]})
 
 
 class _Prepared(NamedTuple):
@@ -168,14 +160,15 @@ class TritonPythonModel:
             try:
                 rows = self._prepare(request)
             except Exception as exc:  # a malformed request: its own error, the others go on
-                batch.answer(index, _error(llm_common.error_text(exc)))
+                batch.answer(index, llm_triton.error(exc))
                 continue
             if len(rows) > 1:  # a batch of prompts in one request: its rows go to the engine together
                 calls.append((self._group, _Rows(batch, index, len(rows)), list(range(len(rows))),
                               dict(enumerate(rows))))
                 continue
             prepared[index] = rows[0]
-            groups.setdefault(self._group_key(request, prepared[index]), []).append(index)
+            key = llm_request.group_key(request.request_id(), prepared[index].wanted, prepared[index].tensors)
+            groups.setdefault(key, []).append(index)
         for key, indices in groups.items():
             if key is None or len(indices) == 1:
                 calls += [(self._single, batch, index, prepared[index]) for index in indices]
@@ -188,32 +181,16 @@ class TritonPythonModel:
 
     def _prepare(self, request: Any) -> list[_Prepared]:
         """The engine tensors of each prompt the request carries (one per row of its batch, as NVIDIA's accepts)."""
-        client = {t.name(): t.as_numpy() for t in request.inputs()}
-        wanted = frozenset(request.requested_output_names()) or frozenset(self.outputs)
-        asked = [n for n in self.outputs if n in wanted and n != "text_output"]
-        asked += [n for n in ("output_ids", "sequence_length") if n not in asked]
-        text = client.get("text_input")
-        count = int(text.shape[0]) if text is not None and text.ndim >= 2 else 1
-        rows = [client] if count == 1 else [{name: value[row:row + 1] if value.ndim >= 2 and value.shape[0] == count
-                                             else value for name, value in client.items()} for row in range(count)]
-        return [_Prepared(self.router.engine_tensors(row, False), asked, wanted) for row in rows]
-
-    @staticmethod
-    def _group_key(request: Any, prepared: _Prepared) -> Any:
-        """What requests must share to go as one engine request (None: this one goes alone)."""
-        if request.request_id():
-            return None
-        return (prepared.wanted, tuple(
-            (name, array.dtype.str, None if name == "input_ids" else array.shape[1:],
-             array.tobytes() if name in _PER_REQUEST else b"")
-            for name, array in sorted(prepared.tensors.items())))
+        asked, wanted = llm_request.asked_outputs(list(request.requested_output_names()), self.outputs)
+        return [_Prepared(self.router.engine_tensors(row, False), asked, wanted)
+                for row in llm_request.split_prompts(llm_triton.inputs(request))]
 
     def _single(self, batch: _Batch | _Rows, index: int, prepared: _Prepared) -> None:
         request = batch.requests[index]
         try:
             response = self._call(request, prepared)
         except Exception as exc:  # any failure must reach this client, and only it
-            response = _error(llm_common.tag_error(llm_common.ENGINE_ERROR, f"{type(exc).__name__}: {exc}"))
+            response = llm_triton.error(llm_triton.failure_text(exc))
         batch.answer(index, response)
 
     def _call(self, request: Any, prepared: _Prepared) -> Any:
@@ -226,9 +203,10 @@ class TritonPythonModel:
         self.streams.keep(stream, request)  # not dropped here: see llm_prompt.StreamKeeper
         parts: list[dict[str, Any]] = []
         for response in responses:
-            if response.has_error():
-                return _error(response.error().message())
-            tensors = {t.name(): t.as_numpy() for t in response.output_tensors()}
+            failed = llm_triton.error_message(response)
+            if failed is not None:
+                return llm_triton.error(failed)
+            tensors = llm_triton.outputs(response)
             if tensors:
                 parts.append(tensors)
         return self._reply(parts, prepared.wanted)
@@ -237,12 +215,11 @@ class TritonPythonModel:
         """One client's response from the engine's responses for its prompt (one per sequence)."""
         merged = llm_common.merge_sequences(parts, self.pad_id) if parts else {}
         if "output_ids" not in merged:
-            return _error(f"{self.engine_name} answered without output_ids")
+            return llm_triton.error(f"{self.engine_name} answered without output_ids", llm_common.ENGINE_ERROR)
         sequences = llm_common.engine_sequences(merged.pop("output_ids"), merged.pop("sequence_length", None))
         texts = llm_common.decode_batch(self.tokenizer, sequences)
         merged["text_output"] = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
-        return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(k, v) for k, v in merged.items() if k in wanted])
+        return llm_triton.response({k: v for k, v in merged.items() if k in wanted})
 
     def _stack(self, indices: list[int], prepared: dict[int, _Prepared]) -> dict[str, np.ndarray[Any, Any]]:
         """The engine tensors of several requests as one batch (prompts padded, ``input_lengths`` says where)."""
@@ -268,8 +245,9 @@ class TritonPythonModel:
                 inputs=[pb_utils.Tensor(k, v) for k, v in self._stack(indices, prepared).items()])
             stream = engine_request.exec(decoupled=True)
             for response in stream:  # read to the end, errors too, so that the stub clears the stream
-                found = {} if response.has_error() else {t.name(): t.as_numpy() for t in response.output_tensors()}
-                error = error or (response.error().message() if response.has_error() else None)
+                failed = llm_triton.error_message(response)
+                found = {} if failed is not None else llm_triton.outputs(response)
+                error = error or failed
                 if not found or error:
                     continue
                 index = indices[int(found["batch_index"].reshape(-1)[0])]
@@ -283,7 +261,7 @@ class TritonPythonModel:
                     else:
                         held = (index, answer)
         except Exception as exc:  # a failed call: every client of the group still waiting hears of it
-            error = f"{type(exc).__name__}: {exc}"
+            error = llm_triton.failure_text(exc)
             with contextlib.suppress(Exception):  # read to the end all the same (see llm_prompt.StreamKeeper)
                 for _ in stream or ():
                     pass
@@ -301,4 +279,4 @@ class TritonPythonModel:
                 self.pool.submit(self._single, batch, index, prepared[index])
         elif error:
             for index in left:
-                batch.answer(index, _error(error))
+                batch.answer(index, llm_triton.error(error))

@@ -55,3 +55,27 @@ def test_the_engine_layers_point_down() -> None:
 def test_each_engine_module_imports_alone() -> None:
     for module in ENGINE:
         subprocess.run([sys.executable, "-c", f"import {module}"], cwd=BACKENDS, check=True)
+
+
+#: The Python models: the only modules besides ``llm_triton`` that import Triton's Python-backend module.
+MODELS = {"llm_api", "llm_engine", "llm_unary", "llm_bls", "llm_preprocessing", "llm_postprocessing"}
+
+
+def _imports_triton(module: str) -> bool:
+    for node in ast.walk(ast.parse((BACKENDS / f"{module}.py").read_text())):
+        if isinstance(node, ast.Import) and any(a.name == "triton_python_backend_utils" for a in node.names):
+            return True
+    return False
+
+
+def test_only_the_models_and_the_triton_helper_touch_triton() -> None:
+    touching = {path.stem for path in BACKENDS.glob("llm_*.py") if _imports_triton(path.stem)}
+    assert touching <= MODELS | {"llm_triton"}
+    assert "llm_triton" in touching
+    assert not _imports_triton("llm_preprocessing") and not _imports_triton("llm_postprocessing")
+
+
+def test_the_request_helpers_stand_on_llm_common_alone() -> None:
+    assert _imports("llm_triton") == {"llm_common"}
+    assert _imports("llm_request") == {"llm_common"}
+    subprocess.run([sys.executable, "-c", "import llm_request"], cwd=BACKENDS, check=True)

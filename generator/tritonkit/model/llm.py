@@ -36,12 +36,12 @@ LLM_VERSION_POLICY = VersionPolicy.model_validate({"latest": {"num_versions": 1}
 
 #: The python_backends file each Python model of the pipeline runs, and the helpers copied beside it.
 BACKEND_FILES = {
-    "preprocessing": ("llm_preprocessing.py", ("llm_common.py", "llm_prompt.py")),
-    "postprocessing": ("llm_postprocessing.py", ("llm_common.py",)),
-    "bls": ("llm_bls.py", ("llm_common.py", "llm_prompt.py")),
+    "preprocessing": ("llm_preprocessing.py", ("llm_common.py", "llm_prompt.py", "llm_triton.py")),
+    "postprocessing": ("llm_postprocessing.py", ("llm_common.py", "llm_triton.py")),
+    "bls": ("llm_bls.py", ("llm_common.py", "llm_prompt.py", "llm_request.py", "llm_triton.py")),
     "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_kv.py", "llm_scheduler.py",
-                                 "llm_sequence.py", "llm_slots.py", "llm_steps.py")),
-    "front": ("llm_unary.py", ("llm_common.py", "llm_prompt.py")),
+                                 "llm_sequence.py", "llm_slots.py", "llm_steps.py", "llm_triton.py")),
+    "front": ("llm_unary.py", ("llm_common.py", "llm_prompt.py", "llm_request.py", "llm_triton.py")),
 }
 
 

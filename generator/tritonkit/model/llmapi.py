@@ -29,8 +29,9 @@ __all__ = ["LLMAPI_FILES", "RESERVED_LLM_ARGS", "TRTLLM_VERSION_LOCAL", "build_l
 #: tritonkit's model and the helpers copied beside it, by engine kind.
 LLMAPI_FILES = {
     "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py", "llm_kv.py",
-                               "llm_scheduler.py", "llm_sequence.py", "llm_slots.py", "llm_steps.py")),
-    "tensorrt_llm_api": ("llm_api.py", ("llm_api_trtllm.py", "llm_common.py")),
+                               "llm_request.py", "llm_scheduler.py", "llm_sequence.py", "llm_slots.py",
+                               "llm_steps.py", "llm_triton.py")),
+    "tensorrt_llm_api": ("llm_api.py", ("llm_api_trtllm.py", "llm_common.py", "llm_request.py", "llm_triton.py")),
 }
 #: The interface the local engine declares: TensorRT-LLM 1.2.1's, the release of NGC's images up to 26.07.
 TRTLLM_VERSION_LOCAL = "1.2.1"

@@ -17,9 +17,6 @@ step when it asked for ``streaming``, one at the end otherwise.
 from __future__ import annotations
 
 import json
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,33 +25,11 @@ import triton_python_backend_utils as pb_utils
 import yaml
 
 import llm_common
+import llm_request
+import llm_triton
 
-_FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-#: Inputs the interface declares that this engine cannot honour, and which engine can.
-_UNSUPPORTED = {"image_url": "TensorRT-LLM with triton_config.multimodal", "lora_id": "TensorRT-LLM",
-                "lora_name": "TensorRT-LLM", "lora_path": "TensorRT-LLM", "lora_ckpt_source": "TensorRT-LLM"}
-
-
-def _values(request: Any, name: str) -> Optional[list[Any]]:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    if tensor is None:
-        return None
-    return [item.item() if hasattr(item, "item") else item for item in tensor.as_numpy().reshape(-1)]
-
-
-def _scalar(request: Any, name: str, default: Any = None) -> Any:
-    values = _values(request, name)
-    return values[0] if values else default
-
-
-def _text(value: Any, name: str) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise llm_common.RequestError(
-                f"input {name!r} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    return str(value)
+#: One parsed request (``llm_request.parse_api`` makes it from the request's arrays).
+Job = llm_request.Job
 
 
 def model_yaml(model_dir: Path, version: str) -> Optional[Path]:
@@ -63,31 +38,6 @@ def model_yaml(model_dir: Path, version: str) -> Optional[Path]:
         if path.is_file():
             return path
     return None
-
-
-@dataclass
-class Job:
-    """One request, parsed: what to generate and which outputs it asked for."""
-
-    request: Any
-    sender: Any
-    prompt: str
-    max_tokens: int
-    streaming: bool
-    settings: dict[str, Any]
-    stop_words: list[str] = field(default_factory=list)
-    exclude_input: bool = True
-    #: ``apply_chat_template``: False sends the prompt as it is; None leaves it to the model's parameter.
-    chat_template: Optional[bool] = None
-    want: frozenset[str] = frozenset()
-    arrival_ns: int = field(default_factory=time.time_ns)
-    first_scheduled_ns: int = 0
-    first_token_ns: int = 0
-    #: Filled by the engine: prompt token ids, whether the prompt was sent back, the final response.
-    ids: list[int] = field(default_factory=list)
-    prompt_sent: bool = False
-    response: Any = None
-    engine_request: Any = None
 
 
 class TritonPythonModel:
@@ -120,46 +70,15 @@ class TritonPythonModel:
             import llm_api_local
 
             self.engine = llm_api_local.LocalEngine(params, args)
-        self.live: dict[str, Job] = {}
-        self.lock = threading.Lock()
+        #: Live requests by Triton request id, for the ``stop`` input.
+        self.live = llm_triton.LiveRequests()
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _parse(self, request: Any, sender: Any) -> Job:
-        for name, engine in _UNSUPPORTED.items():
-            if _values(request, name):
-                raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's PyTorch engine; "
-                                              f"{engine} serves it", llm_common.UNSUPPORTED)
-        texts = _values(request, "text_input") or []
-        if len(texts) != 1:
-            raise llm_common.RequestError(f"input 'text_input' must hold exactly one prompt (got {len(texts)})")
-        best_of = int(_scalar(request, "sampling_param_best_of", 1))
-        if best_of != 1:
-            raise llm_common.RequestError(f"input 'sampling_param_best_of' is {best_of}; this engine generates one "
-                                          "sequence per request (TensorRT-LLM supports best_of > 1)")
-        streaming = bool(_scalar(request, "streaming", False))
-        if streaming and not self.decoupled:
-            raise llm_common.RequestError("Streaming is only supported in decoupled mode.")
-        stops = [_text(v, "sampling_param_stop") for v in _values(request, "sampling_param_stop") or []]
-        want = {name for name in ("return_finish_reason", "return_stop_reason", "return_cumulative_logprob",
-                                  "sampling_param_return_perf_metrics") if _scalar(request, name, False)}
-        settings = {key: _scalar(request, f"sampling_param_{key}") for key in
-                    ("temperature", "top_k", "top_p", "frequency_penalty", "presence_penalty", "seed")}
-        template = _scalar(request, "apply_chat_template")
-        return Job(request=request, sender=sender, prompt=_text(texts[0], "text_input"),
-                   max_tokens=int(_scalar(request, "sampling_param_max_tokens", 0) or 0), streaming=streaming,
-                   settings={k: v for k, v in settings.items() if v is not None}, stop_words=stops,
-                   exclude_input=bool(_scalar(request, "sampling_param_exclude_input_from_output", True)),
-                   chat_template=None if template is None else bool(template), want=frozenset(want))
-
     def _stop(self, request: Any) -> Any:
         """``stop: true`` cancels the live request with the same id; this request gets an empty answer."""
-        with self.lock:
-            job = self.live.get(request.request_id())
-        if job is not None:
-            self.engine.cancel(job)
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor("text_output", np.array([b""], dtype=np.object_))])
+        self.live.cancel(request.request_id(), self.engine.cancel)
+        return llm_triton.response({"text_output": np.array([b""], dtype=np.object_)})
 
     def execute(self, requests: list[Any]) -> Optional[list[Any]]:
         """Queue (decoupled) or generate (not decoupled) every valid request; bad ones get their own error."""
@@ -168,18 +87,19 @@ class TritonPythonModel:
         for slot, request in enumerate(requests):
             sender = request.get_response_sender() if self.decoupled else None
             try:
-                if _scalar(request, "stop", False):
+                inputs = llm_triton.inputs(request)
+                if llm_request.is_stop(inputs):
                     responses[slot] = self._stop(request)
                 else:
-                    jobs.append(self.engine.prepare(self._parse(request, sender)))
+                    job = llm_request.parse_api(inputs, self.decoupled, request, sender)
+                    jobs.append(self.engine.prepare(job))
                     continue
             except (llm_common.RequestError, ValueError, TypeError, OverflowError) as exc:
-                responses[slot] = pb_utils.InferenceResponse(output_tensors=[],
-                                                             error=pb_utils.TritonError(llm_common.error_text(exc)))
+                responses[slot] = llm_triton.error(exc)
             if sender is not None:
-                sender.send(responses[slot], flags=_FINAL)
+                llm_triton.send(sender, responses[slot])
         for job in jobs:
-            self._track(job)
+            self.live.add(job.request.request_id(), job)
         if jobs:
             self.engine.run(jobs, self._respond)
         if self.decoupled:
@@ -188,37 +108,23 @@ class TritonPythonModel:
             responses[requests.index(job.request)] = job.response
         return responses
 
-    def _track(self, job: Job) -> None:
-        request_id = job.request.request_id()
-        if request_id:
-            with self.lock:
-                self.live[request_id] = job
-
     # -- responses -----------------------------------------------------------------------------
 
     def _respond(self, job: Job, outputs: Optional[dict[str, Any]], final: bool, error: Optional[str] = None) -> None:
         """Send (decoupled) or keep (not decoupled) one response of ``job``."""
         if error is not None:
-            response = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(error))
+            response = llm_triton.error(error)
         elif outputs is not None:
-            response = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items()])
+            response = llm_triton.response(outputs)
         else:
             response = None
         if final:
-            with self.lock:
-                self.live.pop(job.request.request_id() or "", None)
+            self.live.discard(job.request.request_id(), job)
         if job.sender is None:
             if final:
                 job.response = response
             return
-        try:
-            if response is None:
-                job.sender.send(flags=_FINAL)
-            else:
-                job.sender.send(response, flags=_FINAL if final else 0)
-        except pb_utils.TritonModelException as exc:
-            # The client went away: nothing is waiting for this response.
-            pb_utils.Logger.log_verbose(f"response not sent: {exc}")
+        llm_triton.send(job.sender, response, final)
 
     def finalize(self) -> None:
         """Stop the engine's thread."""
