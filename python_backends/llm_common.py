@@ -82,6 +82,17 @@ def check_number(name: str, value: Any, low: Optional[float] = None, high: Optio
     return value
 
 
+def adds_special_tokens(tokenizer: Any, text: str) -> bool:
+    """Whether ``text``, sent as it is, is encoded with the tokenizer's special tokens (its BOS).
+
+    Not when it starts with the BOS token's text already: a chat template wrote it (the OpenAI gateway's
+    conversations), and a second one would shift the model's input. A raw prompt gets the BOS it expects.
+    The gateway counts a prompt's tokens by the same rule.
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    return not (isinstance(bos, str) and bos and text.startswith(bos))
+
+
 def longest_token_bytes(tokenizer: Any) -> int:
     """The most UTF-8 bytes one token of ``tokenizer`` stands for (at least 1).
 

@@ -60,3 +60,25 @@ def test_the_gateway_maps_codes_not_message_text(message: str, status: int, code
     assert (error.status, error.code) == (status, code)
     assert message in error.message
     assert ("Retry-After" in error.headers) == (status == 503)
+
+
+def _tokenizer_that_adds_a_bos() -> object:
+    """A real fast tokenizer (word level) whose encode() puts <s> in front, as Llama's does."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<s>": 0, "<unk>": 1, "The": 2, "capital": 3, "user": 4, "hi": 5}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", unk_token="<unk>")
+
+
+def test_a_text_that_starts_with_the_bos_gets_no_second_one() -> None:
+    tokenizer = _tokenizer_that_adds_a_bos()
+    raw, templated = "The capital", "<s> user hi"  # a completion prompt; a conversation a chat template wrote
+    assert llm_common.adds_special_tokens(tokenizer, raw) and not llm_common.adds_special_tokens(tokenizer, templated)
+    ids = [tokenizer.encode(text, add_special_tokens=llm_common.adds_special_tokens(tokenizer, text))
+           for text in (raw, templated)]
+    assert ids == [[0, 2, 3], [0, 4, 5]]
+    assert tokenizer.encode(templated) == [0, 0, 4, 5]  # what always adding them gave: two

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -18,6 +20,12 @@ class Prompt:
 
     text: str
     tokens: Optional[int]
+
+
+@functools.cache
+def _backend_common() -> Any:
+    """The backends' own helpers (``python_backends/llm_common.py``), so the gateway counts as the model encodes."""
+    return importlib.import_module("tritonkit.python_backends.llm_common")
 
 
 def count_tokens(llm: LLM, text: str) -> Optional[int]:
@@ -86,7 +94,9 @@ def count_prompt(llm: LLM, generation: Generation, text: str) -> Prompt:
         counted = _template(llm.tokenizer, _with_model_system(llm, messages))
         tokens = len(llm.tokenizer.encode(counted, add_special_tokens=False))
     else:
-        tokens = len(llm.tokenizer.encode(text, add_special_tokens=generation.messages is None))
+        # As the model encodes a text it is sent as it is (llm_common.adds_special_tokens): no second BOS.
+        special = bool(_backend_common().adds_special_tokens(llm.tokenizer, text))
+        tokens = len(llm.tokenizer.encode(text, add_special_tokens=special))
     limit = llm.limit("max_input_len")
     if limit is not None and tokens > limit:
         param = "messages" if generation.messages is not None else "prompt"

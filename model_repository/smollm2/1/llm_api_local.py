@@ -131,7 +131,9 @@ class LocalEngine:
         # A request may turn the template off (the gateway templates whole conversations itself), never on
         # for a tokenizer that has none.
         chat = self.chat if job.chat_template is None else job.chat_template and self.chat
-        ids = [int(t) for t in self.tokenizer.encode(self._format(job.prompt, chat), add_special_tokens=not chat)]
+        text = self._format(job.prompt, chat)
+        special = not chat and llm_common.adds_special_tokens(self.tokenizer, text)
+        ids = [int(t) for t in self.tokenizer.encode(text, add_special_tokens=special)]
         if len(ids) > self.max_input_len:
             raise llm_common.RequestError(f"input 'text_input' has {len(ids)} tokens; the limit (max_input_len) "
                                           f"is {self.max_input_len}", llm_common.CONTEXT_LENGTH_EXCEEDED)
