@@ -21,6 +21,7 @@ import numpy as np
 
 import llm_common
 import llm_generate
+import llm_request
 import llm_scheduler
 
 Respond = Callable[..., None]
@@ -69,10 +70,6 @@ class _Sender:
     def stop(self) -> None:
         self.work.put(None)
         self.thread.join(timeout=10)
-
-
-def _strings(*values: str) -> np.ndarray[Any, Any]:
-    return np.array([v.encode("utf-8") for v in values], dtype=np.object_)
 
 
 class LocalEngine:
@@ -223,7 +220,7 @@ class _Stream:
         delta = self.decoder.push(new_tokens) if job.streaming and new_tokens else ""
         if not final:
             if delta:
-                self.respond(job, {"text_output": _strings(self._with_prompt(delta))}, False)
+                self.respond(job, {"text_output": llm_request.strings(self._with_prompt(delta))}, False)
             return
         try:
             if request.error:
@@ -251,11 +248,11 @@ class _Stream:
             tokens = tokens[: len(tokens) - len(row.stop_word)]
         whole = llm_common.decode_text(self.engine.tokenizer, tokens)
         text = delta + self.decoder.flush() if job.streaming else whole
-        outputs: dict[str, Any] = {"text_output": _strings(self._with_prompt(text))}
+        outputs: dict[str, Any] = {"text_output": llm_request.strings(self._with_prompt(text))}
         if "return_finish_reason" in job.want:
-            outputs["finish_reason"] = _strings(row.finish_reason or "")
+            outputs["finish_reason"] = llm_request.strings(row.finish_reason or "")
         if "return_stop_reason" in job.want:
-            outputs["stop_reason"] = _strings(stop_text)
+            outputs["stop_reason"] = llm_request.strings(stop_text)
         if "return_cumulative_logprob" in job.want:
             outputs["cumulative_logprob"] = np.array([row.cum_logprob], dtype=np.float32)
         if "sampling_param_return_perf_metrics" in job.want:
