@@ -73,7 +73,7 @@ def _repository_files(built: Built, tree: Mapping[str, Rendered], kept: Mapping[
 def check_rendered(built: Built, tree: Mapping[str, Rendered], *, kept: Optional[Mapping[str, object]] = None,
                    versions: Optional[Mapping[str, int]] = None, root_shown: str = REPOSITORY_DIR,
                    gpus: Optional[int] = None, gpu: Optional[str] = None,
-                   triton_version: Optional[str] = None) -> Report:
+                   triton_version: Optional[str] = None, target: Optional[str] = None) -> Report:
     """Run every Triton rule over the rendered repository; locate each problem at the spec key that caused it.
 
     The rendered ``k8s/`` folder, when the spec deploys to Kubernetes, is checked too (strict schemas).
@@ -88,12 +88,14 @@ def check_rendered(built: Built, tree: Mapping[str, Rendered], *, kept: Optional
         gpus: as for :func:`tritonkit.validate.validate_repository`.
         gpu: as for :func:`tritonkit.validate.validate_repository`.
         triton_version: as for :func:`tritonkit.validate.validate_repository` (default: the spec's).
+        target: as for :func:`tritonkit.validate.validate_repository` (default: the spec's ``triton.target``).
 
     """
     versions = versions or {}
     files = _repository_files(built, tree, kept or {}, versions)
+    triton = built.loaded.spec.triton
     report = validate_tree(files, root_name=root_shown, gpus=gpus, gpu=gpu,
-                           triton_version=triton_version or built.loaded.spec.triton.version)
+                           triton_version=triton_version or triton.version, target=target or triton.target)
     units = {unit.name: unit for unit in built.repository.units}
     place = _Placer(built.loaded, units, versions, root_shown)
     k8s = _k8s_report(built, tree)
@@ -112,18 +114,18 @@ def _k8s_report(built: Built, tree: Mapping[str, Rendered]) -> Report:
 
 
 def check_spec(spec_path: Union[str, Path], *, gpus: Optional[int] = None, gpu: Optional[str] = None,
-               triton_version: Optional[str] = None) -> Report:
+               triton_version: Optional[str] = None, target: Optional[str] = None) -> Report:
     """Validate a spec as ``generate`` would use it: spec, models and rendered repository, all in memory.
 
-    ``triton_version`` defaults to the spec's ``triton.version``. A spec error becomes the report's
-    errors instead of an exception, so callers print one format.
+    ``triton_version`` and ``target`` default to the spec's ``triton.version`` and ``triton.target``. A spec
+    error becomes the report's errors instead of an exception, so callers print one format.
     """
     try:
         built = build_spec(spec_path)
     except SpecError as exc:
         return Report(errors=list(exc.problems))
     tree = render_built(built, {}, Path(spec_path).name)
-    return check_rendered(built, tree, gpus=gpus, gpu=gpu, triton_version=triton_version)
+    return check_rendered(built, tree, gpus=gpus, gpu=gpu, triton_version=triton_version, target=target)
 
 
 def _spec_path(unit: ModelUnit, field: tuple[Union[str, int], ...]) -> Loc:

@@ -191,7 +191,9 @@ def test_newer_keys_are_judged_against_the_target_release() -> None:
     (warning,) = check(model_yaml=model_yaml, triton_version="26.04").warnings
     assert warning.message == "'kv_cache_config.disk_cache_size' in model.yaml: needs TRT-LLM ≥ 1.3, the image of " \
                               "NGC 26.04 has 1.2.1"
-    assert check(model_yaml=model_yaml, triton_version="26.10").warnings == []  # TRT-LLM unknown: not judged
+    (gap,) = check(model_yaml=model_yaml, triton_version="26.10").warnings  # TRT-LLM unknown: keys not judged
+    assert gap.message.startswith("NVIDIA's llmapi model runs in a -trtllm-python-py3 image, but NGC 26.10 documents "
+                                  "no -trtllm-python-py3 image")
 
 
 def test_a_triton_version_picks_the_release_too() -> None:

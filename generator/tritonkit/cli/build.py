@@ -17,14 +17,16 @@ import typer
 
 from tritonkit.cli._app import EXIT_OK, app, err_console, out_console
 from tritonkit.errors import EngineBuildError, Problem
-from tritonkit.triton import BACKEND_FILES
+from tritonkit.triton import BACKEND_FILES, releases
 from tritonkit.write.files import write_atomic
 
 if TYPE_CHECKING:
     from tritonkit.model.deploy import TensorRTStep
 
 _PLAN = BACKEND_FILES["tensorrt"]
-_FLAGS = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8"}
+_FLAGS = releases.BUILDER_FLAGS
+#: TensorRT 11 builds every network strongly typed; TensorRT 10 does when asked with this creation flag.
+_STRONGLY_TYPED = "STRONGLY_TYPED"
 
 
 def _load_tensorrt() -> tuple[Optional[ModuleType], Optional[Problem]]:
@@ -59,14 +61,27 @@ def _version_dir(repo: Path, model: str) -> Path:
 
 
 def _network(trt: Any, builder: Any, step: TensorRTStep) -> Any:
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
-    network = builder.create_network(1 << int(flag) if flag is not None else 0)
+    # TensorRT 11 removed EXPLICIT_BATCH (always on); STRONGLY_TYPED is always on there, asked for on 10.
+    names = ["EXPLICIT_BATCH", *([_STRONGLY_TYPED] if step.precision == "strongly_typed" else [])]
+    flags = [getattr(trt.NetworkDefinitionCreationFlag, name, None) for name in names]
+    network = builder.create_network(sum(1 << int(flag) for flag in flags if flag is not None))
     parser = trt.OnnxParser(network, trt.Logger(trt.Logger.WARNING))
     if not parser.parse(step.source.read()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineBuildError(Problem(f"TensorRT could not parse the ONNX file: {errors}",
                                        path=str(step.source.path), model=step.model))
     return network
+
+
+def _precision_flag(trt: Any, step: TensorRTStep) -> Any:
+    """The builder flag of the step's precision; TensorRT 11 has none, and says what it takes instead."""
+    flag = getattr(trt.BuilderFlag, _FLAGS[step.precision], None)
+    if flag is None:
+        version = getattr(trt, "__version__", "?")
+        raise EngineBuildError(Problem(f"TensorRT {version} has no BuilderFlag.{_FLAGS[step.precision]}: "
+                                       f"{releases.precision_removal(step.precision)}", path=str(step.source.path),
+                                       hint=releases.precision_fix(step.precision), model=step.model))
+    return flag
 
 
 def build_engine(trt: Any, step: TensorRTStep) -> bytes:
@@ -81,7 +96,7 @@ def build_engine(trt: Any, step: TensorRTStep) -> bytes:
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, step.workspace_mb << 20)
     if step.precision in _FLAGS:
-        config.set_flag(getattr(trt.BuilderFlag, _FLAGS[step.precision]))
+        config.set_flag(_precision_flag(trt, step))
     if step.shapes:
         profile = builder.create_optimization_profile()
         for shape in step.shapes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +14,13 @@ from tritonkit.errors import RepositoryError
 from tritonkit.runtime.repository import empty_repository_warning, repository_path_problem, scan_repository
 from tritonkit.validate import Report, validate_k8s_folder, validate_repository
 from tritonkit.write.journal import interrupted_write
+
+
+class _Target(str, Enum):
+    """Who answers clients: Triton's own endpoints, or Dynamo's frontend in front of Triton (Dynamo-Triton)."""
+
+    triton = "triton"
+    dynamo_triton = "dynamo-triton"
 
 
 @app.command()
@@ -33,7 +41,12 @@ def validate(
                            "model whose backend is missing is an error, as Triton refuses it.")] = None,
     triton_version: Annotated[Optional[str], typer.Option(
         "--triton-version", help="NGC release the repository is served with (e.g. 26.04): tensors and "
-                                 "model.yaml keys are checked against its TensorRT-LLM.")] = None,
+                                 "model.yaml keys are checked against its TensorRT-LLM, layouts against its "
+                                 "images.")] = None,
+    target: Annotated[Optional[_Target], typer.Option(
+        "--target", help="Who answers clients: triton (Triton's own endpoints) or dynamo-triton (Dynamo's "
+                         "frontend in front of Triton), which adds warnings where Dynamo refuses or changes a "
+                         "request. Default: triton, or a spec's triton.target.", show_default=False)] = None,
 ) -> int:
     """Check a Triton model repository the way tritonserver does when it loads it.
 
@@ -47,13 +60,15 @@ def validate(
     if repo.is_file():
         from tritonkit.pipeline import check_spec  # heavy: protobuf, pydantic
 
-        report = check_spec(repo, gpus=gpu_count, gpu=gpu, triton_version=triton_version)
+        report = check_spec(repo, gpus=gpu_count, gpu=gpu, triton_version=triton_version,
+                            target=target.value if target else None)
     else:
         problem = repository_path_problem(repo)
         if problem is not None:
             raise RepositoryError(problem)
         have = None if backends is None else {b.strip() for b in backends.split(",") if b.strip()}
-        report = validate_repository(repo, gpus=gpu_count, gpu=gpu, triton_version=triton_version, backends=have)
+        report = validate_repository(repo, gpus=gpu_count, gpu=gpu, triton_version=triton_version, backends=have,
+                                     target=target.value if target else _Target.triton.value)
         empty = empty_repository_warning(repo, scan_repository(repo))
         if empty is not None:
             err_console.print(empty, markup=False)

@@ -24,7 +24,7 @@ from tritonkit.spec.deploy import DeploySpec, TensorRTBuild
 from tritonkit.spec.llm import LLMSpec
 from tritonkit.spec.load import LoadedSpec
 from tritonkit.spec.schema import ModelSpec
-from tritonkit.triton import BACKEND_FILES, BACKEND_PLATFORMS
+from tritonkit.triton import BACKEND_FILES, BACKEND_PLATFORMS, releases
 
 __all__ = ["CONTAINER_PORTS", "MODELS_DIR", "MODEL_CACHE_DIR", "Deployment", "GpuReservation", "LLMEngineStep",
            "TensorRTStep", "TensorShapes", "admin_key_reference", "apply_tensorrt_target", "build_deployment",
@@ -70,11 +70,26 @@ class TensorRTStep:
         """The ONNX file's name under ``docker/engine-sources/``."""
         return f"{self.model}.onnx"
 
+    @property
+    def precision_flag(self) -> Optional[str]:
+        """TensorRT 10's flag for the precision (``--fp16``); None for fp32 and strongly_typed."""
+        return releases.PRECISION_FLAGS.get(self.precision)
+
+    @property
+    def without_flag(self) -> str:
+        """What the build script says, and does, where the image's trtexec lacks the flag (TensorRT 11)."""
+        return (f"{self.model}: this image's trtexec has no {self.precision_flag}: "
+                f"{releases.precision_removal(self.precision)}; {releases.precision_fix(self.precision)}")
+
     def trtexec_args(self, onnx_path: str) -> list[str]:
-        """``trtexec`` arguments, less ``--saveEngine`` (the script adds the version folder)."""
+        """``trtexec`` arguments, less ``--saveEngine`` (the script adds the version folder).
+
+        ``strongly_typed`` adds no argument here: the script passes ``--stronglyTyped`` where the image's
+        trtexec has it (TensorRT 10) and nothing where every network is strongly typed (TensorRT 11).
+        """
         args = [f"--onnx={onnx_path}", f"--memPoolSize=workspace:{self.workspace_mb}"]
-        if self.precision != "fp32":
-            args.append(f"--{self.precision}")
+        if self.precision_flag:
+            args.append(self.precision_flag)
         for flag, part in (("--minShapes", "min"), ("--optShapes", "opt"), ("--maxShapes", "max")):
             if self.shapes:
                 text = ",".join(f"{s.name}:{'x'.join(str(d) for d in getattr(s, part))}" for s in self.shapes)
@@ -245,7 +260,31 @@ def _trt_step(loaded: LoadedSpec, index: int) -> TensorRTStep:
         shapes = profile_shapes(_profile_config(loaded, model, source, loc), build, preferred)
     except ValueError as exc:
         raise SpecError(loaded.problem((*loc, "build", "tensorrt"), str(exc), model=model.name)) from None
+    _check_precision(loaded, build, (*loc, "build", "tensorrt", "precision"), model.name)
     return TensorRTStep(model.name, FileSource(path=source), build.precision, build.workspace_mb, shapes)
+
+
+def _build_tensorrt(loaded: LoadedSpec) -> Optional[str]:
+    """The TensorRT of the image that runs trtexec, where the release matrix documents it (trtllm images only)."""
+    kinds = {llm.engine.kind for llm in loaded.spec.llms}
+    if loaded.spec.deploy.image or not kinds & {"tensorrt_llm", "tensorrt_llm_api"} or "vllm" in kinds:
+        return None
+    try:
+        return releases.release(loaded.spec.triton.version).tensorrt
+    except KeyError:
+        return None
+
+
+def _check_precision(loaded: LoadedSpec, build: TensorRTBuild, loc: Loc, model: str) -> None:
+    """Refuse a precision flag where the image's TensorRT is documented as 11 or newer, with what it takes instead.
+
+    Where the image's TensorRT is not documented, the build script asks its trtexec (``TensorRTStep.without_flag``).
+    """
+    tensorrt = _build_tensorrt(loaded)
+    if build.precision in releases.PRECISION_FLAGS and releases.takes_precision_flags(tensorrt) is False:
+        raise SpecError(loaded.problem(loc, f"is {build.precision}, but NGC {loaded.spec.triton.version}'s image has "
+                                            f"TensorRT {tensorrt}: {releases.precision_removal(build.precision)}",
+                                       releases.precision_fix(build.precision), model=model))
 
 
 def _llm_step(loaded: LoadedSpec, index: int) -> Optional[LLMEngineStep]:

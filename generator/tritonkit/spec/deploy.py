@@ -88,9 +88,15 @@ class ShapeRange(_StrictModel):
 
 
 class TensorRTBuild(_StrictModel):
-    """Build a TensorRT engine (``model.plan``) from the model's ONNX file on the GPU host."""
+    """Build a TensorRT engine (``model.plan``) from the model's ONNX file on the GPU host.
 
-    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp16"
+    ``precision``: ``fp16``, ``bf16`` and ``int8`` are TensorRT 10's builder flags (``--fp16``, ...), which
+    TensorRT 11 removed; ``strongly_typed`` builds the network with the types the ONNX graph carries (a
+    model converted by ModelOpt AutoCast, or quantized with Q/DQ nodes), which is what TensorRT 11 always
+    does; ``fp32`` asks for nothing.
+    """
+
+    precision: Literal["fp32", "fp16", "bf16", "int8", "strongly_typed"] = "fp16"
     workspace_mb: Positive = 4096
     #: Ranges for the variable (-1) dims of each input, without the batch dimension.
     shapes: dict[str, ShapeRange] = {}

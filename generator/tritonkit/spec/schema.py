@@ -218,7 +218,13 @@ def _check_release(value: str) -> str:
 
 
 class TritonTarget(StrictModel):
-    """The Triton release the repository targets: picks image tags and schema checks."""
+    """The Triton release the repository targets (picks image tags and schema checks), and how it is served.
+
+    ``target: dynamo-triton`` says clients reach the models through Dynamo's frontend (NVIDIA's
+    Dynamo-Triton) rather than Triton's own endpoints: ``validate`` then warns where Dynamo refuses or
+    changes a request, as ``validate --target dynamo-triton`` does. What ``generate`` writes is the same.
+    """
 
     version: Annotated[str, BeforeValidator(lambda v: f"{v:.2f}" if isinstance(v, float) else v),
                        AfterValidator(_check_release)] = "25.10"
+    target: Literal["triton", "dynamo-triton"] = "triton"

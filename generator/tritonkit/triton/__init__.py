@@ -3,8 +3,8 @@
 Everything exported here is what Triton's core decides (``constants.h``, ``model_config_utils.cc``,
 ``model_lifecycle.cc``), not tritonkit's choices; every other layer reads it from here. NVIDIA's facts
 have their own modules: the NGC release matrix (``releases``), the LLM-API model's interface (``llmapi``)
-and the ensemble layout's tensor contract (``inflight_batcher``), each marking the few additions that
-are tritonkit's.
+the ensemble layout's tensor contract (``inflight_batcher``) and where Dynamo's front door differs from
+Triton's own (``dynamo``), each marking the few additions that are tritonkit's.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""NGC Triton releases and the versions of Triton, TensorRT-LLM and vLLM in their images, as data.
+"""NGC Triton releases and the versions of Triton, TensorRT-LLM, vLLM and TensorRT in their images, as data.
 
 The table and the key lists live in ``ngc_releases.json`` beside this module, each row with its
-source; a value nobody could establish is None, never a guess. Everything here is a pure lookup:
-callers turn a ``KeyError`` for an unknown release into a located error of their own.
+source and the public pages it was read from; a value the sources do not document is None, never a
+guess. The same file holds what TensorRT 11 changed in how an engine's precision is chosen. Everything
+here is a pure lookup: callers turn a ``KeyError`` for an unknown release into a located error of their own.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from importlib import resources
 from typing import Any, Optional
 
 __all__ = [
+    "BUILDER_FLAGS",
     "KV_CACHE_KEYS",
     "LLMAPI_TENSOR_SINCE",
     "LLM_ARG_KEYS",
     "NEWER_LLM_KEYS",
+    "PRECISION_FLAGS",
     "VLLM_ENGINE_KEYS",
     "Release",
     "check_llm_key",
@@ -28,9 +31,14 @@ __all__ = [
     "has_engine_backend",
     "has_llmapi_model",
     "known_releases",
+    "last_engine_release",
     "llmapi_tensor_available",
     "newest_release",
+    "precision_fix",
+    "precision_removal",
     "release",
+    "takes_precision_flags",
+    "trtllm_image_gap",
     "version_at_least",
 ]
 
@@ -42,13 +50,19 @@ _KV = "kv_cache_config"
 
 @dataclass(frozen=True)
 class Release:
-    """One NGC Triton release (``"26.04"``) and the versions its images ship; None where unknown."""
+    """One NGC Triton release (``"26.04"``) and the versions its images ship; None where not documented.
+
+    ``tensorrt`` is the TensorRT of the ``-trtllm-python-py3`` image, the only image NVIDIA's matrix gives
+    it for; ``urls`` are the public pages the row was read from.
+    """
 
     ngc: str
     triton: Optional[str]
     trtllm: Optional[str]
     vllm: Optional[str]
     source: str
+    tensorrt: Optional[str] = None
+    urls: tuple[str, ...] = ()
 
 
 def _version_key(version: str) -> tuple[tuple[int, ...], tuple[int, int], int]:
@@ -84,7 +98,8 @@ def _data() -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def _table() -> dict[str, Release]:
     rows = _data()["releases"]
-    return {row["ngc"]: Release(row["ngc"], row["triton"], row["trtllm"], row["vllm"], row["source"])
+    return {row["ngc"]: Release(row["ngc"], row["triton"], row["trtllm"], row["vllm"], row["source"],
+                                row.get("tensorrt"), tuple(row.get("urls", ())))
             for row in rows}
 
 
@@ -121,6 +136,29 @@ def has_engine_backend(rel: Release) -> bool:
     return rel.trtllm is not None and not version_at_least(rel.trtllm, removed)
 
 
+def last_engine_release() -> Release:
+    """Return the newest release whose trtllm image ships the C++ ``tensorrtllm`` backend (26.07)."""
+    for ngc in reversed(known_releases()):
+        if has_engine_backend(_table()[ngc]):
+            return _table()[ngc]
+    raise LookupError("no release with the engine backend")  # the shipped table always has one
+
+
+def trtllm_image_gap(rel: Release) -> Optional[str]:
+    """Why no TensorRT-LLM image of ``rel`` can be targeted, or None when the release documents one.
+
+    From 26.08 NVIDIA's compatibility matrix lists no ``-trtllm-python-py3`` image, and 26.11's release
+    notes say there is none; the reason quotes those sources.
+    """
+    if rel.trtllm is not None:
+        return None
+    block = _data()["trtllm_image"]
+    last = newest_release(with_trtllm=True)
+    return (f"NGC {rel.ngc} documents no -trtllm-python-py3 image: NVIDIA's compatibility matrix lists TensorRT-LLM "
+            f"images up to {last.ngc} (TensorRT-LLM {last.trtllm}), and the {block['words_release']} release says "
+            f"\"{block['words']}\"")
+
+
 def has_llmapi_model(rel: Release) -> bool:
     """True when NVIDIA's ``all_models/llmapi`` Triton model exists for the release's TensorRT-LLM."""
     since = str(_data()["llmapi_model"]["since_trtllm"])
@@ -141,6 +179,48 @@ def llmapi_tensor_available(name: str, rel: Release) -> bool:
     if since is None:
         return True
     return rel.trtllm is not None and version_at_least(rel.trtllm, since)
+
+
+_PRECISION = _data()["tensorrt_precision"]
+#: ``build.tensorrt.precision`` -> the trtexec flag TensorRT 10 takes for it (TensorRT 11 takes none of them).
+PRECISION_FLAGS: dict[str, str] = dict(_PRECISION["flags"])
+#: ``build.tensorrt.precision`` -> the ``tensorrt.BuilderFlag`` TensorRT 10's Python API takes for it (11 has none).
+BUILDER_FLAGS: dict[str, str] = dict(_PRECISION["builder_flags"])
+
+
+def takes_precision_flags(tensorrt: Optional[str]) -> Optional[bool]:
+    """Whether a TensorRT version still takes the precision flags: None when the version is not documented."""
+    if tensorrt is None:
+        return None
+    return not version_at_least(tensorrt, str(_PRECISION["flags_removed_in"]))
+
+
+def precision_removal(precision: str) -> str:
+    """Why TensorRT 11 builds no engine from ``precision``'s flag, in its migration guide's words.
+
+    Raises:
+        KeyError: ``precision`` has no flag (fp32, strongly_typed).
+
+    """
+    words = _PRECISION["int8_words"] if precision == "int8" else _PRECISION["trtexec_words"]
+    return f"TensorRT 11 removed {PRECISION_FLAGS[precision]} (\"{words}\")"
+
+
+def precision_fix(precision: str) -> str:
+    """What TensorRT 11 takes instead of ``precision``'s flag: a model that carries its own types.
+
+    Raises:
+        KeyError: ``precision`` has no flag (fp32, strongly_typed).
+
+    """
+    if precision not in PRECISION_FLAGS:
+        raise KeyError(precision)
+    if precision == "int8":
+        return ("quantize the ONNX file offline with ModelOpt (explicit Q/DQ nodes), make it the model's artifact "
+                "and set precision: strongly_typed")
+    command = str(_PRECISION["autocast_command"]).format(precision=precision)
+    return (f"convert the ONNX file with `{command}`, make model_{precision}.onnx the model's artifact and set "
+            "precision: strongly_typed")
 
 
 LLM_ARG_KEYS: frozenset[str] = frozenset(_data()["trtllm_llm_args"]["known_1_2"])

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Optional, Union
 
 from tritonkit.errors import Problem, RepositoryError
+from tritonkit.triton.dynamo import DYNAMO_TRITON, TARGETS
 from tritonkit.validate._batching import check_batching
+from tritonkit.validate._dynamo import check_dynamo
+from tritonkit.validate._engine import check_engine_layout
 from tritonkit.validate._general import check_backend_present, check_general, resolve_backend
 from tritonkit.validate._graph import check_ensemble_config
 from tritonkit.validate._instances import check_instances
@@ -25,7 +28,8 @@ __all__ = ["validate_repository", "validate_tree", "validate_view"]
 
 
 def validate_repository(path: Union[str, Path], *, gpus: Optional[int] = None, gpu: Optional[str] = None,
-                        triton_version: Optional[str] = None, backends: Optional[Collection[str]] = None) -> Report:
+                        triton_version: Optional[str] = None, backends: Optional[Collection[str]] = None,
+                        target: str = "triton") -> Report:
     """Validate a model repository folder on disk.
 
     Args:
@@ -38,9 +42,11 @@ def validate_repository(path: Union[str, Path], *, gpus: Optional[int] = None, g
         backends: the backends the serving tritonserver has (its ``--backend-directory``); a model whose
             backend is not among them is an error, as Triton refuses it. Without it, a backend NGC's
             images do not ship is a warning.
+        target: ``"triton"`` (Triton's own endpoints) or ``"dynamo-triton"`` (Dynamo's frontend in front of
+            Triton): the latter adds warnings where Dynamo refuses or changes a request, in its own words.
 
     Raises:
-        RepositoryError: ``path`` is not a folder, or ``gpu`` or ``triton_version`` is unknown.
+        RepositoryError: ``path`` is not a folder, or ``gpu``, ``triton_version`` or ``target`` is unknown.
 
     """
     root = Path(path)
@@ -48,30 +54,33 @@ def validate_repository(path: Union[str, Path], *, gpus: Optional[int] = None, g
         raise RepositoryError(Problem(f"{root} is not a folder", path=str(root),
                                       hint="pass the model repository folder (it holds one folder per model)"))
     return validate_view(DiskRepository(root), gpus=gpus, gpu=gpu, triton_version=triton_version,
-                         backends=backends)
+                         backends=backends, target=target)
 
 
 def validate_tree(files: Mapping[str, object], *, root_name: str = "model_repository",
                   gpus: Optional[int] = None, gpu: Optional[str] = None,
-                  triton_version: Optional[str] = None) -> Report:
+                  triton_version: Optional[str] = None, target: str = "triton") -> Report:
     """Validate a repository held in memory as ``{"model/1/model.py": ..., "model/config.pbtxt": b"..."}``.
 
     Problems carry paths that start with ``root_name``. See :class:`MappingRepository` for the keys,
     and :func:`validate_repository` for the options.
     """
     return validate_view(MappingRepository(files, root_name=root_name), gpus=gpus, gpu=gpu,
-                         triton_version=triton_version)
+                         triton_version=triton_version, target=target)
 
 
 def validate_view(view: RepositoryView, *, gpus: Optional[int] = None, gpu: Optional[str] = None,
-                  triton_version: Optional[str] = None, backends: Optional[Collection[str]] = None) -> Report:
+                  triton_version: Optional[str] = None, backends: Optional[Collection[str]] = None,
+                  target: str = "triton") -> Report:
     """Validate any repository view; return every error and warning, sorted by file and line.
 
     Raises:
-        RepositoryError: ``gpu`` or ``triton_version`` is not one tritonkit knows.
+        RepositoryError: ``gpu``, ``triton_version`` or ``target`` is not one tritonkit knows.
 
     """
-    target = llm_target(triton_version, gpu)
+    if target not in TARGETS:
+        raise RepositoryError(Problem(f"unknown serving target '{target}'", hint=f"use one of: {', '.join(TARGETS)}"))
+    llm = llm_target(triton_version, gpu)
     report = Report()
     sink = Sink(report)
     for name in view.stray_files():
@@ -84,11 +93,14 @@ def validate_view(view: RepositoryView, *, gpus: Optional[int] = None, gpu: Opti
     for entry in models.values():
         before = len(report.errors)
         _check_model(view, entry, sink, gpus, backends)
-        check_llmapi(view, entry, sink, target, gpus)
-        check_vllm(view, entry, sink, target.release if target.explicit else None)
+        check_llmapi(view, entry, sink, llm, gpus)
+        check_engine_layout(entry, sink, llm)
+        check_vllm(view, entry, sink, llm.release if llm.explicit else None)
         if len(report.errors) > before or (entry.config is None and entry.has_config_file):
             broken.add(entry.name)
     _check_ensembles(models, broken, sink, report)
+    if target == DYNAMO_TRITON:
+        check_dynamo(models, sink, view.root_name)
     key = _sort_key
     report.errors.sort(key=key)
     report.warnings.sort(key=key)

@@ -294,7 +294,13 @@ def _check_key(doc: _Yaml, sink: Sink, rel: Release, key: str, loc: Loc) -> None
 
 def _check_release(doc: _Yaml, entry: ModelEntry, sink: Sink, target: LlmTarget) -> None:
     rel = target.release
-    if rel.trtllm is None:
+    gap = releases.trtllm_image_gap(rel)
+    if gap is not None:
+        if target.explicit:
+            last = releases.newest_release(with_trtllm=True)
+            sink.add(doc.problem((), f"NVIDIA's llmapi model runs in a -trtllm-python-py3 image, but {gap}",
+                                 f"serve it with NGC {last.ngc}'s image (TensorRT-LLM {last.trtllm}), or with a "
+                                 "TensorRT-LLM image you build", severity="warning"))
         return
     if target.explicit and not releases.has_llmapi_model(rel):
         sink.add(doc.problem((), f"NGC {rel.ngc} ships TRT-LLM {rel.trtllm}, older than NVIDIA's llmapi model",

@@ -9,6 +9,12 @@ latest_version() {
 }
 
 TRTEXEC="$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)"
+# The options this image's trtexec lists: TensorRT 11 removed the precision flags (--fp16, --bf16, --int8)
+# and builds every network strongly typed, so the script asks rather than assumes.
+TRTEXEC_HELP="$("$TRTEXEC" --help 2>&1 || true)"
+has_flag() {
+  grep -qE -- "^[[:space:]]*$1([[:space:]=]|\$)" <<<"$TRTEXEC_HELP"
+}
 
 # classifier: ONNX -> TensorRT (fp16)
 version="$(latest_version /models/classifier)"
@@ -20,6 +26,10 @@ dir="/models/classifier/$version"
 if [ -s "$dir/model.plan" ]; then
   echo "classifier: $dir/model.plan exists, skipped"
 else
+  if ! has_flag --fp16; then
+    echo 'classifier: this image'"'"'s trtexec has no --fp16: TensorRT 11 removed --fp16 ("TensorRT 11.x removes all precision flags (--fp16, --int8, --bf16, --fp8, --int4, --best) because all networks are strongly typed. Use ModelOpt AutoCast to produce a mixed-precision model before building."); convert the ONNX file with `python -m modelopt.onnx.autocast --onnx_path model.onnx --output_path model_fp16.onnx --low_precision_type fp16 --keep_io_types`, make model_fp16.onnx the model'"'"'s artifact and set precision: strongly_typed' >&2
+    exit 1
+  fi
   "$TRTEXEC" --onnx=/engine-sources/classifier.onnx --memPoolSize=workspace:2048 --fp16 --minShapes=INPUT:1x3x64x64 --optShapes=INPUT:16x3x224x224 --maxShapes=INPUT:32x3x512x512 --saveEngine="$dir/model.plan.partial"
   mv "$dir/model.plan.partial" "$dir/model.plan"
 fi
