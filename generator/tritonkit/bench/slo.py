@@ -9,7 +9,7 @@ from typing import Optional
 from tritonkit.bench.summary import LevelResult
 from tritonkit.errors import BenchError, Problem, SloMissedError
 
-__all__ = ["SloMissedError", "SloTarget", "check_slo", "parse_slo"]
+__all__ = ["SloMissedError", "SloTarget", "check_slo", "parse_slo", "slo_figure"]
 
 _LATENCY = ("p50", "p90", "p95", "p99", "max", "mean")
 _STREAM = ("p50", "p90", "p99", "mean")
@@ -55,7 +55,8 @@ def parse_slo(text: str) -> list[SloTarget]:
     return targets
 
 
-def _figure(level: LevelResult, name: str) -> Optional[float]:
+def slo_figure(level: LevelResult, name: str) -> Optional[float]:
+    """The figure target ``name`` reads from ``level`` (None when it was not measured)."""
     field_name, point = _UPPER.get(name) or _LOWER[name]
     if field_name == "error_rate":
         return level.errors / level.requests if level.requests else None
@@ -70,7 +71,7 @@ def check_slo(levels: list[LevelResult], targets: list[SloTarget], label: str = 
     problems: list[Problem] = []
     for level in levels:
         for target in targets:
-            value = _figure(level, target.name)
+            value = slo_figure(level, target.name)
             missed = value is None or (value > target.bound if target.upper else value < target.bound)
             if missed:
                 shown = "not measured" if value is None else f"{value:.4g}"

@@ -1,9 +1,10 @@
-"""Put a plan's values into the LLM entry of a YAML spec by editing its text, so comments and layout stay."""
+"""Put a plan's (or tune's) values into an entry of a YAML spec by editing its text, so comments and layout stay."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import yaml
 
@@ -11,9 +12,12 @@ from tritonkit.capacity.architecture import PlanError
 from tritonkit.capacity.estimate import GpuPlan
 from tritonkit.errors import Problem
 
-__all__ = ["SpecChange", "SpecEdit", "SpecValues", "edit_spec_text", "spec_values"]
+__all__ = ["SpecChange", "SpecEdit", "SpecValues", "edit_entry_text", "edit_spec_text", "spec_values"]
 
 _Pair = tuple[yaml.Node, yaml.Node]
+#: A key path inside an entry (``("dynamic_batching", "max_queue_delay_microseconds")``, ``("instance_group",
+#: 0, "count")``) and its new YAML text, or None to remove the key.
+Setting = tuple[tuple[Union[str, int], ...], Optional[str]]
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,23 @@ class _Editor:
         at = len(self.text) if at < 0 else at + 1
         self.splice((at, at), f"{' ' * indent}{key}: {value}\n",
                     (f"{where}{key}", None, value, self.text.count("\n", 0, at) + 1))
+
+    def remove(self, mapping: yaml.MappingNode, pair: _Pair, where: str) -> None:
+        """Remove one key: its whole lines in a block mapping, the key and a comma in a flow one."""
+        key_node, node = pair
+        start, end = key_node.start_mark.index, _content_end(node)
+        if mapping.flow_style:
+            tail = re.match(r"\s*,\s*", self.text[end:])
+            head = None if tail else re.search(r",\s*$", self.text[:start])
+            end, start = (end + tail.end() if tail else end), (head.start() if head else start)
+        else:
+            line_start = self.text.rfind("\n", 0, start) + 1
+            if not self.text[line_start:start].strip():
+                start = line_start
+            newline = self.text.find("\n", end)
+            end = len(self.text) if newline < 0 else newline + 1
+        old = self.text[node.start_mark.index:_content_end(node)]
+        self.splice((start, end), "", (f"{where}{key_node.value}", old, "(removed)", key_node.start_mark.line + 1))
 
     def result(self) -> str:
         text = self.text
@@ -250,3 +271,78 @@ def _edit_instance_group(editor: _Editor, entry: yaml.MappingNode, values: SpecV
         editor.insert(entry, "instance_group", flow, "")
     else:
         editor.replace_value(pair, flow, "")
+
+
+def _flow_value(tree: object) -> str:
+    """A settings subtree as flow YAML: ``{a: {b: 1}}``, ``[{count: 2}]`` for an index."""
+    if not isinstance(tree, dict):
+        return str(tree)
+    if all(isinstance(key, int) for key in tree):
+        return "[" + ", ".join(_flow_value(tree[key]) for key in sorted(tree)) + "]"
+    return _flow({str(key): _flow_value(value) for key, value in tree.items() if value is not None})
+
+
+def _settings_tree(settings: list[Setting]) -> dict[Union[str, int], object]:
+    tree: dict[Union[str, int], object] = {}
+    for keys, value in settings:
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})  # type: ignore[assignment]
+        node[keys[-1]] = value
+    return tree
+
+
+def _apply_tree(editor: _Editor, mapping: yaml.MappingNode, tree: dict[Union[str, int], object], where: str) -> None:
+    for key, value in tree.items():
+        assert isinstance(key, str)  # indexes only follow a sequence key
+        pair = _find(mapping, key)
+        if value is None:
+            if pair is not None:
+                editor.remove(mapping, pair, where)
+        elif pair is None:
+            editor.insert(mapping, key, _flow_value(value), where)
+        elif not isinstance(value, dict):
+            if isinstance(pair[1], yaml.ScalarNode):
+                editor.set_scalar(mapping, key, str(value), where)
+            else:
+                editor.replace_value(pair, str(value), where)
+        elif isinstance(pair[1], yaml.MappingNode):
+            _apply_tree(editor, pair[1], value, f"{where}{key}.")
+        elif isinstance(pair[1], yaml.SequenceNode) and _items_present(pair[1], value):
+            for index, subtree in value.items():
+                item = pair[1].value[int(index)]
+                assert isinstance(item, yaml.MappingNode) and isinstance(subtree, dict)
+                _apply_tree(editor, item, subtree, f"{where}{key}[{index}].")
+        else:
+            editor.replace_value(pair, _flow_value(value), where)
+
+
+def _items_present(sequence: yaml.SequenceNode, tree: dict[Union[str, int], object]) -> bool:
+    return all(isinstance(i, int) and i < len(sequence.value) and isinstance(sequence.value[i], yaml.MappingNode)
+               and isinstance(subtree, dict) for i, subtree in tree.items())
+
+
+def edit_entry_text(text: str, section: str, name: str, settings: list[Setting], *,
+                    path: str = "spec.yaml") -> SpecEdit:
+    """Return ``text`` with ``settings`` applied to the ``section`` entry (``models`` or ``llms``) named ``name``.
+
+    Keys that exist keep their place and comments; missing ones are added in flow style under their
+    nearest existing parent; a value of None removes the key.
+
+    Raises:
+        PlanError: the text is not YAML, or has no such entry.
+
+    """
+    root = _compose(text, path)
+    assert isinstance(root, yaml.MappingNode)  # _compose checked it
+    pair = _find(root, section)
+    entries = pair[1].value if pair is not None and isinstance(pair[1], yaml.SequenceNode) else []
+    entry = next((e for e in entries if isinstance(e, yaml.MappingNode) and _name_of(e) == name), None)
+    if entry is None:
+        raise PlanError(Problem(f"spec has no {section}: entry named {name!r}", path=path,
+                                hint="the spec changed since the run began: run again on the spec as it is"))
+    editor = _Editor(text, f"{section}[{name}]")
+    _apply_tree(editor, entry, _settings_tree(settings), "")
+    new_text = editor.result()
+    yaml.safe_load(new_text)  # an edit that breaks the YAML is a bug here: let it surface as one
+    return SpecEdit(new_text, tuple(editor.changes))

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "openai",
     "plan",
     "build",
+    "tune",
 )
 
 for _name in _COMMAND_MODULES:
