@@ -15,6 +15,11 @@ JSON object on stdout, progress on stderr:
 
 A refusal's latency runs from the client's last header byte to the status line of the answer (the client
 goes on sending its body meanwhile, as a real one does, in 256 KiB writes, reading the answer as it comes).
+The uploads are slices of one buffer framed once, so that the client spends its CPU in the kernel, not in
+copies. Before each round, the same fifty clients run against a floor: a bare asyncio server (uvloop's
+loop, as the gateway's) that only counts each body and answers 413 once it passes the limit. On a machine
+of few cores, where clients, kernel and server share the CPU, the floor is what any server would show;
+what the gateway adds is its figure over the floor.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from tritonkit.gateway import GatewaySettings
 from tritonkit.runtime import Server
 from tritonkit.runtime.process import free_ports
 from tritonkit.write.generate import generate
@@ -53,10 +59,20 @@ def _huge_body(size: int) -> bytes:
     return head + words[: size - len(head) - len(tail)] + tail
 
 
-async def _send(port: int, body: bytes, mode: str) -> dict[str, Any]:
+_PIECE = 256 * 1024
+
+
+def _wire(body: bytes, mode: str) -> bytes:
+    """What the client uploads after its headers: the body, chunked in 256 KiB pieces for ``chunked``."""
+    if mode != "chunked":
+        return body
+    pieces = (body[offset:offset + _PIECE] for offset in range(0, len(body), _PIECE))
+    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
+async def _send(port: int, wire: bytes, size: int, mode: str) -> dict[str, Any]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    chunked = mode == "chunked"
-    framing = b"transfer-encoding: chunked" if chunked else b"content-length: %d" % len(body)
+    framing = b"transfer-encoding: chunked" if mode == "chunked" else b"content-length: %d" % size
     expect = b"expect: 100-continue\r\n" if mode == "expect_100_continue" else b""
     writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
                  + expect + framing + b"\r\n\r\n")
@@ -67,18 +83,15 @@ async def _send(port: int, body: bytes, mode: str) -> dict[str, Any]:
         sent = 0
         if expect:  # waits for '100 Continue'; the answer came first
             return sent
+        view = memoryview(wire)
         try:
-            for offset in range(0, len(body), 256 * 1024):
-                piece = body[offset:offset + 256 * 1024]
-                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            for offset in range(0, len(view), _PIECE):
+                writer.write(view[offset:offset + _PIECE])
                 await writer.drain()
                 # drain() returns at once while the kernel takes the data: yield, or fifty uploads keep this
                 # loop from reading the answers that came meanwhile (it would measure the client, not the gateway)
                 await asyncio.sleep(0)
-                sent += len(piece)
-            if chunked:
-                writer.write(b"0\r\n\r\n")
-                await writer.drain()
+                sent += min(_PIECE, len(view) - offset)
         except ConnectionError:
             pass
         return sent
@@ -96,6 +109,55 @@ async def _send(port: int, body: bytes, mode: str) -> dict[str, Any]:
     return {"latency_s": latency, "status": int(status_line.split()[1]), "error": answer["error"], "sent": sent}
 
 
+def _wave(port: int, wire: bytes, size: int, mode: str, clients: int) -> list[dict[str, Any]]:
+    async def wave() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(_send(port, wire, size, mode) for _ in range(clients)))
+
+    return asyncio.run(wave())
+
+
+#: The floor: a server that only reads, counts each body after its headers, and answers 413 once the count (or
+#: the declared length) passes argv[2], then reads no more; GET gets 200. Prints its port, serves until killed.
+_FLOOR = """
+import asyncio, sys
+try:
+    from uvloop import run
+except ImportError:
+    from asyncio import run
+LIMIT = int(sys.argv[1])
+REFUSAL = (b'HTTP/1.1 413 Payload Too Large\\r\\ncontent-type: application/json\\r\\ncontent-length: 40\\r\\n'
+           b'connection: close\\r\\n\\r\\n{"error": {"code": "request_too_large"}}')
+class Counter(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.head, self.count = transport, b'', None
+    def data_received(self, data):
+        if self.count is None:
+            self.head += data
+            end = self.head.find(b'\\r\\n\\r\\n')
+            if end < 0:
+                return
+            head, self.count, self.head = self.head[:end].lower(), len(self.head) - end - 4, b''
+            if head.startswith(b'get '):
+                self.transport.write(b'HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\n{}')
+                self.count = None
+                return
+            if b'content-length:' in head and int(head.split(b'content-length:')[1].split(b'\\r\\n')[0]) > LIMIT:
+                self.count = LIMIT + 1
+        else:
+            self.count += len(data)
+        if self.count > LIMIT:
+            self.transport.pause_reading()
+            self.transport.write(REFUSAL)
+            self.transport.write_eof()
+            asyncio.get_running_loop().call_later(1.0, self.transport.close)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Counter, '127.0.0.1', 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+run(main())
+"""
+
+
 #: The /health prober, a process of its own (so the uploading clients' GIL is not in its latencies): it runs
 #: until its stdin closes, then prints [[sent_at (the system-wide monotonic clock), latency_s, status], ...].
 _HEALTH = """
@@ -104,11 +166,11 @@ done = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
 connection, seen = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=30), []
 while not done.is_set():
-    start = time.perf_counter()
+    sent_at, start = time.monotonic(), time.perf_counter()
     connection.request("GET", "/health")
     response = connection.getresponse()
     response.read()
-    seen.append((time.monotonic(), time.perf_counter() - start, response.status))
+    seen.append((sent_at, time.perf_counter() - start, response.status))
     done.wait(0.01)
 print(json.dumps(seen))
 """
@@ -139,14 +201,25 @@ def _ms(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)) * 1000, 1)
 
 
-def measure(port: int, pid: int, clients: int, size: int) -> dict[str, Any]:
+def _round(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    latencies = [a["latency_s"] for a in answers]
+    return {"statuses": sorted({a["status"] for a in answers}), "codes": sorted({a["error"]["code"] for a in answers}),
+            "refusal_p50_ms": _ms(latencies, 50), "refusal_p99_ms": _ms(latencies, 99),
+            "refusal_max_ms": round(max(latencies) * 1000, 1)}
+
+
+def measure(port: int, pid: int, clients: int, size: int, limit: int) -> dict[str, Any]:
     before = _chat(port)
     for _ in range(3):
         _chat(port)
     time.sleep(1.0)
     rss = psutil.Process(pid).memory_info().rss
-    result: dict[str, Any] = {"clients": clients, "body_mb": size / 1e6, "rss_baseline_mb": round(rss / 2**20, 1)}
+    result: dict[str, Any] = {"clients": clients, "body_mb": size / 1e6, "limit_mib": limit / 2**20,
+                              "rss_baseline_mb": round(rss / 2**20, 1)}
     body = _huge_body(size)
+    floor = subprocess.Popen([sys.executable, "-c", _FLOOR, str(limit)], stdout=subprocess.PIPE, text=True)
+    assert floor.stdout is not None
+    floor_port = int(floor.stdout.readline())
     health = subprocess.Popen([sys.executable, "-c", _HEALTH, str(port)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     memory = _Memory(pid)
@@ -155,28 +228,29 @@ def measure(port: int, pid: int, clients: int, size: int) -> dict[str, Any]:
     windows: dict[str, tuple[float, float]] = {}
     for name in ("content_length", "expect_100_continue", "chunked"):
         print(f"{clients} x {size / 1e6:g} MB bodies ({name}) ...", file=sys.stderr)
-
-        async def wave(mode: str = name) -> list[dict[str, Any]]:
-            return await asyncio.gather(*(_send(port, body, mode) for _ in range(clients)))
-
-        start, began = time.perf_counter(), time.monotonic()
-        answers = asyncio.run(wave())
-        windows[name] = (began, time.monotonic())
-        latencies = [a["latency_s"] for a in answers]
-        result[name] = {"statuses": sorted({a["status"] for a in answers}),
-                        "codes": sorted({a["error"]["code"] for a in answers}),
-                        "refusal_p50_ms": _ms(latencies, 50), "refusal_p99_ms": _ms(latencies, 99),
-                        "refusal_max_ms": round(max(latencies) * 1000, 1),
-                        "wave_s": round(time.perf_counter() - start, 2),
-                        "uploaded_mb_mean": round(float(np.mean([a["sent"] for a in answers])) / 1e6, 1)}
+        wire = _wire(body, name)
+        floor_round = _round(_wave(floor_port, wire, size, name, clients))
         time.sleep(0.5)
+        start, began = time.perf_counter(), time.monotonic()
+        answers = _wave(port, wire, size, name, clients)
+        windows[name] = (began, began + max(a["latency_s"] for a in answers), time.monotonic())
+        result[name] = {**_round(answers), "wave_s": round(time.perf_counter() - start, 2),
+                        "uploaded_mb_mean": round(float(np.mean([a["sent"] for a in answers])) / 1e6, 1),
+                        "floor_refusal_p50_ms": floor_round["refusal_p50_ms"],
+                        "floor_refusal_p99_ms": floor_round["refusal_p99_ms"]}
+        time.sleep(0.5)
+    floor.kill()
+    floor.wait()
     time.sleep(2.0)
     probes = json.loads(health.communicate("")[0])
     latencies, statuses = [p[1] for p in probes], [p[2] for p in probes]
-    for name, (began, ended) in windows.items():
-        during = [p[1] for p in probes if began <= p[0] <= ended]
-        result[name].update({"health_during": len(during), "health_p99_ms": _ms(during, 99) if during else None,
-                             "health_max_ms": round(max(during) * 1000, 1) if during else None})
+    for name, (began, refused, ended) in windows.items():
+        # Asked while the fifty were being refused, and while their uploads went on (until they ended or were cut).
+        for window, until in (("refusing", refused), ("wave", ended)):
+            during = [p[1] for p in probes if began <= p[0] <= until]
+            result[name].update({f"health_{window}": len(during),
+                                 f"health_{window}_p99_ms": _ms(during, 99) if during else None,
+                                 f"health_{window}_max_ms": round(max(during) * 1000, 1) if during else None})
     memory.stop.set()
     memory.join()
     after = _chat(port)
@@ -210,7 +284,8 @@ def main() -> None:
                  "--model-repository", str(server.repo)], stderr=subprocess.DEVNULL)
             try:
                 _wait_for(port)
-                result = measure(port, gateway.pid, args.clients, int(args.size_mb * 1e6))
+                result = measure(port, gateway.pid, args.clients, int(args.size_mb * 1e6),
+                                 GatewaySettings(url="").max_body_bytes)
             finally:
                 gateway.terminate()
                 gateway.wait(timeout=30)

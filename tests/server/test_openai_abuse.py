@@ -132,6 +132,58 @@ def test_a_chunked_body_is_refused_once_it_passes_the_limit(gateway: GatewayThre
     assert b'"request_too_large"' in answer
 
 
+def _chunked(body: bytes, piece: int = 256 * 1024) -> bytes:
+    framed = (b"%x\r\n%s\r\n" % (len(body[i:i + piece]), body[i:i + piece]) for i in range(0, len(body), piece))
+    return b"".join(framed) + b"0\r\n\r\n"
+
+
+def test_a_chunked_body_far_over_the_limit_is_refused_at_once_and_read_no_further() -> None:
+    """20 MB sent chunked at a 1 MiB limit: 413 as the count passes 1 MiB, then the gateway's end of the stream.
+
+    The client is still uploading when the answer comes; the gateway reads nothing more (the upload stalls
+    once the kernel's buffers are full, far short of 20 MB, and is reset when the connection closes).
+    """
+    running = _start(max_body_bytes=2**20)
+    connection = socket.create_connection((running.host, running.port))
+    try:
+        connection.settimeout(10)
+        wire = _chunked(b"x" * (20 * 10**6))
+        upload: dict[str, Any] = {}
+
+        def send() -> None:
+            try:
+                connection.sendall(wire)
+                upload["done"] = True
+            except OSError as exc:
+                upload["error"] = exc
+
+        connection.sendall(_post_head("/v1/chat/completions", "transfer-encoding: chunked"))
+        start = time.perf_counter()
+        uploader = threading.Thread(target=send, daemon=True)
+        uploader.start()
+        status, headers, body = _answer(connection)
+        took = time.perf_counter() - start
+        assert status == 413 and headers["connection"] == "close", (status, headers)
+        _openai_shaped(body, "request_too_large")
+        assert "over 1 MiB" in body["error"]["message"], body
+        assert took < 0.5, f"refused {took:.2f} s after the headers"
+        assert connection.recv(65536) == b"", "the answer should be followed by the end of the gateway's stream"
+        uploader.join(10)
+        assert "done" not in upload, "the gateway read the whole 20 MB body after refusing it"
+        assert isinstance(upload.get("error"), ConnectionError), upload
+    finally:
+        connection.close()
+        running.stop()
+
+
+def test_a_chunked_body_within_the_limit_reaches_the_app(gateway: GatewayThread) -> None:
+    connection = _connect(gateway)
+    connection.sendall(_post_head("/v1/chat/completions", "transfer-encoding: chunked") + _chunked(_chat(), 7))
+    status, headers, body = _answer(connection)  # read whole, parsed, and only then sent to (no) Triton
+    assert status == 503 and headers.get("connection") != "close"
+    _openai_shaped(body, "triton_unavailable")
+
+
 def test_the_official_sdk_sees_its_own_413(gateway: GatewayThread) -> None:
     client = openai.OpenAI(base_url=gateway.url, api_key="unused", max_retries=0, timeout=30)
     with pytest.raises(openai.APIStatusError) as refused:

@@ -30,6 +30,8 @@ __all__ = ["MAX_HEADER_BYTES", "Guard", "GuardedProtocol", "guarded_protocol"]
 MAX_HEADER_BYTES = 64 * 1024
 #: A body declared this many times over the limit is not read to its end after the 413: the connection closes.
 _DRAIN_FACTOR = 4
+#: Seconds a refused connection stays open, unread, after its answer and the end of our stream, before it closes.
+_LINGER_S = 1.0
 
 _ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
@@ -151,26 +153,34 @@ class Guard:
                 self.in_flight -= 1
 
 
-def _refusal(status: int, reason: bytes, message: str) -> bytes:
-    body = json.dumps(APIError(status, message, code=reason.decode().lower().replace(" ", "_")).body()).encode()
+def _refusal(status: int, reason: bytes, message: str, code: Optional[str] = None) -> bytes:
+    code = code or reason.decode().lower().replace(" ", "_")
+    body = json.dumps(APIError(status, message, code=code).body()).encode()
     return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
             % (status, reason, len(body))) + body
 
 
 class GuardedProtocol(HttpToolsProtocol):
-    """Uvicorn's httptools protocol, with a deadline and a size cap on each request's line and headers.
+    """Uvicorn's httptools protocol: a deadline and a size cap on each request's headers, the body limit as it comes.
 
     The deadline runs from the connection's start, and again from the end of each response, to the end of
     the next request's headers: a client that connects and sends nothing, or trickles its headers, or
     is still sending the unread rest of a refused body after the deadline, is disconnected (408 when part
     of a request came). uvicorn's own ``timeout_keep_alive`` still closes idle kept-alive connections sooner.
+
+    A body that passes ``max_body_bytes`` before the app answered (one sent chunked, or longer than it
+    declared) is refused here, in the parser's callback: 413 at once, the app told the client is gone, and
+    the connection read no further. ``Guard`` counts too, for the app run under another server.
     """
 
     header_timeout_s = 10.0
     max_header_bytes = MAX_HEADER_BYTES
+    max_body_bytes = 4 * 1024 * 1024
     _header_timer: Optional[asyncio.TimerHandle] = None
     _header_bytes = 0
     _started = False
+    _body_cycle: Any = None
+    _body_bytes = 0
 
     def _arm(self) -> None:
         self._disarm()
@@ -182,10 +192,24 @@ class GuardedProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _refuse(self, status: int, reason: bytes, message: str) -> None:
+    def _refuse(self, status: int, reason: bytes, message: str, code: Optional[str] = None) -> None:
+        """Answer ``status`` and end the connection without reading the rest of what the client sends.
+
+        The answer is followed by the end of our side of the stream; the connection is closed a moment
+        later, not at once: a close with unread data resets it, and a reset can overtake an answer
+        still on its way.
+        """
         self._disarm()
+        if self.transport.is_closing():
+            return
+        self.flow.pause_reading()
+        self.transport.write(_refusal(status, reason, message, code))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_S, self._close)
+
+    def _close(self) -> None:
         if not self.transport.is_closing():
-            self.transport.write(_refusal(status, reason, message))
             self.transport.close()
 
     def _header_timeout(self) -> None:
@@ -220,7 +244,36 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:  # noqa: D102
         self._disarm()
+        before = self.cycle
         super().on_headers_complete()
+        # A request of ours has a cycle of its own (an upgrade has none); its body is counted from here.
+        self._body_cycle, self._body_bytes = (self.cycle if self.cycle is not before else None), 0
+
+    def on_body(self, body: bytes) -> None:  # noqa: D102
+        cycle = self._body_cycle
+        if cycle is None or cycle.response_started:  # an upgrade, or a body still coming after the answer began
+            super().on_body(body)
+            return
+        if cycle.disconnected:  # refused, or the client is gone: the rest of this read is dropped
+            return
+        self._body_bytes += len(body)
+        if self._body_bytes > self.max_body_bytes:
+            self._refuse_body(cycle)
+            return
+        # Taken as it comes, up to the limit: uvicorn's own on_body stops reading at 64 KiB until the app has
+        # taken them, a round trip through the app's task per 64 KiB that made a chunked body's way to its
+        # refusal 2-3 times slower. What is held is bounded by the limit all the same (the app keeps the whole
+        # body before it parses it), and each read by the socket's buffer.
+        cycle.body += body
+        cycle.message_event.set()
+
+    def _refuse_body(self, cycle: Any) -> None:
+        # The app sees the client gone (its receive says so, its sends are dropped), and the body read so far
+        # is let go; the answer goes out from here.
+        cycle.disconnected, cycle.body = True, bytearray()
+        cycle.message_event.set()
+        self._refuse(413, b"Payload Too Large", f"the request body is over {_mib(self.max_body_bytes)}, the "
+                     "gateway's limit (--max-body-size)", code="request_too_large")
 
     def on_response_complete(self) -> None:  # noqa: D102
         super().on_response_complete()
@@ -228,7 +281,8 @@ class GuardedProtocol(HttpToolsProtocol):
             self._arm()
 
 
-def guarded_protocol(header_timeout_s: float, max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol]:
+def guarded_protocol(header_timeout_s: float, max_body_bytes: int = GuardedProtocol.max_body_bytes,
+                     max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol]:
     """``GuardedProtocol`` with these limits, for ``uvicorn.Config(http=...)``."""
-    return type("GuardedProtocol", (GuardedProtocol,),
-                {"header_timeout_s": header_timeout_s, "max_header_bytes": max_header_bytes})
+    return type("GuardedProtocol", (GuardedProtocol,), {
+        "header_timeout_s": header_timeout_s, "max_body_bytes": max_body_bytes, "max_header_bytes": max_header_bytes})

@@ -41,10 +41,10 @@ def _config(settings: GatewaySettings, host: str, port: int, log_level: str) -> 
 
     check_exposure(host, settings.api_key)
     # No proxy-header middleware: nothing here reads the client's address. The protocol is httptools' with
-    # a deadline and a size cap on each request's headers (the app guards the body).
+    # a deadline and a size cap on each request's headers, and the body limit counted as the body arrives.
     return uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
                           proxy_headers=False, lifespan="on", timeout_graceful_shutdown=5,
-                          http=guarded_protocol(settings.header_timeout_s))
+                          http=guarded_protocol(settings.header_timeout_s, settings.max_body_bytes))
 
 
 def run_gateway(settings: GatewaySettings, host: str = "127.0.0.1", port: int = 9000,

@@ -12,7 +12,7 @@ from tritonkit.errors import Problem, SpecError
 from tritonkit.model.deploy import CONTAINER_PORTS, MODELS_DIR, Deployment, GpuReservation, admin_key_reference
 from tritonkit.model.gateway import GATEWAY_KEY_ENV
 from tritonkit.model.types import FileSource
-from tritonkit.render.probes import stub_probe
+from tritonkit.render.probes import stub_probe, watchdog_command
 
 __all__ = ["DOCKER_DIR", "compose_document", "render_docker", "render_template"]
 
@@ -123,18 +123,18 @@ def _triton_service(deployment: Deployment) -> dict[str, Any]:
         service["build"] = {"context": ".", "dockerfile": "Dockerfile", "args": {"BASE_IMAGE": deployment.base_image}}
     if deployment.needs_engine_build:
         service["depends_on"] = {"engine-build": {"condition": "service_completed_successfully"}}
-    service["command"] = list(deployment.server_command)
+    heal = deploy.restart != "no"
+    service["command"] = watchdog_command(deployment.server_command) if heal else list(deployment.server_command)
     hosts = (deploy.ports.http, deploy.ports.grpc, deploy.ports.metrics)
     service["ports"] = [f"{deploy.bind_address}:{host}:{inner}" for host, inner in zip(hosts, CONTAINER_PORTS)]
     service["volumes"] = [f"../model_repository:{MODELS_DIR}:ro", *_shared_volumes(deployment)]
     _runtime_settings(deployment, service)
-    # Docker restarts a container whose main process exits, never an unhealthy one: on a dead model process the
-    # healthcheck kills tritonserver (not PID 1 under `init`, so it can), and the restart policy brings it back.
-    # The kill comes on the first check that sees the dead process, within `interval` (5 s) of the death.
-    heal = deploy.restart != "no"
+    # Docker restarts a container whose main process exits, never an unhealthy one: where it restarts, the
+    # watchdog around tritonserver kills it within 0.2 s of a model process's death (clients in flight get their
+    # error then), and the restart policy brings it back. The healthcheck reports the dead process meanwhile.
     service["init"] = True
     service["healthcheck"] = {
-        "test": ["CMD", "python3", "-c", stub_probe(CONTAINER_PORTS[0], "/v2/health/ready", kill_server=heal)],
+        "test": ["CMD", "python3", "-c", stub_probe(CONTAINER_PORTS[0], "/v2/health/ready")],
         "interval": "5s", "timeout": "5s", "retries": 3,
         "start_period": "600s" if deployment.uses_llm else "120s"}
     service["restart"] = deploy.restart

@@ -15,8 +15,8 @@ from typing import Optional
 
 from tritonkit.errors import Problem, ServerError
 
-__all__ = ["TRITONSERVER_ENV", "Environment", "Installation", "find_tritonserver", "prepare_environment",
-           "stub_numpy_version"]
+__all__ = ["TRITONSERVER_ENV", "Environment", "Installation", "check_stub_numpy", "find_tritonserver",
+           "prepare_environment", "stub_numpy_version"]
 
 #: Environment variable naming the tritonserver binary to use.
 TRITONSERVER_ENV = "TRITONSERVER"
@@ -184,3 +184,19 @@ def stub_numpy_version(env: dict[str, str]) -> Optional[str]:
     if result.returncode != 0:
         return None
     return result.stdout.strip() or None
+
+
+def check_stub_numpy(installation: Installation, env: dict[str, str]) -> None:
+    """Refuse numpy 2 where the wheel's Python backend stub imports it (``env`` is the server's environment).
+
+    Raises:
+        ServerError: the stub would import numpy 2, with which the wheel's Python backend passes empty tensors.
+
+    """
+    if not installation.is_wheel:
+        return
+    version = stub_numpy_version(env)
+    if version is not None and int(version.split(".")[0]) >= 2:
+        raise ServerError(Problem(
+            f"numpy {version} is installed where the Python backend stub imports it; with numpy 2 the "
+            "wheel's Python backend passes empty tensors", hint="install numpy<2 (`pip install 'numpy<2'`)"))

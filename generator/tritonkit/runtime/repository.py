@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tritonkit.errors import Problem
+from tritonkit.errors import Problem, ServerError
 from tritonkit.triton import ENSEMBLE, FILE_BACKENDS, PLATFORM_BACKENDS, parse_config
 
-__all__ = ["RepositoryModel", "docker_command", "empty_repository_warning", "repository_path_problem",
-           "scan_repository", "unsupported_models"]
+__all__ = ["LoadPlan", "RepositoryModel", "docker_command", "empty_repository_warning", "plan_loads",
+           "repository_path_problem", "scan_repository", "unsupported_models"]
 
 #: The folder ``tritonkit generate`` writes the model repository into, inside its output folder.
 GENERATED_DIR = "model_repository"
@@ -100,6 +100,44 @@ def unsupported_problems(repo: Path, reasons: dict[str, str]) -> list[Problem]:
     hint = f"serve them in the NGC container: `{docker_command(repo)}`, or pass --skip-unsupported"
     return [Problem(f"model '{name}' cannot run on the local tritonserver: {why}", path=str(repo / name),
                     hint=hint, model=name) for name, why in sorted(reasons.items())]
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What a local server loads: its model control mode, the models it loads at start, and those it skips (why)."""
+
+    control_mode: str
+    load_models: list[str]
+    skipped: dict[str, str]
+
+
+def plan_loads(repo: Path, backends: Optional[frozenset[str]], control_mode: str, load_models: list[str],
+               skip_unsupported: bool) -> LoadPlan:
+    """The models a server with ``backends`` (None: not known) loads from ``repo``, as asked where it can.
+
+    With ``skip_unsupported``, the models it cannot run are skipped: the server runs under explicit control
+    and loads the others.
+
+    Raises:
+        ServerError: models the server cannot run are to be loaded and ``skip_unsupported`` is off (each
+            named, with the Docker command that runs them), or it is on under poll control.
+
+    """
+    models = scan_repository(repo)
+    as_asked = LoadPlan(control_mode, list(load_models), {})
+    if backends is None:
+        return as_asked
+    wanted = {m.name for m in models} if control_mode != "explicit" else set(load_models)
+    reasons = {n: r for n, r in unsupported_models(models, backends).items() if n in wanted or "*" in wanted}
+    if not reasons:
+        return as_asked
+    if not skip_unsupported:
+        raise ServerError(unsupported_problems(repo, reasons))
+    if control_mode == "poll":
+        raise ServerError(Problem("--skip-unsupported cannot be used with --model-control-mode poll",
+                                  hint="use none or explicit"))
+    names = [m.name for m in models] if control_mode == "none" or "*" in wanted else load_models
+    return LoadPlan("explicit", [n for n in names if n not in reasons], reasons)
 
 
 def _spec_file_problem(path: Path) -> Problem:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import collections
 import http.client
-import json
 import os
 import secrets
 import shutil
@@ -20,16 +18,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from tritonkit.errors import Problem, ServerError
-from tritonkit.runtime.locate import Installation, find_tritonserver, prepare_environment, stub_numpy_version
-from tritonkit.runtime.logs import LogPump, last_error_line, load_failures
+from tritonkit.runtime.diagnosis import exit_problems, hung_problem, not_ready_problems, repository_index
+from tritonkit.runtime.healing import Healer
+from tritonkit.runtime.locate import Installation, check_stub_numpy, find_tritonserver, prepare_environment
+from tritonkit.runtime.logs import LogPump
 from tritonkit.runtime.process import GroupProcess, free_ports
 from tritonkit.runtime.progress import LoadEvent, LoadProgress
-from tritonkit.runtime.repository import (
-    repository_path_problem,
-    scan_repository,
-    unsupported_models,
-    unsupported_problems,
-)
+from tritonkit.runtime.repository import plan_loads, repository_path_problem
 from tritonkit.runtime.stubs import Stub, StubWatch, remove_regions
 
 if TYPE_CHECKING:
@@ -43,9 +38,6 @@ ADMIN_KEY_ENV = "TRITONKIT_ADMIN_KEY"
 #: The header that carries it (gRPC metadata: ``triton-grpc-protocol-`` + this name), as in the compose stack.
 ADMIN_HEADER = "triton-admin-key"
 _PORT_RETRIES = 3
-_WATCH_INTERVAL_S = 0.2
-#: Healing gives up when stubs die this often: a model that crashes on every start is not healed by restarts.
-_HEAL_LIMIT, _HEAL_WINDOW_S = 3, 120.0
 
 
 class Server:
@@ -57,11 +49,11 @@ class Server:
     server's last sign of progress (any output), so a slow first load succeeds and a hung one ends;
     ``progress`` is told each model's load steps as they come.
 
-    With ``heal`` on, a watcher notices a Python backend stub process that died (the backend neither
-    restarts it nor fails the streams it was serving, and the model stays READY): it says so through
-    ``notify`` and restarts the server on the same ports, which fails every request in flight at once,
-    removes the dead stub's shared memory and loads the models again. Under model control (explicit or
-    poll) the model-repository API needs ``admin_key`` in the ``triton-admin-key`` header (from
+    A watcher (``runtime.healing``) notices a Python backend stub process that died (the backend neither
+    restarts it nor fails the streams it was serving, and the model stays READY) and says so through
+    ``notify``; with ``heal`` on, it restarts the server on the same ports, which fails every request in
+    flight at once, removes the dead stub's shared memory and loads the models again. Under model control
+    (explicit or poll) the model-repository API needs ``admin_key`` in the ``triton-admin-key`` header (from
     ``$TRITONKIT_ADMIN_KEY`` when not given, else generated for this server); :meth:`client` sends it.
     """
 
@@ -93,16 +85,13 @@ class Server:
         self._pump: Optional[LogPump] = None
         self._workspace: Optional[Path] = None
         self._planned = False
-        self.heal, self._notify = heal, notify
         self.admin_key = admin_key or os.environ.get(ADMIN_KEY_ENV) or secrets.token_urlsafe(24)
-        #: Each restart after a dead stub: (the stubs that died, seconds until ready again, or None if it failed).
-        self.heals: list[tuple[list[Stub], Optional[float]]] = []
         self._stubs = StubWatch()
         self._lock = threading.RLock()
-        self._healing = threading.Event()
+        self._restarting = threading.Event()
         self._stop_requested = threading.Event()
-        self._watcher: Optional[threading.Thread] = None
-        self._heal_times: collections.deque[float] = collections.deque(maxlen=_HEAL_LIMIT)
+        self._healer = Healer(self._stubs, self._running_pid, self._relaunch, self._stop_requested,
+                              enabled=heal, notify=notify)
         self._launch_args: tuple[list[str], dict[str, str]] = ([], {})
         self._abandoned = False  # stopped while a restart had killed the old server and not started the new
 
@@ -133,6 +122,16 @@ class Server:
     def pid(self) -> Optional[int]:
         """The server's process id while it runs."""
         return self._process.pid if self._process else None
+
+    @property
+    def heal(self) -> bool:
+        """True when a dead backend process gets the server restarted."""
+        return self._healer.enabled
+
+    @property
+    def heals(self) -> list[tuple[list[Stub], Optional[float]]]:
+        """Each restart after a dead stub: (the stubs that died, seconds until ready again, or None if it failed)."""
+        return self._healer.heals
 
     @property
     def restricted(self) -> bool:
@@ -184,14 +183,14 @@ class Server:
         self._workspace = Path(tempfile.mkdtemp(prefix="tritonkit-serve-"))
         try:
             environment = prepare_environment(self.installation, self._workspace)
-            self._check_numpy(environment.env)
+            check_stub_numpy(self.installation, environment.env)
             self._launch_args = (environment.args, environment.env)
             for attempt in range(_PORT_RETRIES):
                 self._pick_ports()
                 self._launch(environment.args, environment.env)
                 try:
                     self._wait_ready()
-                    self._start_watcher()
+                    self._healer.start()
                     return self
                 except ServerError:
                     if attempt + 1 < _PORT_RETRIES and self._lost_port_race():
@@ -206,9 +205,7 @@ class Server:
     def stop(self) -> Optional[int]:
         """Stop gracefully (in-flight requests get ``exit_timeout_s``), then kill the group; idempotent."""
         self._stop_requested.set()
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None and watcher is not threading.current_thread():
-            watcher.join()
+        self._healer.join()
         with self._lock:
             code = self._shutdown()
         if self._workspace is not None:
@@ -240,7 +237,7 @@ class Server:
             if process is None:
                 return None
             code = process.poll()
-            if code is not None and not self._healing.is_set() and process is self._process:
+            if code is not None and not self._restarting.is_set() and process is self._process:
                 return 0 if self._abandoned else code
             if deadline is not None and time.monotonic() > deadline:
                 return None
@@ -249,6 +246,10 @@ class Server:
     def is_running(self) -> bool:
         """True while the server process lives."""
         return self._process is not None and self._process.poll() is None
+
+    def _running_pid(self) -> Optional[int]:
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
 
     def plan(self) -> dict[str, str]:
         """Check the repository before start; return the models skipped (name -> why), if any.
@@ -262,39 +263,13 @@ class Server:
             problem = repository_path_problem(self.repo)
             if problem is not None:
                 raise ServerError(problem)
-            self._plan_models()
+            plan = plan_loads(self.repo, self.installation.backends(), self.control_mode, self.load_models,
+                              self.skip_unsupported)
+            self.control_mode, self.load_models, self.skipped = plan.control_mode, plan.load_models, plan.skipped
             self._planned = True
         return dict(self.skipped)
 
     # -------------------------------------------------------------- helpers
-    def _plan_models(self) -> None:
-        models = scan_repository(self.repo)
-        backends = self.installation.backends()
-        if backends is None:
-            return
-        wanted = {m.name for m in models} if self.control_mode != "explicit" else set(self.load_models)
-        reasons = {n: r for n, r in unsupported_models(models, backends).items() if n in wanted or "*" in wanted}
-        if not reasons:
-            return
-        if not self.skip_unsupported:
-            raise ServerError(unsupported_problems(self.repo, reasons))
-        if self.control_mode == "poll":
-            raise ServerError(Problem("--skip-unsupported cannot be used with --model-control-mode poll",
-                                      hint="use none or explicit"))
-        self.skipped = reasons
-        names = [m.name for m in models] if self.control_mode == "none" or "*" in wanted else self.load_models
-        self.control_mode = "explicit"
-        self.load_models = [n for n in names if n not in reasons]
-
-    def _check_numpy(self, env: dict[str, str]) -> None:
-        if not self.installation.is_wheel:
-            return
-        version = stub_numpy_version(env)
-        if version is not None and int(version.split(".")[0]) >= 2:
-            raise ServerError(Problem(
-                f"numpy {version} is installed where the Python backend stub imports it; with numpy 2 the "
-                "wheel's Python backend passes empty tensors", hint="install numpy<2 (`pip install 'numpy<2'`)"))
-
     def _pick_ports(self) -> None:
         picked = iter(free_ports(3))
         self.http_port, self.grpc_port, self.metrics_port = (p or next(picked) for p in self._ports)
@@ -347,52 +322,20 @@ class Server:
         while self._progress.silent_for_s() < self.startup_timeout_s:
             if self._ready():
                 return
-            if self._healing.is_set() and self._stop_requested.is_set():
+            if self._restarting.is_set() and self._stop_requested.is_set():
                 raise ServerError(Problem("stopped while restarting", path=str(self.repo)))
             if self._process.poll() is not None:
                 self._pump.join(5.0)
-                raise ServerError(self._failure_problems(f"tritonserver exited with code {self._process.poll()}"))
+                raise ServerError(self._exit_problems(f"tritonserver exited with code {self._process.poll()}"))
             time.sleep(0.05)
-        raise ServerError([self._hung_problem(), *(self._not_ready_problems() or self._failure_problems(""))])
+        hung = hung_problem(self._progress, self.startup_timeout_s, self.repo)
+        raise ServerError([hung, *(not_ready_problems(self._repository_index(), self.repo) or self._exit_problems(""))])
 
-    def _hung_problem(self) -> Problem:
-        """The models still loading when the server went quiet, each with the step it was in."""
-        assert self._progress is not None
-        loading = self._progress.unfinished()
-        steps = "; ".join(f"'{m}' at: {step}" if step else f"'{m}'" for m, step in sorted(loading.items()))
-        what = f", still loading {steps}" if steps else ""
-        return Problem(f"tritonserver showed no sign of progress for {self.startup_timeout_s:g} s "
-                       f"({self._progress.elapsed_s():.0f} s after start){what}", path=str(self.repo),
-                       hint="a load that is slow but silent needs a larger --ready-timeout (seconds without "
-                            "any output); rerun with --server-log to see the server's own output")
-
-    def _failure_problems(self, summary: str) -> list[Problem]:
-        lines = self.log_lines()
-        problems = load_failures(lines, self.repo)
-        if problems:
-            return problems
-        detail = last_error_line(lines) or "no error line in its output"
-        hint = _port_hint(detail, self.http_port, self.grpc_port, self.metrics_port) \
-            if "already in use" in detail else None
-        return [Problem(f"{summary}: {detail}" if summary else detail, path=str(self.repo), hint=hint)]
+    def _exit_problems(self, summary: str) -> list[Problem]:
+        return exit_problems(self.log_lines(), self.repo, summary, (self.http_port, self.grpc_port, self.metrics_port))
 
     def _repository_index(self) -> Optional[list[dict[str, Any]]]:
-        """The server's repository index (every model with its state and reason); None when it does not answer."""
-        url = f"http://{self._client_host}:{self.http_port}/v2/repository/index"
-        request = urllib.request.Request(url, data=b"{}", headers=self.admin_headers("http"))
-        try:
-            with urllib.request.urlopen(request, timeout=5) as reply:
-                index: list[dict[str, Any]] = json.loads(reply.read())
-        except (urllib.error.URLError, OSError, ValueError):
-            return None
-        return index
-
-    def _not_ready_problems(self) -> list[Problem]:
-        """Ask the running server which models are not ready, and why (its repository index)."""
-        index = self._repository_index() or []
-        return [Problem(f"model '{m['name']}' is {m.get('state', 'not ready')}: {m.get('reason') or 'loading'}",
-                        path=str(self.repo / m["name"]), model=m["name"])
-                for m in index if m.get("state") != "READY"]
+        return repository_index(f"http://{self._client_host}:{self.http_port}", self.admin_headers("http"))
 
     def _shutdown(self) -> Optional[int]:
         if self._process is None:
@@ -408,42 +351,6 @@ class Server:
         return code
 
     # -------------------------------------------------------------- healing
-    def _say(self, message: str) -> None:
-        if self._notify is not None:
-            self._notify(message)
-
-    def _start_watcher(self) -> None:
-        if self._process is not None:  # learn the stubs of the models just loaded before anything can kill one
-            self._stubs.poll(self._process.pid)
-        if self._watcher is None and os.path.isdir("/proc"):
-            self._watcher = threading.Thread(target=self._watch, name="tritonkit-stub-watch", daemon=True)
-            self._watcher.start()
-
-    def _watch(self) -> None:
-        while not self._stop_requested.wait(_WATCH_INTERVAL_S):
-            process = self._process
-            if process is None or process.poll() is not None:
-                continue
-            dead = self._stubs.poll(process.pid)
-            if dead:
-                self._on_dead(dead)
-
-    def _on_dead(self, dead: list[Stub]) -> None:
-        for stub in dead:
-            self._say(f"model '{stub.model}': its backend process died (instance {stub.instance}, pid {stub.pid}); "
-                      "Triton still reports it ready, but it fails every request and the streams it was serving "
-                      "never end")
-        now = time.monotonic()
-        if not self.heal:
-            self._say("not restarting: healing is off (restart the server to bring the model back)")
-            return
-        if len(self._heal_times) == _HEAL_LIMIT and now - self._heal_times[0] < _HEAL_WINDOW_S:
-            self._say(f"not restarting: backend processes died {_HEAL_LIMIT + 1} times within "
-                      f"{_HEAL_WINDOW_S:g} s; the model itself is likely crashing (see --server-log)")
-            return
-        self._heal_times.append(now)
-        self._restart(dead)
-
     def _loaded_models(self) -> Optional[list[str]]:
         """Under explicit control, the models loaded now (so the restart loads the same); else None."""
         if self.control_mode != "explicit":
@@ -451,15 +358,19 @@ class Server:
         index = self._repository_index()
         return None if index is None else sorted({m["name"] for m in index if m.get("state") == "READY"})
 
-    def _restart(self, dead: list[Stub]) -> None:
-        """Kill the server (its stuck requests fail at once), remove its shared memory, start it again."""
-        names = ", ".join(sorted({f"'{s.model}'" for s in dead}))
-        self._say(f"restarting tritonserver to bring {names} back; requests in flight fail now")
-        started = time.monotonic()
+    def _relaunch(self) -> bool:
+        """Kill the server (its stuck requests fail at once), remove its shared memory, start it again.
+
+        Returns False, having started nothing, when the server is being stopped meanwhile.
+
+        Raises:
+            ServerError: the new server did not come up.
+
+        """
         with self._lock:
             if self._stop_requested.is_set() or self._process is None:
-                return
-            self._healing.set()
+                return False
+            self._restarting.set()
             try:
                 loaded = self._loaded_models()
                 if loaded is not None:
@@ -471,27 +382,10 @@ class Server:
                 remove_regions(self._stubs.forget())
                 if self._stop_requested.is_set():
                     self._abandoned = True
-                    return
+                    return False
                 self._launch(*self._launch_args)
                 self._wait_ready()
                 self._stubs.poll(self._process.pid)
-            except ServerError as exc:
-                self.heals.append((dead, None))
-                if not self._stop_requested.is_set():
-                    self._say(f"the restart failed: {exc}")
-                return
+                return True
             finally:
-                self._healing.clear()
-        took = time.monotonic() - started
-        self.heals.append((dead, took))
-        self._say(f"{names} ready again ({took:.1f} s after the restart began)")
-
-
-def _port_hint(detail: str, http: int, grpc: int, metrics: int) -> str:
-    """Which flag moves the port another process holds (Triton names the service in its error line)."""
-    lowered = detail.lower()
-    flags = [(flag, port) for word, flag, port in (("grpc", "--grpc-port", grpc), ("metric", "--metrics-port", metrics),
-                                                  ("http", "--http-port", http)) if word in lowered][:1]
-    named = flags or [("--http-port", http), ("--grpc-port", grpc), ("--metrics-port", metrics)]
-    which = " or ".join(f"{flag} (now {port})" for flag, port in named)
-    return f"another process holds the port; pass a free one with {which}, or 0 to pick a free one"
+                self._restarting.clear()
