@@ -49,19 +49,19 @@ class _Sender:
             items = [self.work.get()]
             while not self.work.empty():
                 items.append(self.work.get_nowait())
-            merged: dict[_Stream, tuple[Any, list[int], bool]] = {}
+            merged: dict[tuple[_Stream, Any], tuple[list[int], bool]] = {}
             for item in items:
                 if item is None:
                     self._send_all(merged)
                     return
                 stream, request, tokens, final = item
-                seen = merged.get(stream)
-                merged[stream] = (request, (seen[1] if seen else []) + tokens, final)
+                seen = merged.get((stream, request))
+                merged[(stream, request)] = ((seen[0] if seen else []) + tokens, final)
             self._send_all(merged)
 
     @staticmethod
-    def _send_all(merged: dict[_Stream, tuple[Any, list[int], bool]]) -> None:
-        for stream, (request, tokens, final) in merged.items():
+    def _send_all(merged: dict[tuple[_Stream, Any], tuple[list[int], bool]]) -> None:
+        for (stream, request), (tokens, final) in merged.items():
             try:
                 stream.send(request, tokens, final)
             except Exception as exc:  # one broken response must not stop every other stream
@@ -85,6 +85,11 @@ class LocalEngine:
         self.max_output_len = int(params.get("max_output_len") or 512)
         self.default_stops: list[str] = json.loads(params.get("stop_words") or "[]")
         self.token_bytes = llm_common.longest_token_bytes(self.tokenizer)
+        self.token_texts = llm_common.TokenTexts(self.tokenizer)
+        #: The logits' width: the model's vocabulary (often padded past the tokenizer's).
+        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
+        self.max_batch = int(params.get("max_batch_size") or 8)
+        self._grammars: Any = None
         self.end_ids = llm_common.end_ids(self.tokenizer)
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad) if pad is not None else (self.end_ids[0] if self.end_ids else 0)
@@ -93,8 +98,7 @@ class LocalEngine:
                          "repetition_penalty": float(params.get("repetition_penalty") or 1.0),
                          "seed": int(params["seed"]) if params.get("seed") else None}
         self.scheduler = llm_scheduler.engine_from_parameters(
-            self.model, self.pad_id, params, int(params.get("max_batch_size") or 8),
-            self.max_input_len + self.max_output_len)
+            self.model, self.pad_id, params, self.max_batch, self.max_input_len + self.max_output_len)
         self.sender = _Sender()
         # The scheduler's and the sender's threads take turns on the GIL: without a shorter switch
         # interval than Python's 5 ms, one waits that long for the other in the middle of a step.
@@ -120,6 +124,16 @@ class LocalEngine:
             raise llm_common.RequestError(
                 f"input 'sampling_param_max_tokens' must be at least 1 (got {job.max_tokens})")
         self._check_sampling(job.settings)
+        if job.n > self.max_batch:
+            raise llm_common.RequestError(
+                f"input 'sampling_param_n' is {job.n}; this model runs at most {self.max_batch} sequences at once "
+                f"(max_batch_size), so n may be at most {self.max_batch}")
+        outside = sorted(t for t in job.logit_bias if t >= self.vocab_size)
+        if outside:
+            raise llm_common.RequestError(f"input 'sampling_param_logit_bias' names token id {outside[0]}, outside "
+                                          f"the vocabulary (ids 0 to {self.vocab_size - 1})")
+        if job.guide is not None:  # compiled here, on the request's thread: never on the scheduler's
+            job.grammar = self.grammars().compile(*job.guide)
         size = len(job.prompt.encode("utf-8", errors="replace"))
         if size > self.max_input_len * self.token_bytes:
             raise llm_common.RequestError(
@@ -145,17 +159,30 @@ class LocalEngine:
                 settings[key] = llm_common.check_number(f"sampling_param_{key}", settings[key], low, high,
                                                         above_low=above_low)
 
-    def _row(self, job: Any) -> llm_generate.Row:
+    def grammars(self) -> Any:
+        """The grammar compiler for this model's tokenizer (made at the first guided request)."""
+        if self._grammars is None:
+            import llm_grammar  # copied next to the engine; the grammar library loads only when a request needs it
+
+            self._grammars = llm_grammar.GrammarCompiler(self.tokenizer, self.end_ids)
+        return self._grammars
+
+    def _row(self, job: Any, index: int = 0) -> llm_generate.Row:
         wanted = job.max_tokens or self.max_output_len
         settings = {**self.defaults, **job.settings}
+        seed = settings["seed"]
+        if seed is not None and index:  # each of n sequences its own stream of samples, reproducible
+            seed = (int(seed) + index) % 2**64
         return llm_generate.Row(
             prompt=job.ids, max_new_tokens=min(wanted, self.max_output_len), end_ids=list(self.end_ids),
             stop_words=llm_common.encode_words(self.tokenizer, self.default_stops + job.stop_words),
             temperature=float(settings["temperature"]), top_k=int(settings["top_k"]), top_p=float(settings["top_p"]),
             repetition_penalty=float(settings["repetition_penalty"]),
             presence_penalty=float(settings.get("presence_penalty", 0.0)),
-            frequency_penalty=float(settings.get("frequency_penalty", 0.0)), seed=settings["seed"],
-            logprobs="return_cumulative_logprob" in job.want)
+            frequency_penalty=float(settings.get("frequency_penalty", 0.0)), seed=seed,
+            logprobs="return_cumulative_logprob" in job.want or job.logprobs is not None,
+            top_logprobs=job.logprobs or 0, logit_bias=dict(job.logit_bias),
+            grammar=job.grammar.matcher(self.end_ids) if job.grammar is not None else None)
 
     def stop(self) -> None:
         """End the scheduler's and the sender's threads (the model is unloading)."""
@@ -163,37 +190,57 @@ class LocalEngine:
         self.sender.stop()
 
     def cancel(self, job: Any) -> None:
-        """Stop ``job`` at the next step (finish reason ``cancelled``)."""
-        request = job.engine_request
-        if request is not None:
+        """Stop ``job``'s sequences at the next step (finish reason ``cancelled``)."""
+        for request in job.engine_requests:
             self.scheduler.cancel(request)
 
     def run(self, jobs: list[Any], respond: Respond) -> None:
-        """Hand ``jobs`` to the in-flight scheduler; without response senders, wait until they are done."""
+        """Hand ``jobs`` to the in-flight scheduler; without response senders, wait until they are done.
+
+        A job asking for ``n`` sequences is ``n`` engine requests of one prompt, submitted together: they are
+        prefilled in one step, the prompt computed once (``llm_steps``), and answered as one response stream.
+        """
         streams = []
         for job in jobs:
             stream = _Stream(self, job, respond)
             streams.append(stream)
-            job.engine_request = llm_scheduler.Request(self._row(job), stream.on_tokens)
+            job.engine_requests = [llm_scheduler.Request(self._row(job, i), stream.on_tokens) for i in range(job.n)]
+            stream.requests = list(job.engine_requests)
             job.first_scheduled_ns = time.time_ns()
             try:
-                self.scheduler.submit(job.engine_request)
+                for request in job.engine_requests:
+                    self.scheduler.submit(request)
             except (llm_scheduler.QueueFullError, ValueError) as exc:
-                job.engine_request = None
+                for request in job.engine_requests:
+                    self.scheduler.cancel(request)
+                job.engine_requests = []
+                stream.answered.set()
                 respond(job, None, True, error=llm_common.error_text(exc))
         for job, stream in zip(jobs, streams):
-            if job.sender is None and job.engine_request is not None:
+            if job.sender is None:
                 stream.answered.wait()
 
 
 class _Stream:
-    """Turns one request's tokens into responses: text deltas while streaming, the outputs at the end."""
+    """Turns one request's tokens into responses: text deltas while streaming, the outputs at the end.
+
+    Each output holds one element per sequence (``n`` of them; one unless the request set
+    ``sampling_param_n``). A streamed response carries the sequences that got text ("" for the others);
+    the final response comes once every sequence is done, with each one's finish reason.
+    """
 
     def __init__(self, engine: LocalEngine, job: Any, respond: Respond) -> None:
         self.engine, self.job, self.respond = engine, job, respond
-        self.decoder = llm_common.IncrementalDecoder(engine.tokenizer)
+        #: The job's engine requests, sequence 0 first.
+        self.requests: list[Any] = []
+        self.decoders = [llm_common.IncrementalDecoder(engine.tokenizer) for _ in range(job.n)]
+        #: Per sequence: the text still to send with the final response, once it finished.
+        self.finished: dict[int, str] = {}
+        #: Per sequence: whether its prompt went out (``exclude_input_from_output`` false), how many logprobs did.
+        self.prompt_sent = [False] * job.n
+        self.logged = [0] * job.n
         self.count = 0
-        self.final_queued = False
+        self.final_queued: set[int] = set()
         #: Set once the final response (or error) went out.
         self.answered = threading.Event()
 
@@ -203,9 +250,9 @@ class _Stream:
             self.job.first_token_ns = time.time_ns()
         final = request.row.finish_reason is not None
         if final:
-            if self.final_queued:  # the scheduler's closing call after the last token's own
+            if id(request) in self.final_queued:  # the scheduler's closing call after the last token's own
                 return
-            self.final_queued = True
+            self.final_queued.add(id(request))
         self.engine.sender.work.put((self, request, list(new_tokens), final))
 
     def send(self, request: Any, new_tokens: list[int], final: bool) -> None:
@@ -213,48 +260,104 @@ class _Stream:
 
         A row is not touched by the scheduler once finished, so the final call reads it whole.
         """
-        job, row = self.job, request.row
+        if self.answered.is_set():  # answered already (an error in another of its sequences)
+            return
+        job, index = self.job, self._index(request)
         self.count += 1
         if not final and job.sender is not None and self.count % 4 == 0 and job.sender.is_cancelled():
-            self.engine.scheduler.cancel(request)
-        delta = self.decoder.push(new_tokens) if job.streaming and new_tokens else ""
+            self.engine.cancel(job)
+        delta = self.decoders[index].push(new_tokens) if job.streaming and new_tokens else ""
         if not final:
             if delta:
-                self.respond(job, {"text_output": llm_request.strings(self._with_prompt(delta))}, False)
+                self._respond_delta(index, self._with_prompt(index, delta), request.row)
             return
         try:
             if request.error:
-                self.respond(job, None, True, error=request.error)
-            else:
-                self.respond(job, self._final(row, delta), True)
+                self.engine.cancel(job)
+                self._answer(None, error=request.error)
+                return
+            self.finished[index] = self._last_text(index, request.row, delta)
+            if len(self.finished) < len(self.requests):
+                if job.streaming and self.finished[index]:  # sent now; the final response waits for the others
+                    self._respond_delta(index, self.finished[index], request.row)
+                    self.finished[index] = ""
+                return
+            self._answer(self._final())
         except Exception as exc:  # the client still gets its final response, an error
-            self.respond(job, None, True, error=llm_common.tag_error(llm_common.ENGINE_ERROR,
-                                                                     f"the response could not be built: {exc}"))
+            self._answer(None, error=llm_common.tag_error(llm_common.ENGINE_ERROR,
+                                                          f"the response could not be built: {exc}"))
+
+    def _index(self, request: Any) -> int:
+        for index, mine in enumerate(self.requests):
+            if mine is request:
+                return index
+        return 0
+
+    def _answer(self, outputs: Optional[dict[str, Any]], error: Optional[str] = None) -> None:
+        try:
+            if error is not None:
+                self.respond(self.job, None, True, error=error)
+            else:
+                self.respond(self.job, outputs, True)
         finally:
             self.answered.set()  # a request without a response sender waits for this
 
-    def _with_prompt(self, text: str) -> str:
-        """The prompt goes in front of the first text when the request asked to keep it."""
-        if self.job.exclude_input or self.job.prompt_sent:
+    def _respond_delta(self, index: int, text: str, row: llm_generate.Row) -> None:
+        texts = [""] * len(self.requests)
+        texts[index] = text
+        outputs: dict[str, Any] = {"text_output": llm_request.strings(*texts)}
+        if self.job.logprobs is not None:
+            outputs["logprobs"] = self._logprobs({index: row}, upto={index: len(row.tokens)})
+        self.respond(self.job, outputs, False)
+
+    def _with_prompt(self, index: int, text: str) -> str:
+        """The prompt goes in front of a sequence's first text when the request asked to keep it."""
+        if self.job.exclude_input or self.prompt_sent[index]:
             return text
-        self.job.prompt_sent = True
+        self.prompt_sent[index] = True
         return self.job.prompt + text
 
-    def _final(self, row: llm_generate.Row, delta: str) -> dict[str, Any]:
-        job, tokens, stop_text = self.job, row.tokens, ""
-        if row.stop_word is not None:
-            # Like TensorRT-LLM, the stop string is not part of the answer.
-            stop_text = llm_common.decode_text(self.engine.tokenizer, row.stop_word).strip()
+    def _last_text(self, index: int, row: llm_generate.Row, delta: str) -> str:
+        """A finished sequence's text still to send: the rest of the stream, or the whole answer."""
+        if self.job.streaming:
+            return self._with_prompt(index, delta + self.decoders[index].flush())
+        tokens = row.tokens
+        if row.stop_word is not None:  # like TensorRT-LLM, the stop string is not part of the answer
             tokens = tokens[: len(tokens) - len(row.stop_word)]
-        whole = llm_common.decode_text(self.engine.tokenizer, tokens)
-        text = delta + self.decoder.flush() if job.streaming else whole
-        outputs: dict[str, Any] = {"text_output": llm_request.strings(self._with_prompt(text))}
+        return self._with_prompt(index, llm_common.decode_text(self.engine.tokenizer, tokens))
+
+    def _logprobs(self, rows: dict[int, llm_generate.Row], upto: dict[int, int]) -> np.ndarray[Any, Any]:
+        """``logprobs``: per sequence, a JSON list of OpenAI's token entries not sent yet ("" for the others)."""
+        texts = [""] * len(self.requests)
+        top = self.job.logprobs or 0
+        for index, row in rows.items():
+            end = min(upto[index], len(row.token_logprobs))
+            entries = []
+            for step in range(self.logged[index], end):
+                entry = self.engine.token_texts.entry(row.tokens[step], row.token_logprobs[step])
+                entry["top_logprobs"] = [self.engine.token_texts.entry(t, lp) for t, lp in row.top[step][:top]] \
+                    if top and step < len(row.top) else []
+                entries.append(entry)
+            self.logged[index] = max(self.logged[index], end)
+            texts[index] = json.dumps(entries, separators=(",", ":"))
+        return llm_request.strings(*texts)
+
+    def _final(self) -> dict[str, Any]:
+        job = self.job
+        rows = [r.row for r in self.requests]
+        outputs: dict[str, Any] = {"text_output": llm_request.strings(*(self.finished[i] for i in range(len(rows))))}
         if "return_finish_reason" in job.want:
-            outputs["finish_reason"] = llm_request.strings(row.finish_reason or "")
+            outputs["finish_reason"] = llm_request.strings(*(row.finish_reason or "" for row in rows))
         if "return_stop_reason" in job.want:
-            outputs["stop_reason"] = llm_request.strings(stop_text)
+            outputs["stop_reason"] = llm_request.strings(*(
+                llm_common.decode_text(self.engine.tokenizer, row.stop_word).strip() if row.stop_word else ""
+                for row in rows))
         if "return_cumulative_logprob" in job.want:
-            outputs["cumulative_logprob"] = np.array([row.cum_logprob], dtype=np.float32)
+            outputs["cumulative_logprob"] = np.array([row.cum_logprob for row in rows], dtype=np.float32)
+        if job.logprobs is not None:
+            kept = {i: len(row.tokens) - (len(row.stop_word) if row.stop_word and not job.streaming else 0)
+                    for i, row in enumerate(rows)}
+            outputs["logprobs"] = self._logprobs(dict(enumerate(rows)), kept)
         if "sampling_param_return_perf_metrics" in job.want:
             times = (("arrival_time_ns", job.arrival_ns), ("first_scheduled_time_ns", job.first_scheduled_ns),
                      ("first_token_time_ns", job.first_token_ns), ("last_token_time_ns", time.time_ns()))

@@ -11,6 +11,7 @@ docs/llm.md for what was and was not run.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from pathlib import Path
@@ -55,7 +56,10 @@ class TrtllmEngine:
         self.futures: dict[int, Any] = {}
 
     def prepare(self, job: Any) -> Any:
-        """Nothing to check before TensorRT-LLM does: it reports its own limits."""
+        """TensorRT-LLM checks its own limits; what its ``SamplingParams`` cannot take is refused here."""
+        if job.logit_bias:
+            raise llm_common.RequestError("input 'sampling_param_logit_bias' is not supported by TensorRT-LLM's "
+                                          "LLM API (tritonkit's PyTorch engine serves it)", llm_common.UNSUPPORTED)
         return job
 
     def cancel(self, job: Any) -> None:
@@ -71,33 +75,66 @@ class TrtllmEngine:
             for wait in waits:
                 wait.result()
 
+    def _params(self, job: Any) -> Any:
+        """The request's ``SamplingParams``; its guided-decoding input becomes ``GuidedDecodingParams``.
+
+        The grammar backend is the LLM's (``guided_decoding_backend`` in model.yaml, which tritonkit writes).
+        """
+        kwargs: dict[str, Any] = {k: v for k, v in job.settings.items() if k in _SAMPLING}
+        if job.guide is not None:
+            from tensorrt_llm.sampling_params import GuidedDecodingParams
+
+            kind, text = job.guide
+            field = {"json_schema": "json", "json_object": "json_object", "regex": "regex", "grammar": "grammar"}[kind]
+            kwargs["guided_decoding"] = GuidedDecodingParams(**{field: True if kind == "json_object" else text})
+        if job.logprobs is not None:
+            kwargs["logprobs"] = job.logprobs
+        return self.sampling_params(max_tokens=job.max_tokens or None, stop=job.stop_words or None, n=job.n,
+                                    exclude_input_from_output=job.exclude_input,
+                                    return_perf_metrics="sampling_param_return_perf_metrics" in job.want, **kwargs)
+
     async def _one(self, job: Any, respond: Respond) -> None:
-        kwargs = {k: v for k, v in job.settings.items() if k in _SAMPLING}
-        params = self.sampling_params(max_tokens=job.max_tokens or None, stop=job.stop_words or None,
-                                      exclude_input_from_output=job.exclude_input,
-                                      return_perf_metrics="sampling_param_return_perf_metrics" in job.want, **kwargs)
         try:
-            result = self.llm.generate_async(job.prompt, sampling_params=params, streaming=job.streaming)
+            result = self.llm.generate_async(job.prompt, sampling_params=self._params(job), streaming=job.streaming)
             self.futures[id(job)] = result
             async for output in result:
-                piece = output.outputs[0]
-                text = piece.text_diff if job.streaming else piece.text
+                pieces = output.outputs
+                texts = [piece.text_diff if job.streaming else piece.text for piece in pieces]
                 if output.finished:
-                    respond(job, self._final(job, piece, text), True)
-                elif text:
-                    respond(job, {"text_output": np.array([text.encode()], dtype=np.object_)}, False)
+                    respond(job, self._final(job, pieces, texts), True)
+                elif any(texts):
+                    respond(job, {"text_output": _strings(texts)}, False)
         except Exception as exc:
             respond(job, None, True, error=llm_common.error_text(exc))
         finally:
             self.futures.pop(id(job), None)
 
-    @staticmethod
-    def _final(job: Any, piece: Any, text: str) -> dict[str, Any]:
-        outputs: dict[str, Any] = {"text_output": np.array([text.encode()], dtype=np.object_)}
+    def _final(self, job: Any, pieces: list[Any], texts: list[str]) -> dict[str, Any]:
+        outputs: dict[str, Any] = {"text_output": _strings(texts)}
         if "return_finish_reason" in job.want:
-            outputs["finish_reason"] = np.array([str(piece.finish_reason or "").encode()], dtype=np.object_)
+            outputs["finish_reason"] = _strings([str(p.finish_reason or "") for p in pieces])
         if "return_stop_reason" in job.want:
-            outputs["stop_reason"] = np.array([str(piece.stop_reason or "").encode()], dtype=np.object_)
-        if "return_cumulative_logprob" in job.want and piece.cumulative_logprob is not None:
-            outputs["cumulative_logprob"] = np.array([piece.cumulative_logprob], dtype=np.float32)
+            outputs["stop_reason"] = _strings([str(p.stop_reason or "") for p in pieces])
+        if "return_cumulative_logprob" in job.want and all(p.cumulative_logprob is not None for p in pieces):
+            outputs["cumulative_logprob"] = np.array([p.cumulative_logprob for p in pieces], dtype=np.float32)
+        if job.logprobs is not None:
+            outputs["logprobs"] = _strings([self._logprobs(p, job.logprobs) for p in pieces])
         return outputs
+
+    def _logprobs(self, piece: Any, top: int) -> str:
+        """One output's per-token log probabilities as OpenAI's entries (TensorRT-LLM gives id -> Logprob per step)."""
+        texts = getattr(self, "_texts", None)
+        if texts is None:
+            texts = self._texts = llm_common.TokenTexts(self.llm.tokenizer)
+        entries = []
+        for token, step in zip(piece.token_ids, piece.logprobs or []):
+            ranked = sorted(step.items(), key=lambda item: getattr(item[1], "rank", 0) or 0)
+            chosen = step.get(token)
+            entry = texts.entry(token, getattr(chosen, "logprob", chosen) if chosen is not None else float("-inf"))
+            entry["top_logprobs"] = [texts.entry(t, getattr(lp, "logprob", lp)) for t, lp in ranked[:top]]
+            entries.append(entry)
+        return json.dumps(entries, separators=(",", ":"))
+
+
+def _strings(texts: list[str]) -> Any:
+    return np.array([t.encode() for t in texts], dtype=np.object_)

@@ -9,8 +9,10 @@ input reaches the model that reads it (routes in the ``preprocessing_inputs`` an
 parameters, written by tritonkit from its contract). Text is detokenised incrementally over each
 whole sequence, so streamed deltas keep their leading spaces and never split a UTF-8 character;
 every engine output but the ids (log probs, ``batch_index``, ``sequence_index``, ``finish_reason``,
-metrics) goes to the client as the engine sent it. When the client cancels, the BLS sends the engine
-``stop`` with the same request id, as TensorRT-LLM's backend expects.
+metrics) goes to the client as the engine sent it. A request carrying a batch of prompts goes to the
+engine as one request with that batch, and each prompt's responses come back with its ``batch_index``, as
+from NVIDIA's BLS. When the client cancels, the BLS sends the engine ``stop`` with the same request id, as
+TensorRT-LLM's backend expects.
 """
 
 from __future__ import annotations
@@ -88,11 +90,19 @@ class _Stream:
         self.pending: Optional[Any] = None
         self.request_id = request.request_id() or uuid.uuid4().hex
 
+    def engine_tensors(self) -> dict[str, np.ndarray[Any, Any]]:
+        """The engine request: each prompt of the client's batch tokenised, then stacked as one batch.
+
+        The engine answers each prompt on its own, with its ``batch_index``, as NVIDIA's BLS expects.
+        """
+        stream = self.stream and self.model.engine_decoupled
+        rows = [self.model.router.engine_tensors(row, stream) for row in llm_request.split_prompts(self.inputs)]
+        return llm_prompt.stack_requests(rows, self.model.router.pre.pad_id)
+
     def run(self) -> None:
         engine_request = pb_utils.InferenceRequest(
             model_name=self.model.engine_name, request_id=self.request_id,
-            inputs=[pb_utils.Tensor(name, value) for name, value in self.model.router.engine_tensors(
-                self.inputs, self.stream and self.model.engine_decoupled).items()],
+            inputs=[pb_utils.Tensor(name, value) for name, value in self.engine_tensors().items()],
             requested_output_names=[n for n in self.model.outputs if n != "text_output"] + ["output_ids",
                                                                                           "sequence_length"])
         responses = (engine_request.exec(decoupled=True) if self.model.engine_decoupled

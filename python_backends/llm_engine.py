@@ -87,6 +87,7 @@ class TritonPythonModel:
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
         self.model = llm_generate.load_for_instance(params, args)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        self.vocab_size = int(self.model.get_input_embeddings().weight.shape[0])
         self.default_end_ids = [int(params["end_id"])] if params.get("end_id") else []
         self.default_pad_id = int(params.get("pad_id") or 0)
         self.exclude_input = llm_common.parse_bool(params.get("exclude_input_in_output", ""), False)
@@ -104,6 +105,7 @@ class TritonPythonModel:
             self.model, self.default_pad_id, params, self.max_batch, self.max_context_or(4096))
         #: Live requests by Triton request id, for the ``stop`` input.
         self.live = llm_triton.LiveRequests()
+        self.metrics = llm_triton.engine_metrics(self.scheduler.stats, args, params)
 
     def max_context_or(self, default: int) -> int:
         """The model's context length, or ``default`` when its config does not say."""
@@ -119,10 +121,18 @@ class TritonPythonModel:
             raise llm_common.RequestError(f"input 'input_lengths' must be between 1 and the {ids.reshape(-1).size} "
                                           f"ids of input_ids (got {length})")
         prompt = [int(t) for t in ids.reshape(-1)[: int(length)]]
+        self.check_ids("input_ids", prompt)
         if self.max_context and len(prompt) >= self.max_context:
             raise llm_common.RequestError(f"input 'input_ids' has {len(prompt)} tokens; the model's context is "
                                           f"{self.max_context}")
         return prompt
+
+    def check_ids(self, name: str, ids: list[int]) -> None:
+        """Every id of input ``name`` is a token of the model: an id past the embedding would fail the whole batch."""
+        outside = [t for t in ids if not 0 <= t < self.vocab_size]
+        if outside:
+            raise llm_common.RequestError(f"input {name!r} holds token id {outside[0]}, outside the model's "
+                                          f"vocabulary (ids 0 to {self.vocab_size - 1})")
 
     def _max_new(self, inputs: Inputs, prompt: list[int]) -> int:
         limit = (self.max_context - len(prompt)) if self.max_context else 1 << 20
@@ -157,10 +167,17 @@ class TritonPythonModel:
         count = int(_number(inputs, "num_return_sequences", 1, 1, self.max_batch))
         end_id = _scalar(inputs, "end_id")
         stop, bad = inputs.get("stop_words_list"), inputs.get("bad_words_list")
+        for name, words in (("stop_words_list", llm_common.list_to_words(stop)),
+                            ("bad_words_list", llm_common.list_to_words(bad))):
+            self.check_ids(name, [t for word in words for t in word])
+        if end_id is not None and int(end_id) >= 0:  # a negative end id only never matches
+            self.check_ids("end_id", [int(end_id)])
         bias = inputs.get("embedding_bias")
         _number(inputs, "len_penalty", 1.0, None, None)  # beam search only: no effect at beam_width 1
         settings = {field: _number(inputs, name, self.defaults[name], low, high, above)
                     for name, field, low, high, above in _FLOATS}
+        if settings["top_p"] == 0.0:  # TensorRT-LLM reads top_p 0 (NVIDIA's clients' default) as top-p off
+            settings["top_p"] = 1.0
         top_k = int(_number(inputs, "runtime_top_k", self.defaults["runtime_top_k"], 0, None))
         seed = _scalar(inputs, "seed", self.defaults["seed"])
         return [llm_generate.Row(
@@ -208,8 +225,10 @@ class TritonPythonModel:
             self.live.discard(job.request_id, job)
 
     def finalize(self) -> None:
-        """Stop the scheduler's thread."""
+        """Stop the scheduler's and the metrics' threads."""
         self.scheduler.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 def _time_ns() -> int:
@@ -278,8 +297,11 @@ class _Job:
             out.update({key: np.array([[value]], dtype=np.int64) for key, value in self.times.items()})
             out["last_token_time_ns"] = np.array([[now]], dtype=np.int64)
             blocks = np.array([[item.blocks]], dtype=np.int32)
+            none = np.zeros((1, 1), dtype=np.int32)
+            # No speculative decoding here: NVIDIA's clients read these three anyway.
             out.update(kv_cache_alloc_new_blocks=blocks, kv_cache_alloc_total_blocks=blocks,
-                       kv_cache_reused_blocks=np.zeros((1, 1), dtype=np.int32))
+                       kv_cache_reused_blocks=none, acceptance_rate=np.zeros((1, 1), dtype=np.float32),
+                       total_accepted_draft_tokens=none, total_draft_tokens=none)
         return out
 
     def on_tokens(self, item: Any, new_tokens: list[int]) -> None:

@@ -39,8 +39,16 @@ class Row:
     embedding_bias: Optional[list[float]] = None
     #: Record the log probability of each chosen token (``token_logprobs``) and their sum (``cum_logprob``).
     logprobs: bool = False
+    #: Also record, per step, this many most likely tokens with their log probabilities (``top``); implies logprobs.
+    top_logprobs: int = 0
+    #: Token id -> a value added to its logit before sampling (OpenAI's ``logit_bias``; -100 bans, 100 forces).
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    #: The grammar the tokens must follow (an ``llm_grammar`` matcher), or None; the scheduler masks and advances it.
+    grammar: Any = None
     tokens: list[int] = field(default_factory=list)
     token_logprobs: list[float] = field(default_factory=list)
+    #: Per step with ``top_logprobs``: the most likely (token id, log probability) pairs, most likely first.
+    top: list[list[tuple[int, float]]] = field(default_factory=list)
     finish_reason: Optional[str] = None
     #: The stop word (token ids) that ended the row, when one did.
     stop_word: Optional[list[int]] = None
@@ -148,6 +156,9 @@ def _penalise(logits: torch.Tensor, row: Row) -> None:
     if row.embedding_bias:
         width = min(len(row.embedding_bias), logits.shape[-1])
         logits[:width] += torch.tensor(row.embedding_bias[:width], dtype=logits.dtype, device=logits.device)
+    if row.logit_bias:
+        ids = torch.tensor(list(row.logit_bias), dtype=torch.long, device=logits.device)
+        logits[ids] += torch.tensor(list(row.logit_bias.values()), dtype=logits.dtype, device=logits.device)
     if len(row.tokens) < row.min_tokens:
         # End ids, and the one-token stop words tritonkit uses for chat turn ends (``<|im_end|>``).
         ends = row.end_ids + [w[0] for w in row.stop_words if len(w) == 1]
@@ -185,19 +196,34 @@ def _filter_logits(logits: torch.Tensor, row: Row) -> torch.Tensor:
 
 def _choose(logits: torch.Tensor, row: Row) -> int:
     raw = logits.float()
-    token = _sample(_filter_logits(raw.clone() if row.logprobs else raw, row), row)
-    if row.logprobs:
-        logprob = float(torch.log_softmax(raw, dim=-1)[token])
-        row.cum_logprob += logprob
-        row.token_logprobs.append(logprob)
+    wants = row.logprobs or row.top_logprobs > 0
+    token = _sample(_filter_logits(raw.clone() if wants else raw, row), row)
+    if wants:
+        record_logprobs(row, raw, token)
     return token
+
+
+def record_logprobs(row: Row, logits: torch.Tensor, token: int) -> None:
+    """Record ``token``'s log probability under ``logits`` (and the step's most likely tokens, if asked).
+
+    As vLLM's server reports them: the model's distribution before temperature, penalties and bias; a grammar's
+    mask is applied before (the scheduler masks the logits first), so a token the grammar forbids has none.
+    """
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    logprob = float(logprobs[token])
+    row.cum_logprob += logprob
+    row.token_logprobs.append(logprob)
+    if row.top_logprobs > 0:
+        values, ids = torch.topk(logprobs, min(row.top_logprobs, logprobs.shape[-1]))
+        row.top.append(list(zip(ids.tolist(), values.tolist())))
 
 
 def is_plain_greedy(row: Row) -> bool:
     """True when the row's next token is the argmax of its logits: no sampling, penalties or bans."""
     return ((row.temperature <= 0.0 or row.top_k == 1) and not row.bad_words and row.repetition_penalty == 1.0
             and not row.presence_penalty and not row.frequency_penalty and not row.logprobs
-            and not row.embedding_bias and len(row.tokens) >= row.min_tokens)
+            and not row.top_logprobs and not row.embedding_bias and not row.logit_bias and row.grammar is None
+            and len(row.tokens) >= row.min_tokens)
 
 
 def record_token(row: Row, token: int) -> None:

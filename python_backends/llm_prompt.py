@@ -72,6 +72,36 @@ def pad_rows(rows: list[np.ndarray[Any, Any]], fill: int) -> np.ndarray[Any, Any
     return out
 
 
+#: Engine inputs that are TensorRT-LLM word lists, ``[batch, 2, L]``: token ids, then end offsets (-1 past the end).
+_WORD_LISTS = ("stop_words_list", "bad_words_list")
+
+
+def stack_requests(requests: list[dict[str, np.ndarray[Any, Any]]], pad_id: int) -> dict[str, np.ndarray[Any, Any]]:
+    """Engine requests of one prompt each as one request with a batch of prompts, as TensorRT-LLM takes them.
+
+    Prompts are padded with ``pad_id`` (``input_lengths`` says where each ends) and word lists to the longest
+    (ids 0, offsets -1); every other input is stacked as it is, so the requests must set the same inputs.
+    """
+    if len(requests) == 1:
+        return requests[0]
+    names = set(requests[0])
+    if any(set(r) != names for r in requests):
+        raise llm_common.RequestError("the prompts of one request must set the same inputs (stop_words, "
+                                      "embedding_bias_words, ...) for all of them or for none")
+    stacked = {"input_ids": pad_rows([r["input_ids"].reshape(-1) for r in requests], pad_id)}
+    for name in sorted(names - {"input_ids"}):
+        arrays = [r[name] for r in requests]
+        if name in _WORD_LISTS:
+            width = max(a.shape[-1] for a in arrays)
+            arrays = [np.concatenate([a, np.tile(np.array([[[0], [-1]]], dtype=a.dtype), (1, 1, width - a.shape[-1]))],
+                                     axis=-1) for a in arrays]
+        if any(a.shape[1:] != arrays[0].shape[1:] for a in arrays):
+            raise llm_common.RequestError(f"the prompts of one request give input {name!r} different shapes "
+                                          f"({', '.join(str(a.shape[1:]) for a in arrays)})")
+        stacked[name] = np.concatenate(arrays, axis=0)
+    return stacked
+
+
 class Preprocessor:
     """The tokenizer and the limits of one pipeline, from the parameters tritonkit writes into config.pbtxt."""
 
@@ -203,7 +233,7 @@ class Preprocessor:
             array = inputs.get(name)
             if array is not None and array.size:
                 raise llm_common.RequestError(f"input {_CLIENT.get(name, name)!r} is not supported by tritonkit's "
-                                              f"preprocessing: {why}")
+                                              f"preprocessing: {why}", llm_common.UNSUPPORTED)
 
     @staticmethod
     def _word_list(sequences: list[list[int]]) -> np.ndarray[Any, Any]:
@@ -221,8 +251,10 @@ class Preprocessor:
         """Check one request's inputs and format its prompts; raise RequestError naming the client's input."""
         self._refuse_unsupported(inputs)
         texts = _texts(inputs, "QUERY")
+        if texts is None:
+            raise llm_common.RequestError(llm_common.MISSING_PROMPT)
         if not texts:
-            raise llm_common.RequestError("input 'text_input' is missing or empty")
+            raise llm_common.RequestError("input 'text_input' holds no prompt")
         wanted = _ints(inputs, "REQUEST_OUTPUT_LEN", len(texts))
         if wanted is None:
             raise llm_common.RequestError("input 'max_tokens' is missing")
@@ -230,11 +262,7 @@ class Preprocessor:
             if value < 1:
                 raise llm_common.RequestError(f"input 'max_tokens' must be at least 1 (got {value})")
         for text in texts:
-            size = len(text.encode("utf-8", errors="replace"))
-            if size > self.max_input_len * self.token_bytes:
-                raise llm_common.RequestError(
-                    f"input 'text_input' has {size} bytes, more than max_input_len {self.max_input_len} tokens of "
-                    f"at most {self.token_bytes} bytes each can hold; shorten it", llm_common.CONTEXT_LENGTH_EXCEEDED)
+            llm_common.check_prompt_bytes(text, self.max_input_len, self.token_bytes)
         return {
             "prompts": [self._format(t) for t in texts],
             # More than max_output_len is clamped to it, as in every layout: the answer ends with finish
@@ -250,10 +278,7 @@ class Preprocessor:
     def tensors(self, parsed: dict[str, Any], encoded: list[list[int]]) -> dict[str, np.ndarray[Any, Any]]:
         """Preprocessing's outputs for one parsed request whose prompts tokenised to ``encoded``."""
         for ids in encoded:
-            if len(ids) > self.max_input_len:
-                raise llm_common.RequestError(
-                    f"input 'text_input' has {len(ids)} tokens, more than max_input_len {self.max_input_len}",
-                    llm_common.CONTEXT_LENGTH_EXCEEDED)
+            llm_common.check_prompt_tokens(len(ids), self.max_input_len)
         rows = [np.array(ids, dtype=np.int32) for ids in encoded]
         return {
             "INPUT_ID": pad_rows(rows, parsed["pad_id"][0]),
@@ -316,7 +341,8 @@ class Router:
         for name, why in self.unsupported.items():
             value = client.get(name)
             if value is not None and value.size and (value.dtype != np.bool_ or value.any()):
-                raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's {self.front}: {why}")
+                raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's {self.front}: {why}",
+                                              llm_common.UNSUPPORTED)
         inputs = {}
         for name, step in self.to_pre.items():
             value = client.get(name)

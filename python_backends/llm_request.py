@@ -13,6 +13,7 @@ This file is copied next to ``model.py``; of the other files it imports ``llm_co
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ API_FLAGS = ("return_finish_reason", "return_stop_reason", "return_cumulative_lo
              "sampling_param_return_perf_metrics")
 #: Sampling settings the LLM-API interface passes on as ``sampling_param_<key>``.
 API_SETTINGS = ("temperature", "top_k", "top_p", "frequency_penalty", "presence_penalty", "seed")
+#: The guided-decoding inputs (TensorRT-LLM's ``GuidedDecodingParams`` fields) -> the grammar kind each sets.
+GUIDES = {"guided_decoding_param_json": "json_schema", "guided_decoding_param_json_object": "json_object",
+          "guided_decoding_param_regex": "regex", "guided_decoding_param_grammar": "grammar"}
 
 
 def values(inputs: Inputs, name: str) -> Optional[list[Any]]:
@@ -76,14 +80,22 @@ class Job:
     #: ``apply_chat_template``: False sends the prompt as it is; None leaves it to the model's parameter.
     chat_template: Optional[bool] = None
     want: frozenset[str] = frozenset()
+    #: Sequences to generate for the prompt (``sampling_param_n``).
+    n: int = 1
+    #: ``sampling_param_logprobs``: None for none; else each token's log probability and this many alternatives.
+    logprobs: Optional[int] = None
+    #: ``sampling_param_logit_bias``: token id -> bias, as sent (checked against the vocabulary by the engine).
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    #: The one guided-decoding constraint: (kind, text), kind as ``GUIDES`` names them; the engine compiles it.
+    guide: Optional[tuple[str, str]] = None
     arrival_ns: int = field(default_factory=time.time_ns)
     first_scheduled_ns: int = 0
     first_token_ns: int = 0
-    #: Filled by the engine: prompt token ids, whether the prompt was sent back, the final response.
+    #: Filled by the engine: prompt token ids, the compiled grammar, the final response, its engine requests.
     ids: list[int] = field(default_factory=list)
-    prompt_sent: bool = False
+    grammar: Any = None
     response: Any = None
-    engine_request: Any = None
+    engine_requests: list[Any] = field(default_factory=list)
 
 
 def is_stop(inputs: Inputs) -> bool:
@@ -100,7 +112,9 @@ def parse_api(inputs: Inputs, decoupled: bool, request: Any = None, sender: Any 
         if values(inputs, name):
             raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's PyTorch engine; "
                                           f"{engine} serves it", llm_common.UNSUPPORTED)
-    texts = values(inputs, "text_input") or []
+    texts = values(inputs, "text_input")
+    if texts is None:
+        raise llm_common.RequestError(llm_common.MISSING_PROMPT)
     if len(texts) != 1:
         raise llm_common.RequestError(f"input 'text_input' must hold exactly one prompt (got {len(texts)})")
     best_of = int(scalar(inputs, "sampling_param_best_of", 1))
@@ -114,11 +128,73 @@ def parse_api(inputs: Inputs, decoupled: bool, request: Any = None, sender: Any 
     want = {name for name in API_FLAGS if scalar(inputs, name, False)}
     settings = {key: scalar(inputs, f"sampling_param_{key}") for key in API_SETTINGS}
     template = scalar(inputs, "apply_chat_template")
+    n = int(llm_common.check_number("sampling_param_n", scalar(inputs, "sampling_param_n", 1), 1, 2**31 - 1))
+    logprobs = scalar(inputs, "sampling_param_logprobs")
+    if logprobs is not None:
+        logprobs = int(llm_common.check_number("sampling_param_logprobs", logprobs, 0, MAX_TOP_LOGPROBS))
     return Job(request=request, sender=sender, prompt=text(texts[0], "text_input"),
-               max_tokens=int(scalar(inputs, "sampling_param_max_tokens", 0) or 0), streaming=streaming,
+               max_tokens=api_max_tokens(scalar(inputs, "sampling_param_max_tokens")), streaming=streaming,
                settings={k: v for k, v in settings.items() if v is not None}, stop_words=stops,
                exclude_input=bool(scalar(inputs, "sampling_param_exclude_input_from_output", True)),
-               chat_template=None if template is None else bool(template), want=frozenset(want))
+               chat_template=None if template is None else bool(template), want=frozenset(want), n=n,
+               logprobs=logprobs, logit_bias=logit_bias(scalar(inputs, "sampling_param_logit_bias")),
+               guide=guide(inputs))
+
+
+def api_max_tokens(value: Any) -> int:
+    """``sampling_param_max_tokens`` as sent (at least 1), or 0 when the request leaves it to the model's limit.
+
+    A value sent is checked as the ensemble layout checks ``max_tokens``: 0 and below are refused, not read
+    as "no limit given".
+    """
+    if value is None:
+        return 0
+    return int(llm_common.check_number("sampling_param_max_tokens", value, 1))
+
+
+#: The most alternatives per token ``sampling_param_logprobs`` may ask for (OpenAI's ``top_logprobs`` limit).
+MAX_TOP_LOGPROBS = 20
+
+
+def logit_bias(value: Any) -> dict[int, float]:
+    """``sampling_param_logit_bias``: a JSON object of token id -> bias in [-100, 100] (OpenAI's range)."""
+    if value is None:
+        return {}
+    name = "sampling_param_logit_bias"
+    raw = text(value, name)
+    if not raw.strip():
+        return {}
+    try:
+        found = json.loads(raw)
+    except ValueError as exc:
+        raise llm_common.RequestError(f"input {name!r} is not valid JSON: {exc}") from None
+    if not isinstance(found, dict):
+        raise llm_common.RequestError(f"input {name!r} must be a JSON object of token id -> bias "
+                                      f"(got {type(found).__name__})")
+    bias = {}
+    for key, amount in found.items():
+        try:
+            token = int(key)
+        except ValueError:
+            raise llm_common.RequestError(f"input {name!r}: key {key!r} is not a token id") from None
+        if token < 0:
+            raise llm_common.RequestError(f"input {name!r}: token id {token} is negative")
+        bias[token] = float(llm_common.check_number(f"{name}[{key}]", amount, -100, 100))
+    return bias
+
+
+def guide(inputs: Inputs) -> Optional[tuple[str, str]]:
+    """The request's one guided-decoding constraint (kind, text); RequestError if it sets more than one."""
+    found = []
+    for name, kind in GUIDES.items():
+        value = scalar(inputs, name)
+        if value is None or value is False or (isinstance(value, bytes) and not value.strip()):
+            continue
+        found.append((name, kind, "" if kind == "json_object" else text(value, name)))
+    if len(found) > 1:
+        names = ", ".join(repr(name) for name, _, _ in found)
+        raise llm_common.RequestError(f"inputs {names} each set a guided-decoding constraint; send one")
+    return (found[0][1], found[0][2]) if found else None
 
 
 # -- the unary front ---------------------------------------------------------------------------------
@@ -183,15 +259,16 @@ def strings(*texts: str) -> np.ndarray[Any, Any]:
 class TextOutput:
     """The engine's token ids as the client's ``text_output``, one response after another.
 
-    Streaming, each sequence (by ``sequence_index``) is decoded incrementally over its whole length, so a
-    delta keeps its leading space and never splits a UTF-8 character; a delta that is not complete yet
-    waits for the next tokens. Not streaming, each sequence's whole text comes with its final response.
+    Streaming, each sequence (by ``batch_index``, the prompt of a batch, and ``sequence_index``) is decoded
+    incrementally over its whole length, so a delta keeps its leading space and never splits a UTF-8
+    character; a delta that is not complete yet waits for the next tokens. Not streaming, each sequence's
+    whole text comes with its final response.
     """
 
     def __init__(self, tokenizer: Any, stream: bool) -> None:
         self.tokenizer = tokenizer
         self.stream = stream
-        self.decoders: dict[int, llm_common.IncrementalDecoder] = {}
+        self.decoders: dict[tuple[int, int], llm_common.IncrementalDecoder] = {}
 
     def outputs(self, engine: Inputs) -> Optional[dict[str, np.ndarray[Any, Any]]]:
         """The client's outputs for one engine response, or None when it has nothing to send yet.
@@ -206,12 +283,13 @@ class TextOutput:
         if len(sequences) > 1:  # a non-decoupled engine's merged answer: every sequence, whole
             found: Optional[np.ndarray[Any, Any]] = strings(*llm_common.decode_batch(self.tokenizer, sequences))
         else:
-            index = int(rest["sequence_index"].reshape(-1)[0]) if "sequence_index" in rest else 0
+            index = tuple(int(rest[name].reshape(-1)[0]) if name in rest else 0
+                          for name in ("batch_index", "sequence_index"))
             found = self.text(index, sequences[0], done)
         return None if found is None else {"text_output": found, **rest}
 
-    def text(self, index: int, ids: list[int], done: bool) -> Optional[np.ndarray[Any, Any]]:
-        """``text_output`` for sequence ``index`` after these ids, or None when nothing is to be sent yet."""
+    def text(self, index: tuple[int, int], ids: list[int], done: bool) -> Optional[np.ndarray[Any, Any]]:
+        """``text_output`` for sequence ``index`` (prompt, sequence) after these ids, or None when none is due yet."""
         if done and not self.stream and index not in self.decoders:  # one whole answer: decode it once
             return strings(llm_common.decode_text(self.tokenizer, ids))
         decoder = self.decoders.setdefault(index, llm_common.IncrementalDecoder(self.tokenizer))

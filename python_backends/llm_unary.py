@@ -221,15 +221,6 @@ class TritonPythonModel:
         merged["text_output"] = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
         return llm_triton.response({k: v for k, v in merged.items() if k in wanted})
 
-    def _stack(self, indices: list[int], prepared: dict[int, _Prepared]) -> dict[str, np.ndarray[Any, Any]]:
-        """The engine tensors of several requests as one batch (prompts padded, ``input_lengths`` says where)."""
-        first = prepared[indices[0]].tensors
-        tensors = {name: np.concatenate([prepared[i].tensors[name] for i in indices], axis=0)
-                   for name in first if name != "input_ids"}
-        tensors["input_ids"] = llm_prompt.pad_rows([prepared[i].tensors["input_ids"].reshape(-1) for i in indices],
-                                                   self.pad_id)
-        return tensors
-
     def _group(self, batch: _Batch | _Rows, indices: list[int], prepared: dict[int, _Prepared]) -> None:
         """One engine request for the prompts of ``indices``; each client answered when its sequences are in."""
         first = prepared[indices[0]]
@@ -242,7 +233,8 @@ class TritonPythonModel:
         try:
             engine_request = pb_utils.InferenceRequest(  # batch_index tells whose prompt each response is
                 model_name=self.engine_name, requested_output_names=list(dict.fromkeys([*first.asked, "batch_index"])),
-                inputs=[pb_utils.Tensor(k, v) for k, v in self._stack(indices, prepared).items()])
+                inputs=[pb_utils.Tensor(k, v) for k, v in llm_prompt.stack_requests(
+                    [prepared[i].tensors for i in indices], self.pad_id).items()])
             stream = engine_request.exec(decoupled=True)
             for response in stream:  # read to the end, errors too, so that the stub clears the stream
                 failed = llm_triton.error_message(response)

@@ -27,8 +27,9 @@ from pathlib import Path
 #: Packages installed on the GPU host from carried wheels, at the versions of this environment.
 #: The GPU image already has torch, transformers, grpcio, pyyaml, typer, rich, onnx and jinja2.
 CARRIED = ("numpy", "tritonclient", "protobuf", "pydantic", "pydantic-core", "annotated-types",
-           "typing-inspection", "python-rapidjson", "gguf", "starlette", "uvicorn", "httptools", "uvloop")
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
+           "typing-inspection", "python-rapidjson", "gguf", "starlette", "uvicorn", "httptools", "uvloop",
+           "llguidance", "jsonschema", "jsonschema-specifications", "referencing", "rpds-py", "attrs")
+PLATFORMS = ("manylinux_2_31_x86_64", "manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64", "manylinux1_x86_64", "manylinux_2_24_x86_64")
 LIMIT_BYTES = 64 * 1024 * 1024
 

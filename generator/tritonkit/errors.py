@@ -13,8 +13,9 @@
     │   ├── ClientError(RuntimeError)  a request to a Triton server failed in a way the caller can fix
     │   ├── EngineBuildError(RuntimeError)  tritonkit build cannot build a TensorRT engine here
     │   ├── PlanError(ValueError)      a planning input is wrong, or the model cannot be served as asked
-    │   └── BenchError(ValueError)     a bench run was asked for something it cannot do
-    │       └── SloMissedError         a load level missed a --slo target
+    │   ├── BenchError(ValueError)     a bench run was asked for something it cannot do
+    │   │   └── SloMissedError         a load level missed a --slo target
+    │   └── TuneError(RuntimeError)    tritonkit tune cannot tune as asked, or no candidate met the SLO
     └── HttpWireError                  bench's raw HTTP client: a reply that is not 200, or a lost connection;
                                        read like tritonclient's exceptions and never shown to the user as is
 
@@ -42,6 +43,7 @@ __all__ = [
     "SloMissedError",
     "SpecError",
     "TritonkitError",
+    "TuneError",
     "WriteConflictError",
     "WriteError",
 ]
@@ -188,6 +190,10 @@ class BenchError(TritonkitError, ValueError):
 
 class SloMissedError(BenchError):
     """At least one load level missed a target of ``--slo``; exits 1 so a CI gate fails."""
+
+
+class TuneError(TritonkitError, RuntimeError):
+    """``tune`` cannot run as asked (bad space, a server without model control), or no candidate met the SLO."""
 
 
 class HttpWireError(Exception):

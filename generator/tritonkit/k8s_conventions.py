@@ -20,4 +20,8 @@ SIGNAL_DEFAULTS: dict[str, tuple[str, Optional[float]]] = {
     "queue_time_us": ("Value", 50.0),
     "pending_requests": ("AverageValue", 4.0),
     "inflight_requests": ("AverageValue", None),
+    # tritonkit's PyTorch engine, under vLLM's names: requests queued per replica (every batch full), and the
+    # average fraction of KV-cache blocks a replica's requests hold.
+    "vllm:num_requests_waiting": ("AverageValue", 4.0),
+    "vllm:kv_cache_usage_perc": ("AverageValue", 0.8),
 }

@@ -290,7 +290,7 @@ MALFORMED: list[tuple[Any, Any, dict[str, Any], str]] = [
     (("word " * 200_000).encode(), 8, {}, "[context_length_exceeded] input 'text_input' has 1000000 bytes"),
     (QUESTION.encode(), 8, {"temperature": np.array([[np.nan]], dtype=np.float32)}, "'temperature' must be a finite"),
     (QUESTION.encode(), 8, {"top_p": np.array([[np.inf]], dtype=np.float32)}, "must be a finite number"),
-    (("word " * 200).encode(), 8, {}, "max_input_len 96"),
+    (("word " * 200).encode(), 8, {}, "the limit (max_input_len) is 96"),
     (QUESTION.encode(), np.float32(8.0), {}, "max_tokens"),
     (QUESTION.encode(), 8, {"stop_words": np.array([[b"\xc3("]], dtype=np.object_)}, "'stop_words' is not valid UTF-8"),
     (QUESTION.encode(), 8, {"beam_width": np.array([[2]], dtype=np.int32)}, "'beam_width' is not supported"),

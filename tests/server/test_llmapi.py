@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tritonkit.runtime import Server
-from tritonkit.triton.llmapi import LLMAPI_INPUTS, LLMAPI_OUTPUTS, LOCAL_INPUTS
+from tritonkit.triton.llmapi import EXTENSION_INPUTS, EXTENSION_OUTPUTS, LLMAPI_INPUTS, LLMAPI_OUTPUTS, LOCAL_INPUTS
 
 pytestmark = [pytest.mark.triton, pytest.mark.llm]
 
@@ -66,8 +66,9 @@ def test_the_model_declares_the_llmapi_interface(server: Server) -> None:
     config = server.client("http").model("smollm2")
     declared = {t.name for t in config.inputs}
     # NVIDIA's inputs, plus the one tritonkit's PyTorch engine adds (a client written for NVIDIA's never sends it).
-    assert declared == {t.name for t in LLMAPI_INPUTS if t.since is None} | {t.name for t in LOCAL_INPUTS}
-    assert {t.name for t in config.outputs} == {t.name for t in LLMAPI_OUTPUTS}
+    assert declared == ({t.name for t in LLMAPI_INPUTS if t.since is None} | {t.name for t in LOCAL_INPUTS}
+                        | {t.name for t in EXTENSION_INPUTS})
+    assert {t.name for t in config.outputs} == {t.name for t in LLMAPI_OUTPUTS} | {t.name for t in EXTENSION_OUTPUTS}
     assert config.decoupled and config.max_batch_size == 0
 
 

@@ -29,9 +29,10 @@ from tritonkit.gateway.protocol import (
     parse_completion,
 )
 from tritonkit.gateway.triton import build_inputs
-from tritonkit.triton.llmapi import LLMAPI_INPUTS, LOCAL_INPUTS, REQUEST_NAMES
+from tritonkit.triton.llmapi import EXTENSION_INPUTS, LLMAPI_INPUTS, LOCAL_INPUTS, REQUEST_NAMES
 
-_INPUTS = {t.name: ("BYTES" if t.dtype == "STRING" else t.dtype, len(t.dims)) for t in (*LLMAPI_INPUTS, *LOCAL_INPUTS)}
+_INPUTS = {t.name: ("BYTES" if t.dtype == "STRING" else t.dtype, len(t.dims))
+           for t in (*LLMAPI_INPUTS, *EXTENSION_INPUTS, *LOCAL_INPUTS)}
 _TARGET = Target("m", _INPUTS, batched=False, decoupled=True)
 _LLM = LLM(name="m", interface="llmapi", unary=_TARGET, streaming=_TARGET, parameters={"max_output_len": "64"},
            parameter_owner="m")
@@ -53,7 +54,8 @@ _MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "de
                                  optional={"name": _TEXT | _JSON, "extra": _JSON})
 _FIELDS = ["model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
            "seed", "stop", "stream", "stream_options", "n", "presence_penalty", "frequency_penalty", "user", "echo",
-           "best_of", "logprobs", "top_logprobs", "tools", "logit_bias", "metadata", "store", "suffix"]
+           "best_of", "logprobs", "top_logprobs", "tools", "tool_choice", "logit_bias", "response_format",
+           "parallel_tool_calls", "metadata", "store", "suffix"]
 _VALUES = {"messages": st.lists(_MESSAGE, max_size=3) | _JSON, "prompt": _TEXT | st.lists(_TEXT, max_size=2) | _JSON,
            "stop": _TEXT | st.lists(_TEXT, max_size=6) | _JSON,
            "stream_options": st.fixed_dictionaries({}, optional={"include_usage": _JSON}) | _JSON}

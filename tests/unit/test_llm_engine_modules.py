@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 BACKENDS = Path(str(resources.files("tritonkit.python_backends")))
-ENGINE = ["llm_sequence", "llm_kv", "llm_steps", "llm_slots", "llm_scheduler"]
+ENGINE = ["llm_sequence", "llm_metrics", "llm_kv", "llm_steps", "llm_slots", "llm_scheduler"]
 
 
 def _imports(module: str) -> set[str]:

@@ -77,7 +77,13 @@ def test_an_api_request_with_nothing_set_takes_the_defaults() -> None:
 @pytest.mark.parametrize(("inputs", "decoupled", "message"), [
     ({"text_input": _strings("a", "b")}, True, "[invalid_argument] input 'text_input' must hold exactly one prompt "
                                                "(got 2)"),
-    ({}, True, "[invalid_argument] input 'text_input' must hold exactly one prompt (got 0)"),
+    ({}, True, "[invalid_argument] input 'text_input' is missing; send the prompt in it"),
+    ({"text_input": np.array([], dtype=np.object_)}, True,
+     "[invalid_argument] input 'text_input' must hold exactly one prompt (got 0)"),
+    (_api(sampling_param_max_tokens=np.array([0], dtype=np.int32)), True,
+     "[invalid_argument] input 'sampling_param_max_tokens' must be at least 1 (got 0)"),
+    (_api(sampling_param_max_tokens=np.array([-3], dtype=np.int32)), True,
+     "[invalid_argument] input 'sampling_param_max_tokens' must be at least 1 (got -3)"),
     (_api(streaming=np.array([True])), False, "[invalid_argument] Streaming is only supported in decoupled mode."),
     ({"text_input": _strings(b"\xff\xfe")}, True,
      "[invalid_argument] input 'text_input' is not valid UTF-8 (invalid start byte at byte 0)"),
@@ -194,14 +200,43 @@ def test_each_row_of_a_batch_becomes_its_own_engine_request(router: Any, tokeniz
     ({"text_input": _strings("Hi", shape=(1, 1)), "max_tokens": np.array([[0]], dtype=np.int32)},
      "[invalid_argument] input 'max_tokens' must be at least 1 (got 0)"),
     ({"text_input": _strings("Hi", shape=(1, 1))}, "[invalid_argument] input 'max_tokens' is missing"),
+    ({"max_tokens": np.array([[8]], dtype=np.int32)},
+     "[invalid_argument] input 'text_input' is missing; send the prompt in it"),
     ({"text_input": _strings("word " * 400, shape=(1, 1)), "max_tokens": np.array([[8]], dtype=np.int32)},
-     "[context_length_exceeded] input 'text_input' has "),
+     "[context_length_exceeded] input 'text_input' has 431 tokens; the limit (max_input_len) is 64"),
+    ({"text_input": _strings("word " * 20_000, shape=(1, 1)), "max_tokens": np.array([[8]], dtype=np.int32)},
+     "[context_length_exceeded] input 'text_input' has 100000 bytes, more than 64 tokens (max_input_len) of at "
+     "most 162 bytes each can hold; shorten it"),
 ])
 def test_a_malformed_row_is_refused_with_its_code(router: Any, client: dict[str, Any], message: str) -> None:
     [row] = llm_request.split_prompts(client)
     with pytest.raises(llm_common.RequestError) as caught:
         router.engine_tensors(row, False)
     assert llm_common.error_text(caught.value).startswith(message)
+
+
+@pytest.mark.llm
+def test_the_prompts_of_one_request_go_to_the_engine_as_one_batch(router: Any) -> None:
+    """As the BLS and the unary front send them: prompts padded (``input_lengths`` says where), word lists padded
+    with ids 0 and offsets -1, every other input stacked."""
+    import llm_prompt
+
+    client = {"text_input": _strings("Hello", "Good morning to you", shape=(2, 1)),
+              "max_tokens": np.array([[3], [5]], dtype=np.int32),
+              "stop_words": _strings("x", "a longer stop phrase", shape=(2, 1))}
+    rows = [router.engine_tensors(row, True) for row in llm_request.split_prompts(client)]
+    batch = llm_prompt.stack_requests(rows, pad_id=router.pre.pad_id)
+    lengths = [int(r["input_lengths"][0, 0]) for r in rows]
+    assert batch["input_ids"].shape == (2, max(lengths)) and batch["input_lengths"].reshape(-1).tolist() == lengths
+    short = int(np.argmin(lengths))
+    assert (batch["input_ids"][short, lengths[short]:] == router.pre.pad_id).all()
+    assert batch["request_output_len"].reshape(-1).tolist() == [3, 5]
+    words = [llm_common.list_to_words(batch["stop_words_list"][i]) for i in range(2)]
+    assert words == [llm_common.list_to_words(r["stop_words_list"][0]) for r in rows] and words[0] != words[1]
+    assert batch["streaming"].shape == (2, 1)
+    assert llm_prompt.stack_requests(rows[:1], pad_id=0) is rows[0]
+    with pytest.raises(llm_common.RequestError, match="must set the same inputs"):
+        llm_prompt.stack_requests([rows[0], {k: v for k, v in rows[1].items() if k != "stop_words_list"}], 0)
 
 
 # -- the BLS: the engine's ids as text ------------------------------------------------------------------------
@@ -265,6 +300,21 @@ def test_sequences_of_one_request_are_decoded_apart(tokenizer: Any) -> None:
         for index, token in ((0, a), (1, b)):
             found = text.outputs(_engine([token], index=index))
             got[index] += _text(found) if found is not None else ""
+    assert got == {0: " Paris is", 1: " Lyon has"}
+
+
+@pytest.mark.llm
+def test_the_prompts_of_a_batch_are_decoded_apart(tokenizer: Any) -> None:
+    first = tokenizer.encode(" Paris is", add_special_tokens=False)
+    second = tokenizer.encode(" Lyon has", add_special_tokens=False)
+    text = llm_request.TextOutput(tokenizer, stream=True)
+    got: dict[int, str] = {0: "", 1: ""}
+    for a, b in zip(first, second):
+        for row, token in ((0, a), (1, b)):
+            engine = {**_engine([token], index=0), "batch_index": np.array([[row]], dtype=np.int32)}
+            found = text.outputs(engine)
+            got[row] += _text(found) if found is not None else ""
+            assert found is None or int(found["batch_index"][0, 0]) == row
     assert got == {0: " Paris is", 1: " Lyon has"}
 
 

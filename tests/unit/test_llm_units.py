@@ -110,9 +110,9 @@ def test_python_models_carry_their_backend_files(tmp_path: Path) -> None:
     spec.write_text(DEMO)
     units = {u.name: u for u in build_llm_units(load_spec(spec), 0)}
     engine_files = units["smollm2_engine"].version_files
-    assert sorted(engine_files) == ["llm_common.py", "llm_generate.py", "llm_kv.py", "llm_scheduler.py",
-                                    "llm_sequence.py", "llm_slots.py", "llm_steps.py", "llm_triton.py",
-                                    "model.py"]
+    assert sorted(engine_files) == ["llm_common.py", "llm_generate.py", "llm_grammar.py", "llm_kv.py",
+                                    "llm_metrics.py", "llm_scheduler.py", "llm_sequence.py", "llm_slots.py",
+                                    "llm_steps.py", "llm_triton.py", "model.py"]
     assert b"class TritonPythonModel" in engine_files["model.py"].read()
     assert b"class TritonPythonModel" in units["smollm2"].version_files["model.py"].read()  # the front
     spec.write_text(DEMO.replace("streaming: true", "streaming: false"))

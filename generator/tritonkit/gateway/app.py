@@ -19,13 +19,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tritonkit.gateway.answer import Answer, next_piece
 from tritonkit.gateway.catalog import LLM, Catalog
 from tritonkit.gateway.errors import APIError, bad_request, unavailable
 from tritonkit.gateway.guard import Guard
-from tritonkit.gateway.prompts import Prompt, count_prompt, count_tokens, prompt_text
+from tritonkit.gateway.prompts import Prompt, count_prompt, prompt_text
 from tritonkit.gateway.protocol import Generation, parse_chat, parse_completion
-from tritonkit.gateway.responses import Reply, sse, usage
-from tritonkit.gateway.triton import Piece, build_inputs, generate
+from tritonkit.gateway.responses import Reply
+from tritonkit.gateway.tools import plan as plan_tools
+from tritonkit.gateway.triton import build_inputs, generate
 
 __all__ = ["GatewaySettings", "create_app"]
 
@@ -234,6 +236,7 @@ class _Gateway:
         generation = await asyncio.to_thread(_parse, raw, chat) if large else _parse(raw, chat)
         del raw  # only the parsed request lives on, for as long as its answer
         llm = await self.find(generation.model)
+        generation, tool_plan = plan_tools(llm, generation)
         if large:  # templated and counted before Triton sees it: a prompt over max_input_len never reaches it
             text, prompt = await asyncio.to_thread(_counted_prompt, llm, generation)
             counter = _PromptCount(llm, generation, text, prompt)
@@ -243,12 +246,13 @@ class _Gateway:
         stream = generation.stream and llm.streaming is not None
         target = llm.streaming if stream and llm.streaming is not None else llm.unary
         inputs = build_inputs(llm, target, text, generation, stream)
-        pieces = generate(self.client, self.settings.url, target, inputs, self.settings.timeout_s, counter)
+        pieces = generate(self.client, self.settings.url, target, inputs, self.settings.timeout_s, counter,
+                          generation.n)
         watch = _Watch(request)
         streaming = False
         try:
             try:
-                first = await watch.run(_first(pieces))
+                first = await watch.run(next_piece(pieces))
             except APIError:
                 counter.raise_refusal()  # the model refused a prompt the gateway did too: the gateway's words
                 raise
@@ -257,7 +261,7 @@ class _Gateway:
             except Exception:
                 await pieces.aclose()  # type: ignore[attr-defined]  # an async generator: cancels the request
                 raise
-            answer = _Answer(llm, Reply(llm, chat), generation, prompt, pieces)
+            answer = Answer(llm, Reply(llm, chat), generation, prompt, pieces, tool_plan)
             if generation.stream:
                 streaming = True  # the response closes the watch when the stream ends
                 return _EventStream(answer.events(first), watch)
@@ -328,82 +332,8 @@ class _PromptCount:
         return self._counted
 
 
-async def _first(pieces: AsyncIterator[Piece]) -> Optional[Piece]:
-    try:
-        return await pieces.__anext__()
-    except StopAsyncIteration:
-        return None
-
-
 def _card(llm: LLM) -> dict[str, Any]:
     return {"id": llm.name, "object": "model", "created": llm.created, "owned_by": "tritonkit"}
-
-
-class _Answer:
-    """The responses of one request, gathered whole or sent as server-sent events."""
-
-    def __init__(self, llm: LLM, reply: Reply, generation: Generation, prompt: Prompt,
-                 pieces: AsyncIterator[Piece]) -> None:
-        self.llm, self.reply, self.generation, self.prompt, self.pieces = llm, reply, generation, prompt, pieces
-
-    def _finish(self, reason: Optional[str], text: str, counted: bool = True) -> tuple[str, Optional[dict[str, int]]]:
-        """The finish reason (the engine's, else from the length) and the usage counts, if ``counted``."""
-        if reason is not None and not counted:
-            return reason, None
-        completion = count_tokens(self.llm, text)
-        counts = usage(self.prompt.tokens, completion)
-        if reason is None:
-            limit = self.generation.max_tokens
-            reason = "length" if limit is not None and completion is not None and completion >= limit else "stop"
-        return reason, counts
-
-    async def whole(self, first: Optional[Piece]) -> dict[str, Any]:
-        parts: list[str] = []
-        reason = None
-        piece = first
-        while piece is not None:
-            parts.append(piece.text)
-            reason = piece.finish_reason or reason
-            piece = await _first(self.pieces)
-        text = "".join(parts)
-        reason, counts = self._finish(reason, text)
-        if self.generation.echo:
-            text = (self.generation.prompt or "") + text
-        return self.reply.whole(text, reason, counts)
-
-    async def events(self, first: Optional[Piece]) -> AsyncIterator[tuple[bytes, bool]]:
-        """(server-sent events, whether they end the answer); the last piece's text and the tail come as one."""
-        parts: list[str] = []
-        reason: Optional[str] = None
-        with_usage = self.generation.include_usage
-        prefix = (self.generation.prompt or "") if self.generation.echo else ""
-        pending = b""  # the final piece's text, sent with the tail
-        try:
-            piece = first
-            while piece is not None:
-                text = (prefix + piece.text) if not parts else piece.text
-                parts.append(piece.text)
-                reason = piece.finish_reason or reason
-                event = b""
-                if text:
-                    event = (sse(self.reply.chunk(text, first=True, with_usage=with_usage)) if len(parts) == 1
-                             else self.reply.text_event(text, with_usage))
-                if piece.final:
-                    pending = event
-                    break
-                if event:
-                    yield event, False
-                piece = await _first(self.pieces)
-        except APIError as exc:
-            yield sse(exc.body()) + b"data: [DONE]\n\n", True
-            return
-        finally:
-            await self.pieces.aclose()  # type: ignore[attr-defined]  # an async generator: cancels the request
-        reason, counts = self._finish(reason, "".join(parts), counted=with_usage)
-        tail = pending + sse(self.reply.chunk("", reason, with_usage=with_usage))
-        if with_usage:
-            tail += sse(self.reply.usage_chunk(counts))
-        yield tail + b"data: [DONE]\n\n", True
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

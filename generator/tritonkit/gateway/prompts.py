@@ -10,6 +10,7 @@ from typing import Any, Optional
 from tritonkit.gateway.catalog import LLM
 from tritonkit.gateway.errors import APIError, bad_request
 from tritonkit.gateway.protocol import Generation
+from tritonkit.gateway.tools import parser_for, render_tools, template_knows_tools
 
 __all__ = ["Prompt", "count_prompt", "count_tokens", "prompt_text"]
 
@@ -35,16 +36,33 @@ def count_tokens(llm: LLM, text: str) -> Optional[int]:
     return len(llm.tokenizer.encode(text, add_special_tokens=False))
 
 
-def _template(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+def _template(tokenizer: Any, messages: list[dict[str, Any]], tools: Optional[list[dict[str, Any]]] = None) -> str:
+    extra = {"tools": tools} if tools else {}
+    return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **extra))
 
 
-def _with_model_system(llm: LLM, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+def _with_tools(llm: LLM, generation: Generation,
+                messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Optional[list[dict[str, Any]]]]:
+    """The messages and tools to template: the template's own rendering, else the Hermes system prompt."""
+    tools = generation.tools if generation.tool_choice != "none" else None
+    past_calls = any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
+    if tools is None and not past_calls:
+        return messages, None
+    if template_knows_tools(llm.tokenizer):
+        return messages, tools
+    if generation.tool_choice == "auto" and parser_for(llm) != "hermes":  # a forced call's grammar needs no parser
+        raise bad_request(f"the chat template of model '{llm.name}' does not render tools, and tritonkit writes "
+                          "them only in the hermes format; set `tool_parser: hermes` if the model was trained on "
+                          "it", param="tools", code="unsupported_parameter")
+    return render_tools(messages, tools or []), None
+
+
+def _with_model_system(llm: LLM, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     system = llm.parameters.get("system_prompt", "")
     return ([{"role": "system", "content": system}] if system else []) + messages
 
 
-def _check_self_templated(llm: LLM, messages: list[dict[str, str]]) -> None:
+def _check_self_templated(llm: LLM, messages: list[dict[str, Any]]) -> None:
     """A model that templates ``text_input`` itself, and cannot be told not to, takes one raw user message."""
     if len(messages) != 1 or messages[0]["role"] != "user":
         raise bad_request(
@@ -70,12 +88,17 @@ def prompt_text(llm: LLM, generation: Generation) -> str:
         return generation.prompt or ""
     if llm.templated_by_model:
         _check_self_templated(llm, generation.messages)
-        return generation.messages[0]["content"]
+        if generation.tools:
+            raise bad_request(f"model '{llm.name}' templates its input itself, so it cannot be sent tools; set "
+                              "chat_template: false in the spec to let the gateway template conversations",
+                              param="tools", code="unsupported_parameter")
+        return str(generation.messages[0]["content"])
     if llm.tokenizer is None or not getattr(llm.tokenizer, "chat_template", None):
         why = llm.tokenizer_problem or f"the tokenizer of model '{llm.name}' has no chat template"
         raise APIError(400, f"chat completions need a chat template: {why}; use /v1/completions",
                        param="model", code="no_chat_template")
-    return _template(llm.tokenizer, _with_model_system(llm, generation.messages))
+    messages, tools = _with_tools(llm, generation, _with_model_system(llm, generation.messages))
+    return _template(llm.tokenizer, messages, tools)
 
 
 def count_prompt(llm: LLM, generation: Generation, text: str) -> Prompt:

@@ -1,8 +1,10 @@
 """OpenAI request bodies, checked at the boundary, turned into one ``Generation`` the gateway sends to Triton.
 
-Fields OpenAI defines that the engines cannot honour (``n`` > 1, ``logprobs``, tools, ...) are refused
-with a 400 that says why, rather than ignored; fields OpenAI does not define are refused too, as
-OpenAI's API does ("Unrecognized request argument").
+Structured output (``response_format``), tools, ``n``, ``logprobs``, ``logit_bias`` and ``seed`` become the
+LLM-API interface's inputs; a model whose interface lacks one answers 400 naming it. Fields OpenAI
+defines that no engine behind the gateway honours (audio, predicted outputs, ...) are refused with a 400
+that says why, rather than ignored; fields OpenAI does not define are refused too, as OpenAI's API does
+("Unrecognized request argument").
 
 Types are strict, as OpenAI's API has them: ``stream`` is a JSON boolean (not ``"yes"`` or ``1``), an
 integer is a JSON integer (not ``5.0`` or ``true``) within the range of the Triton input it fills (INT32 for
@@ -12,6 +14,7 @@ JSON's ``\ud800`` escapes can carry but UTF-8 cannot).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -19,17 +22,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from tritonkit.gateway.errors import bad_request
 
-__all__ = ["ChatRequest", "CompletionRequest", "Generation", "Message", "parse_chat", "parse_completion"]
+__all__ = ["ChatRequest", "CompletionRequest", "Generation", "Message", "Tool", "ToolCall", "check_schema",
+           "parse_chat", "parse_completion"]
 
 #: OpenAI fields that no engine behind the gateway supports, with the reason given back.
 _UNSUPPORTED: dict[str, str] = {
-    "tools": "tool calls are not supported by this gateway",
-    "tool_choice": "tool calls are not supported by this gateway",
-    "functions": "function calls are not supported by this gateway",
-    "function_call": "function calls are not supported by this gateway",
-    "parallel_tool_calls": "tool calls are not supported by this gateway",
-    "response_format": "structured output (response_format) is not supported by this gateway",
-    "logit_bias": "logit_bias is not supported by the engines behind this gateway",
+    "functions": "the deprecated 'functions' are not supported; send them as 'tools'",
+    "function_call": "the deprecated 'function_call' is not supported; use 'tool_choice'",
     "suffix": "suffix (insertion) is not supported by the engines behind this gateway",
     "audio": "audio output is not supported by this gateway",
     "modalities": "only text output is supported by this gateway",
@@ -70,16 +69,70 @@ class _TextPart(_Strict):
     text: Text
 
 
-class Message(_Strict):
-    """One chat message; content is a string or a list of text parts."""
+class _CalledFunction(_Strict):
+    name: Text
+    arguments: Text
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Union[Text, list[_TextPart]]
+
+class ToolCall(_Strict):
+    """A tool call an assistant message made earlier in the conversation."""
+
+    id: Text
+    type: Literal["function"] = "function"
+    function: _CalledFunction
+
+
+class Message(_Strict):
+    """One chat message; content is a string or a list of text parts (none for an assistant's tool calls)."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Union[Text, list[_TextPart], None] = None
     name: Optional[Text] = None
+    tool_calls: Optional[list[ToolCall]] = None
+    tool_call_id: Optional[Text] = None
 
     def text(self) -> str:
         """The message's text, its parts joined."""
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class Function(_Strict):
+    """A function the model may call: ``parameters`` is a JSON schema of its arguments."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: Optional[Text] = None
+    parameters: Optional[dict[str, Any]] = None
+    strict: Optional[bool] = None
+
+
+class Tool(_Strict):
+    """``tools[i]``: only functions are defined."""
+
+    type: Literal["function"]
+    function: Function
+
+
+class _NamedFunction(_Strict):
+    name: Text
+
+
+class _NamedChoice(_Strict):
+    type: Literal["function"]
+    function: _NamedFunction
+
+
+class _JSONSchemaFormat(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: Optional[Text] = None
+    schema_: Optional[dict[str, Any]] = Field(default=None, alias="schema")
+    strict: Optional[bool] = None
+
+
+class _ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: Optional[_JSONSchemaFormat] = None
 
 
 class _Sampling(_Strict):
@@ -92,12 +145,12 @@ class _Sampling(_Strict):
     stop: Union[Text, list[Text], None] = None
     presence_penalty: Optional[float] = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: Optional[float] = Field(default=None, ge=-2.0, le=2.0)
-    n: Optional[int] = None
+    n: Optional[int] = Field(default=None, ge=1, le=INT32_MAX)
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     user: Optional[Text] = None
-    logit_bias: Optional[dict[str, float]] = None
-    response_format: Optional[Any] = None
+    logit_bias: Optional[dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]]] = None
+    response_format: Optional[_ResponseFormat] = None
 
 
 class ChatRequest(_Sampling):
@@ -106,12 +159,12 @@ class ChatRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: Optional[int] = Field(default=None, ge=1, le=INT32_MAX)
     logprobs: Optional[bool] = None
-    top_logprobs: Optional[int] = None
-    tools: Optional[Any] = None
-    tool_choice: Optional[Any] = None
+    top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    tools: Optional[list[Tool]] = None
+    tool_choice: Union[Literal["none", "auto", "required"], _NamedChoice, None] = None
     functions: Optional[Any] = None
     function_call: Optional[Any] = None
-    parallel_tool_calls: Optional[Any] = None
+    parallel_tool_calls: Optional[bool] = None
     audio: Optional[Any] = None
     modalities: Optional[list[str]] = None
     prediction: Optional[Any] = None
@@ -126,7 +179,7 @@ class CompletionRequest(_Sampling):
     prompt: Union[Text, list[Text]]
     echo: bool = False
     best_of: Optional[int] = None
-    logprobs: Optional[int] = None
+    logprobs: Optional[int] = Field(default=None, ge=0, le=5)
     suffix: Optional[str] = None
 
 
@@ -135,15 +188,26 @@ class Generation:
     """What one OpenAI request asks of an LLM, in the gateway's own terms."""
 
     model: str
-    #: The chat messages (as role/content dicts), or None for a completion prompt.
-    messages: Optional[list[dict[str, str]]]
+    #: The chat messages (role, content, and an assistant's ``tool_calls`` or a tool's ``tool_call_id``), or
+    #: None for a completion prompt.
+    messages: Optional[list[dict[str, Any]]]
     prompt: Optional[str]
     max_tokens: Optional[int]
     stream: bool
     include_usage: bool
     echo: bool = False
-    #: Sampling settings by the names of ``REQUEST_NAMES`` (temperature, top_k, stop, ...), unset ones left out.
+    #: Sampling settings by the names of ``REQUEST_NAMES`` (temperature, top_k, stop, n, logit_bias, and the
+    #: one structured-output constraint: json_schema, json_object), unset ones left out.
     sampling: dict[str, Any] = field(default_factory=dict)
+    #: Choices to generate.
+    n: int = 1
+    #: None: no log probabilities; else each token's, with this many alternatives.
+    logprobs: Optional[int] = None
+    #: The functions the model may call (OpenAI's ``tools``, as dicts), and ``tool_choice``: ``auto``,
+    #: ``none``, ``required`` or a function's name.
+    tools: Optional[list[dict[str, Any]]] = None
+    tool_choice: str = "auto"
+    parallel_tool_calls: bool = True
 
 
 def _safe(text: str, limit: int = _SHOWN) -> str:
@@ -184,9 +248,75 @@ def _refuse_unsupported(request: _Sampling) -> None:
             raise bad_request(f"'{name}': {reason}", param=name, code="unsupported_parameter")
     if request.stream_options is not None and not request.stream:
         raise bad_request("'stream_options' is only allowed when 'stream' is true", param="stream_options")
-    if request.n not in (None, 1):
-        raise bad_request(f"'n' is {request.n}; this gateway returns one choice per request (n must be 1); "
-                          "send n requests instead", param="n", code="unsupported_parameter")
+
+
+def check_schema(schema: Any, param: str) -> str:
+    """``schema`` as JSON text once it is a valid JSON schema (draft 2020-12); else a 400 naming what is wrong.
+
+    Whether the engine's grammar library can compile it is the engine's to say (a 400 naming the keyword).
+    """
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    if not isinstance(schema, dict):
+        raise bad_request(f"'{param}' must be a JSON schema object", param=param)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise bad_request(f"'{param}' is not a valid JSON schema: at {where}: {_safe(exc.message, 200)}",
+                          param=param) from None
+    return json.dumps(schema, separators=(",", ":"))
+
+
+def _response_format(request: _Sampling) -> dict[str, Any]:
+    """The structured-output constraint ``response_format`` asks for, by ``REQUEST_NAMES``' names."""
+    found = request.response_format
+    if found is None or found.type == "text":
+        return {}
+    if found.type == "json_object":
+        return {"json_object": True}
+    if found.json_schema is None:
+        raise bad_request("'response_format.json_schema' is required when type is 'json_schema'",
+                          param="response_format.json_schema")
+    if found.json_schema.schema_ is None:  # OpenAI: no schema, any JSON
+        return {"json_object": True}
+    return {"json_schema": check_schema(found.json_schema.schema_, "response_format.json_schema.schema")}
+
+
+def _logit_bias(request: _Sampling) -> dict[str, Any]:
+    if not request.logit_bias:
+        return {}
+    for key in request.logit_bias:
+        if not key.isdigit():
+            raise bad_request(f"'logit_bias': key {_safe(repr(key))} is not a token id (a non-negative integer)",
+                              param="logit_bias")
+    return {"logit_bias": json.dumps({str(int(k)): v for k, v in request.logit_bias.items()})}
+
+
+def _tools(request: ChatRequest) -> tuple[Optional[list[dict[str, Any]]], str]:
+    """The request's tools as dicts, checked, and its tool choice (``auto``, ``none``, ``required`` or a name)."""
+    choice = request.tool_choice
+    if not request.tools:
+        if choice not in (None, "none", "auto"):
+            raise bad_request("'tool_choice' is only allowed when 'tools' are given", param="tool_choice")
+        return None, "none"
+    names = [tool.function.name for tool in request.tools]
+    for index, tool in enumerate(request.tools):
+        if tool.function.name in names[:index]:
+            raise bad_request(f"'tools': the function name '{tool.function.name}' is given twice",
+                              param=f"tools.{index}.function.name")
+        if tool.function.parameters is not None:
+            check_schema(tool.function.parameters, f"tools.{index}.function.parameters")
+    if isinstance(choice, _NamedChoice):
+        if choice.function.name not in names:
+            raise bad_request(f"'tool_choice' names function '{_safe(choice.function.name)}', which is not among "
+                              f"the tools ({', '.join(names)})", param="tool_choice")
+        named = choice.function.name
+    else:
+        named = choice or "auto"
+    tools = [tool.model_dump(exclude_none=True, by_alias=True) for tool in request.tools]
+    return tools, named
 
 
 def _stops(stop: Union[str, list[str], None]) -> Optional[list[str]]:
@@ -203,31 +333,52 @@ def _sampling(request: _Sampling) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _message(message: Message) -> dict[str, Any]:
+    found: dict[str, Any] = {"role": "system" if message.role == "developer" else message.role,
+                             "content": message.text()}
+    if message.tool_calls:
+        found["tool_calls"] = [{"id": c.id, "type": "function",
+                                "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments)}}
+                               for c in message.tool_calls]
+    if message.tool_call_id is not None:
+        found["tool_call_id"] = message.tool_call_id
+    return found
+
+
+def _arguments(text: str) -> Any:
+    """A past call's arguments (a JSON text) as the object chat templates render."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def parse_chat(body: Any) -> Generation:
     """Check a chat completions body; raises APIError (400) naming the field at fault."""
     request: ChatRequest = _validate(ChatRequest, body)
     _refuse_unsupported(request)
-    if request.logprobs or request.top_logprobs:
-        raise bad_request("'logprobs': the engines behind this gateway return no per-token log probabilities",
-                          param="logprobs", code="unsupported_parameter")
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                for m in request.messages]
-    return Generation(model=request.model, messages=messages, prompt=None,
+    if request.top_logprobs is not None and not request.logprobs:
+        raise bad_request("'top_logprobs' is only allowed when 'logprobs' is true", param="top_logprobs")
+    tools, choice = _tools(request)
+    sampling = {**_sampling(request), **_response_format(request), **_logit_bias(request)}
+    if choice not in ("auto", "none") and ("json_schema" in sampling or "json_object" in sampling):
+        raise bad_request("'tool_choice' forces a tool call, and 'response_format' a reply format: send one",
+                          param="tool_choice")
+    return Generation(model=request.model, messages=[_message(m) for m in request.messages], prompt=None,
                       max_tokens=request.max_completion_tokens or request.max_tokens, stream=request.stream,
                       include_usage=bool(request.stream_options and request.stream_options.include_usage),
-                      sampling=_sampling(request))
+                      sampling=sampling, n=request.n or 1,
+                      logprobs=(request.top_logprobs or 0) if request.logprobs else None, tools=tools,
+                      tool_choice=choice, parallel_tool_calls=request.parallel_tool_calls is not False)
 
 
 def parse_completion(body: Any) -> Generation:
     """Check a completions body; raises APIError (400) naming the field at fault."""
     request: CompletionRequest = _validate(CompletionRequest, body)
     _refuse_unsupported(request)
-    if request.best_of not in (None, 1):
-        raise bad_request(f"'best_of' is {request.best_of}; this gateway generates one sequence per request",
-                          param="best_of", code="unsupported_parameter")
-    if request.logprobs:
-        raise bad_request("'logprobs': the engines behind this gateway return no per-token log probabilities",
-                          param="logprobs", code="unsupported_parameter")
+    if request.best_of not in (None, 1, request.n):
+        raise bad_request(f"'best_of' is {request.best_of}; this gateway returns every sequence it generates "
+                          "(best_of may only equal n)", param="best_of", code="unsupported_parameter")
     prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
     if len(prompts) != 1:
         raise bad_request(f"'prompt' holds {len(prompts)} prompts; send one prompt per request", param="prompt")
@@ -236,5 +387,6 @@ def parse_completion(body: Any) -> Generation:
     return Generation(model=request.model, messages=None, prompt=prompts[0], max_tokens=request.max_tokens or 16,
                       stream=request.stream, echo=request.echo,
                       include_usage=bool(request.stream_options and request.stream_options.include_usage),
-                      sampling=_sampling(request))
+                      sampling={**_sampling(request), **_response_format(request), **_logit_bias(request)},
+                      n=request.n or 1, logprobs=request.logprobs)
 

@@ -82,3 +82,55 @@ class Reply:
     def usage_chunk(self, counts: Optional[dict[str, int]]) -> dict[str, Any]:
         """The last chunk when ``stream_options.include_usage`` is set: no choices, the usage."""
         return {**self._head(True), "choices": [], "usage": counts}
+
+    # -- the general answer: n choices, log probabilities, tool calls ------------------------------------
+
+    def logprobs(self, entries: Optional[list[dict[str, Any]]], offset: int = 0) -> Optional[dict[str, Any]]:
+        """A choice's ``logprobs``: chat's ``{"content": entries}``, or the completions API's four lists."""
+        if entries is None:
+            return None
+        if self.chat:
+            return {"content": entries, "refusal": None}
+        offsets, position = [], offset
+        for entry in entries:
+            offsets.append(position)
+            position += len(entry["token"])
+        return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+                "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs", [])} for e in entries],
+                "text_offset": offsets}
+
+    def choice(self, index: int, text: Optional[str], finish_reason: str,
+               entries: Optional[list[dict[str, Any]]] = None,
+               tool_calls: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+        """One choice of a whole answer."""
+        if not self.chat:
+            return {"index": index, "text": text or "", "logprobs": self.logprobs(entries),
+                    "finish_reason": finish_reason}
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        return {"index": index, "message": message, "logprobs": self.logprobs(entries), "finish_reason": finish_reason}
+
+    def whole_choices(self, choices: list[dict[str, Any]], counts: Optional[dict[str, int]]) -> dict[str, Any]:
+        """The body of a non-streamed answer with these choices."""
+        return {**self._head(False), "choices": choices, "usage": counts}
+
+    def delta(self, index: int, *, text: Optional[str] = None, first: bool = False, finish_reason: Optional[str] = None,
+              entries: Optional[list[dict[str, Any]]] = None, tool_calls: Optional[list[dict[str, Any]]] = None,
+              with_usage: bool = False, offset: int = 0) -> dict[str, Any]:
+        """One stream chunk for choice ``index``: text, tool calls (each whole, with its index) or the finish."""
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant"} if first else {}
+            if text is not None:
+                delta["content"] = text
+            if tool_calls:
+                delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(tool_calls)]
+            choice: dict[str, Any] = {"index": index, "delta": delta, "logprobs": self.logprobs(entries),
+                                      "finish_reason": finish_reason}
+        else:
+            choice = {"index": index, "text": text or "", "logprobs": self.logprobs(entries, offset),
+                      "finish_reason": finish_reason}
+        body = {**self._head(True), "choices": [choice]}
+        if with_usage:
+            body["usage"] = None
+        return body

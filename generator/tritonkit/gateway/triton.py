@@ -41,11 +41,25 @@ _FINISH = {"stop": "stop", "length": "length", "end_id": "stop", "stop_words": "
 
 @dataclass(frozen=True)
 class Piece:
-    """One response of the stream: new text, and the finish reason on the last one."""
+    """One response of the stream: each sequence's new text, and finish reasons on the last one.
 
-    text: str
-    finish_reason: Optional[str] = None
+    One sequence unless the request asked for ``n``; ``logprobs``: per sequence, OpenAI's token entries.
+    """
+
+    texts: tuple[str, ...]
+    reasons: tuple[Optional[str], ...] = ()
     final: bool = False
+    logprobs: Optional[tuple[list[dict[str, Any]], ...]] = None
+
+    @property
+    def text(self) -> str:
+        """The first sequence's text."""
+        return self.texts[0] if self.texts else ""
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        """The first sequence's finish reason."""
+        return self.reasons[0] if self.reasons else None
 
 
 #: Tensors of small settings (flags, max_tokens, temperature, ...) made once: tritonclient only reads them.
@@ -87,9 +101,9 @@ def build_inputs(llm: LLM, target: Target, text: str, generation: Generation, st
     """
     names = REQUEST_NAMES[llm.interface]
     max_tokens = generation.max_tokens or llm.limit("max_output_len")
-    sampling = _with_defaults(llm, target, generation.sampling)
+    sampling = _with_defaults(llm, target, generation)
     if "sampling" in names:  # Triton's vLLM backend: SamplingParams as one JSON string
-        params = {**sampling, **({"max_tokens": max_tokens} if max_tokens else {})}
+        params = {**_vllm_sampling(llm, sampling), **({"max_tokens": max_tokens} if max_tokens else {})}
         values: dict[str, list[Any]] = {"text_input": [text], names["stream"]: [stream],
                                         names["sampling"]: [json.dumps(params)], names["finish_reason"]: [True],
                                         names["answer_only"]: [True]}
@@ -115,8 +129,34 @@ def build_inputs(llm: LLM, target: Target, text: str, generation: Generation, st
     return [_tensor(target, name, value) for name, value in values.items() if name in target.inputs]
 
 
-def _with_defaults(llm: LLM, target: Target, sampling: dict[str, Any]) -> dict[str, Any]:
-    """``sampling`` plus OpenAI's defaults for what it leaves out, where the spec chose none and the model takes it."""
+def _vllm_sampling(llm: LLM, sampling: dict[str, Any]) -> dict[str, Any]:
+    """``sampling`` as vLLM's ``SamplingParams`` keywords (its structured output under ``guided_decoding``).
+
+    Triton's vLLM backend sends back text only, so per-token log probabilities are refused here.
+    """
+    params = dict(sampling)
+    if "logprobs" in params:
+        raise bad_request(f"'logprobs' is not supported by model '{llm.name}': Triton's vLLM backend returns "
+                          "no per-token log probabilities", param="logprobs", code="unsupported_parameter")
+    if "logit_bias" in params:
+        params["logit_bias"] = json.loads(params["logit_bias"])
+    if "json_schema" in params:
+        params["guided_decoding"] = {"json": json.loads(params.pop("json_schema"))}
+    if params.pop("json_object", False):
+        params["guided_decoding"] = {"json_object": True}
+    return params
+
+
+def _with_defaults(llm: LLM, target: Target, generation: Generation) -> dict[str, Any]:
+    """The request's sampling settings, ``n`` and ``logprobs`` included, with OpenAI's defaults added.
+
+    A default is added for a field the request leaves out where the spec chose none and the model takes it.
+    """
+    sampling = dict(generation.sampling)
+    if generation.n > 1:
+        sampling["n"] = generation.n
+    if generation.logprobs is not None:
+        sampling["logprobs"] = generation.logprobs
     names = REQUEST_NAMES[llm.interface]
     chosen = llm.spec_defaults
     takes = set(target.inputs) if "sampling" not in names else None
@@ -135,8 +175,8 @@ def _strings(raw: bytes) -> list[bytes]:
     return items
 
 
-def _texts(response: Any) -> dict[str, str]:
-    """Every BYTES output of a ``ModelInferResponse`` as one string (its elements joined).
+def _texts(response: Any) -> dict[str, list[str]]:
+    """Every BYTES output of a ``ModelInferResponse`` as its strings (one per sequence).
 
     Read straight from the message: ``InferResult.as_numpy`` builds a numpy array per output, and this is
     done for every token of every stream.
@@ -147,8 +187,19 @@ def _texts(response: Any) -> dict[str, str]:
         if output.datatype != "BYTES":
             continue
         items = _strings(raw[index]) if index < len(raw) else list(output.contents.bytes_contents)
-        texts[output.name] = "".join(item.decode("utf-8", errors="replace") for item in items)
+        texts[output.name] = [item.decode("utf-8", errors="replace") for item in items]
     return texts
+
+
+def _piece(texts: dict[str, list[str]], final: bool, n: int) -> Piece:
+    """A response's outputs as a Piece; for one sequence (``n`` 1), ``text_output``'s elements are one text."""
+    found = texts.get("text_output", [])
+    reasons = tuple(_FINISH.get(r, "stop") if r else None for r in texts.get("finish_reason", []))
+    entries = texts.get("logprobs")
+    logprobs = tuple(json.loads(e) if e else [] for e in entries) if entries is not None else None
+    if n == 1 and len(found) > 1:  # one sequence's text in several elements
+        found = ["".join(found)]
+    return Piece(tuple(found) or ("",), reasons, final, logprobs)
 
 
 def model_error(model: str, message: str) -> APIError:
@@ -211,10 +262,11 @@ class _Silence:
 
 
 async def generate(client: Any, url: str, target: Target, inputs: list[Any], timeout_s: float,
-                   sent: Optional[Callable[[], None]] = None) -> AsyncIterator[Piece]:
+                   sent: Optional[Callable[[], None]] = None, n: int = 1) -> AsyncIterator[Piece]:
     """Send one request to ``target`` and yield its responses; a request left early is cancelled in Triton.
 
-    ``sent`` is called once gRPC has written the request (when it asks the request stream for more).
+    ``sent`` is called once gRPC has written the request (when it asks the request stream for more); ``n``:
+    the sequences the request asked for.
     """
     # No request id: a request left early is cancelled through gRPC (Triton's request cancellation), never
     # by id, and the streaming layout's unary front sends requests without an id to the engine together.
@@ -250,9 +302,7 @@ async def generate(client: Any, url: str, target: Target, inputs: list[Any], tim
             response = result.get_response()
             final = response.parameters["triton_final_response"].bool_param
             finished = final
-            texts = _texts(response)
-            reason = texts.get("finish_reason")
-            yield Piece(texts.get("text_output", ""), _FINISH.get(reason, "stop") if reason else None, final)
+            yield _piece(_texts(response), final, n)
     finally:
         silence.close()
         if not finished:

@@ -19,18 +19,28 @@ from tritonclient.grpc import model_config_pb2 as pb
 from tritonkit.errors import Problem, SpecError
 from tritonkit.k8s_conventions import SIGNAL_DEFAULTS
 from tritonkit.model.deploy import Deployment, admin_key_reference
+from tritonkit.model.llm import model_names
 from tritonkit.model.types import ModelUnit
-from tritonkit.spec.kubernetes import TRITON_COUNTERS, KubernetesSpec, parse_size_mib
+from tritonkit.spec.kubernetes import ENGINE_GAUGES, TRITON_COUNTERS, KubernetesSpec, parse_size_mib
+from tritonkit.spec.llm import LLMSpec
 from tritonkit.spec.load import LoadedSpec
 
 __all__ = ["SHM_PER_PYTHON_INSTANCE_MIB", "KubernetesPlan", "ScalingTrigger",
-           "build_kubernetes_plan", "counter_or_gauge"]
+           "averaged_per_pod", "build_kubernetes_plan", "counter_or_gauge"]
 
 #: /dev/shm each Python-backend instance is given: its stub maps its own region (1 MiB default, growing
 #: in 1 MiB steps, server issues #5701, #5681, #6195), and batched tensors cross it both ways.
 SHM_PER_PYTHON_INSTANCE_MIB = 64
 _SHM_FLOOR_MIB = 1024
 _LOC = ("deploy", "kubernetes")
+#: What the other engine kinds export instead of tritonkit's vLLM-named gauges (their own docs and code).
+_OTHER_ENGINES = {
+    "tensorrt_llm": "TensorRT-LLM's backend exports nv_trt_llm_request_metrics (request_type=\"waiting\") and "
+                    "nv_trt_llm_kv_cache_block_metrics (kv_cache_block_type=\"fraction\") instead",
+    "tensorrt_llm_api": "NVIDIA's LLM-API model exports no engine metric to Triton",
+    "vllm": "Triton's vLLM backend exports vLLM's token counters and latency histograms, but no queue or "
+            "KV-cache gauge",
+}
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,8 @@ def _triggers(loaded: LoadedSpec, spec: KubernetesSpec, units: Sequence[ModelUni
         if unknown:
             raise SpecError(loaded.problem((*_LOC, "autoscaling", "models"), f"names {unknown}, which the spec "
                                            "does not generate", f"use some of {', '.join(classic + llms)}"))
+    if scaling.metric in ENGINE_GAUGES:
+        return (_engine_trigger(loaded, scaling.metric, scaling.models, scaling.threshold),)
     if scaling.metric is not None:
         group = "custom" if scaling.metric.startswith("nv_") else ("llm" if llms and not classic else "classic")
         models = tuple(scaling.models or classic + llms)
@@ -159,6 +171,28 @@ def _triggers(loaded: LoadedSpec, spec: KubernetesSpec, units: Sequence[ModelUni
         metric_type, threshold = _threshold(loaded, "inflight_requests", None if classic else scaling.threshold)
         found.append(ScalingTrigger("inflight_requests", "llm", tuple(llms), threshold, metric_type))
     return tuple(found)
+
+
+def _engine_trigger(loaded: LoadedSpec, metric: str, models: Sequence[str], given: Optional[float]) -> ScalingTrigger:
+    """A trigger on a vLLM gauge of tritonkit's PyTorch engine: only the LLMs that engine serves export it."""
+    engines = {_engine_model(llm): llm.engine.kind for llm in loaded.spec.llms}
+    pytorch = [name for name, kind in engines.items() if kind == "pytorch"]
+    others = sorted({f"{name} ({_OTHER_ENGINES.get(kind, kind)})" for name, kind in engines.items()
+                     if kind != "pytorch" and (not models or name in models)})
+    if not pytorch or (models and not set(models) <= set(pytorch)):
+        exporters = f"the LLMs on it here: {', '.join(pytorch)}" if pytorch else "no llms entry here uses it"
+        raise SpecError(loaded.problem(
+            (*_LOC, "autoscaling", "metric"), f"is {metric}, which only tritonkit's PyTorch engine (engine.kind: "
+            f"pytorch) exports, and {exporters}" + (f"; {'; '.join(others)}" if others else ""),
+            "scale on inflight_requests, or on the metric the engine exports (a Triton metric, with a threshold)"
+            if not pytorch else f"list only {', '.join(pytorch)} in autoscaling.models, or leave it out"))
+    metric_type, threshold = _threshold(loaded, metric, given)
+    return ScalingTrigger(metric, "custom", tuple(models or pytorch), threshold, metric_type)
+
+
+def _engine_model(llm: LLMSpec) -> str:
+    """The Triton model that runs an LLM's engine: ``<name>`` (LLM-API layout) or the ensemble's engine model."""
+    return model_names(llm)["engine"] if llm.resolved_layout == "ensemble" else llm.name
 
 
 def _check_ranges(loaded: LoadedSpec, spec: KubernetesSpec, deployment: Deployment) -> list[Problem]:
@@ -237,6 +271,11 @@ def build_kubernetes_plan(loaded: LoadedSpec, units: Sequence[ModelUnit],
     return KubernetesPlan(name=_name(loaded, spec), spec=spec, deployment=deployment,
                           server_command=_server_command(deployment), gpus_per_pod=gpus,
                           python_instances=instances, shm_mib=shm, startup_timeout_s=startup, triggers=triggers)
+
+
+def averaged_per_pod(metric: str) -> bool:
+    """True for a gauge that is a fraction per engine (KV-cache usage): a pod counts its engines' average."""
+    return metric == "vllm:kv_cache_usage_perc"
 
 
 def counter_or_gauge(metric: str) -> str:

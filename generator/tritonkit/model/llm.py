@@ -39,8 +39,9 @@ BACKEND_FILES = {
     "preprocessing": ("llm_preprocessing.py", ("llm_common.py", "llm_prompt.py", "llm_triton.py")),
     "postprocessing": ("llm_postprocessing.py", ("llm_common.py", "llm_triton.py")),
     "bls": ("llm_bls.py", ("llm_common.py", "llm_prompt.py", "llm_request.py", "llm_triton.py")),
-    "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_kv.py", "llm_scheduler.py",
-                                 "llm_sequence.py", "llm_slots.py", "llm_steps.py", "llm_triton.py")),
+    "engine": ("llm_engine.py", ("llm_common.py", "llm_generate.py", "llm_grammar.py", "llm_kv.py",
+                                 "llm_metrics.py", "llm_scheduler.py", "llm_sequence.py", "llm_slots.py",
+                                 "llm_steps.py", "llm_triton.py")),
     "front": ("llm_unary.py", ("llm_common.py", "llm_prompt.py", "llm_request.py", "llm_triton.py")),
 }
 
@@ -163,10 +164,12 @@ class _Builder:
         engine = self.llm.engine
         version = self.loaded.spec.triton.version
         if version in releases.known_releases() and not releases.has_engine_backend(releases.release(version)):
-            trtllm = releases.release(version).trtllm
-            self.problem(("engine", "kind"), f"is tensorrt_llm (the C++ engine backend), which NGC {version}'s "
-                         f"images do not ship (TensorRT-LLM {trtllm or 'unknown'}; NVIDIA removed the backend "
-                         "in July 2026)", "use engine kind tensorrt_llm_api, or set triton.version to 26.07 or older")
+            rel, last = releases.release(version), releases.last_engine_release()
+            why = releases.trtllm_image_gap(rel) or f"its TensorRT-LLM {rel.trtllm} no longer has it"
+            self.problem(("engine", "kind"), f"is tensorrt_llm (the C++ engine backend), which NGC {version}'s images "
+                         f"do not ship: {why}; the last release with the backend is {last.ngc} "
+                         f"(TensorRT-LLM {last.trtllm})", f"set triton.version to \"{last.ngc}\" or older, or use "
+                         "engine kind tensorrt_llm_api on a release that ships it")
         ranks = engine.tensor_parallel_size * engine.pipeline_parallel_size
         for i, group in enumerate(self.llm.instance_group):
             if group.gpus is not None and len(group.gpus) != ranks:
@@ -215,7 +218,8 @@ class _Builder:
         return {"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
                 "max_input_len": llm.max_input_len, "max_output_len": llm.max_output_len,
                 "stop_words": json.dumps(llm.stop_words), "trust_remote_code": llm.trust_remote_code,
-                "spec_sampling_defaults": llm_config.spec_sampling_defaults(llm)}
+                "spec_sampling_defaults": llm_config.spec_sampling_defaults(llm),
+                **({"tool_parser": llm.tool_parser} if llm.tool_parser else {})}
 
     def preprocessing(self, tokenizer: str) -> ModelUnit:
         llm = self.llm

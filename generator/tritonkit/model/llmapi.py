@@ -19,7 +19,7 @@ from tritonkit.model import llm_config
 from tritonkit.model.types import FileSource, ModelUnit, python_backend_files
 from tritonkit.spec.schema import ParameterValue
 from tritonkit.triton import releases
-from tritonkit.triton.llmapi import LLMAPI_OUTPUTS, declared_inputs
+from tritonkit.triton.llmapi import declared_inputs, declared_outputs
 
 if TYPE_CHECKING:
     from tritonkit.model.llm import _Builder
@@ -28,9 +28,9 @@ __all__ = ["LLMAPI_FILES", "RESERVED_LLM_ARGS", "TRTLLM_VERSION_LOCAL", "build_l
 
 #: tritonkit's model and the helpers copied beside it, by engine kind.
 LLMAPI_FILES = {
-    "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py", "llm_kv.py",
-                               "llm_request.py", "llm_scheduler.py", "llm_sequence.py", "llm_slots.py",
-                               "llm_steps.py", "llm_triton.py")),
+    "pytorch": ("llm_api.py", ("llm_api_local.py", "llm_common.py", "llm_generate.py", "llm_grammar.py",
+                               "llm_kv.py", "llm_metrics.py", "llm_request.py", "llm_scheduler.py",
+                               "llm_sequence.py", "llm_slots.py", "llm_steps.py", "llm_triton.py")),
     "tensorrt_llm_api": ("llm_api.py", ("llm_api_trtllm.py", "llm_common.py", "llm_request.py", "llm_triton.py")),
 }
 #: The interface the local engine declares: TensorRT-LLM 1.2.1's, the release of NGC's images up to 26.07.
@@ -56,7 +56,7 @@ def _add_llmapi_tensors(config: pb.ModelConfig, trtllm_version: str, local: bool
         item = config.input.add(name=tensor.name, data_type=pb.DataType.Value(f"TYPE_{tensor.dtype}"))
         item.dims.extend(tensor.dims)
         item.optional = tensor.optional
-    for tensor in LLMAPI_OUTPUTS:
+    for tensor in declared_outputs():
         out = config.output.add(name=tensor.name, data_type=pb.DataType.Value(f"TYPE_{tensor.dtype}"))
         out.dims.extend(tensor.dims)
 
@@ -102,6 +102,13 @@ def _check_release(builder: _Builder) -> None:
         rel = releases.release(version)
     except KeyError:
         return  # an NGC release the matrix does not know yet: nothing to check against
+    gap = releases.trtllm_image_gap(rel)
+    if gap is not None and not builder.loaded.spec.deploy.image:
+        last = releases.newest_release(with_trtllm=True)
+        builder.problem(("engine", "kind"), f"is tensorrt_llm_api, which runs in NGC's -trtllm-python-py3 image, "
+                        f"but {gap}",
+                        f"set triton.version to \"{last.ngc}\" (TensorRT-LLM {last.trtllm}), or set deploy.image to "
+                        "a TensorRT-LLM image you build")
     if rel.trtllm is not None and not releases.has_llmapi_model(rel):
         builder.problem(("engine", "kind"), f"is tensorrt_llm_api, but NGC {version} ships TensorRT-LLM "
                         f"{rel.trtllm}, which has no LLM-API Triton model",
@@ -145,6 +152,9 @@ def model_yaml_settings(builder: _Builder) -> dict[str, Any]:
                 "dtype": None if kv.dtype == "auto" else kv.dtype}
     cache.update({k: v for k, v in optional.items() if v is not None})
     settings["kv_cache_config"] = cache
+    # The model passes a request's guided_decoding_param_* inputs on as GuidedDecodingParams; TensorRT-LLM
+    # compiles them with this backend (xgrammar, its default; llm_args may choose llguidance).
+    settings["guided_decoding_backend"] = "xgrammar"
     settings.update(engine.llm_args)
     settings["triton_config"] = {"max_batch_size": 0, "decoupled": llm.streaming}
     return settings
@@ -165,6 +175,8 @@ def _local_parameters(builder: _Builder) -> dict[str, ParameterValue]:
     params.update({"tokenizer": tokenizer, "chat_template": llm.chat_template, "system_prompt": llm.system_prompt or "",
                    "max_batch_size": llm.max_batch_size, "max_input_len": llm.max_input_len,
                    "max_output_len": llm.max_output_len, "stop_words": json.dumps(llm.stop_words)})
+    if llm.tool_parser:  # read by the OpenAI gateway
+        params["tool_parser"] = llm.tool_parser
     return params
 
 
@@ -181,7 +193,10 @@ def build_llmapi_unit(builder: _Builder) -> ModelUnit:
     else:
         count = sum(g.count for g in llm.instance_group) or 1
         llm_config.add_instances(config, "KIND_CPU", count)
+        params: dict[str, ParameterValue] = {"tool_parser": llm.tool_parser} if llm.tool_parser else {}
         if count > 1:
-            llm_config.set_parameters(config, {"gpu_device_ids": _gpu_device_ids(builder)})
+            params["gpu_device_ids"] = _gpu_device_ids(builder)
+        if params:
+            llm_config.set_parameters(config, params)
         files["model.yaml"] = FileSource(data=_render_yaml(builder, model_yaml_settings(builder)))
     return builder.unit(config, files)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Union
 
@@ -17,9 +18,9 @@ import yaml
 from tritonkit.k8s_conventions import VERSIONS_ANNOTATION
 from tritonkit.model.deploy import CONTAINER_PORTS, MODELS_DIR
 from tritonkit.model.gateway import GATEWAY_KEY_ENV
-from tritonkit.model.k8s import KubernetesPlan, ScalingTrigger, counter_or_gauge
+from tritonkit.model.k8s import KubernetesPlan, ScalingTrigger, averaged_per_pod, counter_or_gauge
 from tritonkit.model.types import FileSource
-from tritonkit.render.probes import STUB_PROBE, stub_probe
+from tritonkit.render.probes import STUB_PROBE, stub_probe, watchdog_command
 
 __all__ = ["APP_LABEL", "K8S_DIR", "RULE_LABEL", "STUB_PROBE", "recording_rules", "render_k8s",
            "repository_digest", "trigger_query"]
@@ -88,6 +89,9 @@ def _custom_rules(plan: KubernetesPlan, trigger: ScalingTrigger) -> list[dict[st
     selector = _series_selector(plan, trigger)
     inner = (f"rate({trigger.signal}{selector}[{_window(plan)}])" if counter_or_gauge(trigger.signal) == "counter"
              else f"{trigger.signal}{selector}")
+    if averaged_per_pod(trigger.signal):
+        # A fraction per engine: a pod (scrape target) counts its engines' average, the sum counts the pods.
+        inner = f"avg by (namespace, {_SERIES_APP}, instance) ({inner})"
     return [_rule(f"tritonkit:{trigger.signal}:sum", f"{_by()} ({inner})", trigger)]
 
 
@@ -137,7 +141,9 @@ def _number(value: float) -> str:
 
 def _scaled_object(plan: KubernetesPlan) -> dict[str, Any]:
     spec, scaling = plan.spec, plan.spec.autoscaling
-    triggers = [{"type": "prometheus", "name": f"{t.group}-{t.signal.replace('_', '-')}", "metricType": t.metric_type,
+    # A trigger's name is a DNS-style label: the signal's '_' and ':' (vLLM's names) become '-'.
+    triggers = [{"type": "prometheus", "name": f"{t.group}-{re.sub('[_:]', '-', t.signal)}",
+                 "metricType": t.metric_type,
                  "metadata": {"serverAddress": scaling.prometheus_url, "query": trigger_query(plan, t),
                               "threshold": _number(t.threshold)}} for t in plan.triggers]
     if spec.scale_to_zero and scaling.wake_query:
@@ -185,7 +191,7 @@ def _triton_container(plan: KubernetesPlan) -> dict[str, Any]:
     if plan.uses_llm:
         mounts.append({"name": "hf-cache", "mountPath": "/hf-cache"})
     container: dict[str, Any] = {
-        "name": "triton", "image": plan.deployment.image, "command": list(plan.server_command),
+        "name": "triton", "image": plan.deployment.image, "command": watchdog_command(plan.server_command),
         "ports": [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in _PORTS]}
     env = _env(plan)
     if env:
@@ -195,7 +201,8 @@ def _triton_container(plan: KubernetesPlan) -> dict[str, Any]:
         container["resources"] = {"requests": dict(gpus), "limits": dict(gpus)}
     container["volumeMounts"] = mounts
     container["startupProbe"] = _probe("/v2/health/ready", 10, max(1, math.ceil(plan.startup_timeout_s / 10)))
-    # A dead model process takes the pod out of the Service within 15 s and restarts Triton within 15 s.
+    # A dead model process: the watchdog (the container's command) kills Triton within 0.2 s, so the kubelet
+    # restarts the container; the probes also take the pod out of the Service and restart it, within 15 s.
     container["readinessProbe"] = _stub_probe("/v2/health/ready", 5, 3)
     container["livenessProbe"] = _stub_probe("/v2/health/live", 5, 3)
     return container

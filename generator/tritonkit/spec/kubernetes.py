@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ENGINE_GAUGES",
     "SIGNALS",
     "TRITON_COUNTERS",
     "TRITON_GAUGES",
@@ -40,6 +41,9 @@ TRITON_GAUGES = (
     "nv_gpu_power_usage", "nv_cpu_utilization", "nv_cpu_memory_used_bytes", "nv_pinned_memory_pool_used_bytes",
     "nv_trt_llm_request_metrics", "nv_trt_llm_kv_cache_block_metrics",
 )
+#: Gauges tritonkit's PyTorch engine exports under vLLM's names (``python_backends/llm_metrics.py``), the ones
+#: vLLM autoscalers key on: requests queued for a free batch slot, and the fraction of KV-cache blocks held.
+ENGINE_GAUGES = ("vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
 
 _SIZE_RE = re.compile(r"^(\d+)([kmgt]i?)?$")
 _UNIT_MIB = {None: 1 / (1024 * 1024), "k": 1000 / 1024 ** 2, "ki": 1 / 1024, "m": 1000 ** 2 / 1024 ** 2, "mi": 1,
@@ -71,11 +75,12 @@ def _check_size(value: str) -> str:
 
 
 def _check_metric(value: str) -> str:
-    known = (*SIGNALS, *TRITON_COUNTERS, *TRITON_GAUGES)
+    known = (*SIGNALS, *ENGINE_GAUGES, *TRITON_COUNTERS, *TRITON_GAUGES)
     if value in known:
         return value
     close = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
-    advice = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(SIGNALS)} or a Triton metric"
+    advice = (f"did you mean {close[0]!r}?" if close else
+              f"use one of {', '.join(SIGNALS + ENGINE_GAUGES)} or a Triton metric")
     raise ValueError(f"{value!r} is neither a tritonkit signal nor a metric Triton exports; {advice}")
 
 
@@ -97,7 +102,9 @@ K8sName = Annotated[str, AfterValidator(_check_name)]
 class AutoscalingSpec(_StrictModel):
     """The KEDA ScaledObject: which signal, its threshold, and how fast to react."""
 
-    #: A tritonkit signal or a Triton metric; default: queue_compute_ratio (classic), inflight_requests (LLMs).
+    #: A tritonkit signal, a vLLM gauge of tritonkit's PyTorch engine (``vllm:num_requests_waiting``,
+    #: ``vllm:kv_cache_usage_perc``) or a Triton metric; default: queue_compute_ratio (classic),
+    #: inflight_requests (LLMs).
     metric: Annotated[Optional[str], AfterValidator(lambda v: v if v is None else _check_metric(v))] = None
     #: Scale up above this value; default: the signal's own (1.0 ratio, 1.5 replicas needed, 50 us, ...).
     threshold: Optional[Annotated[float, Field(gt=0)]] = None

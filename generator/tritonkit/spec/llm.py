@@ -113,6 +113,12 @@ class LLMSpec(StrictModel):
     tokenizer: Optional[str] = None
     chat_template: bool = True
     system_prompt: Optional[str] = None
+    #: How the model writes a tool call, so the OpenAI gateway can read it back (``tools`` in a request):
+    #: ``hermes`` (``<tool_call>{...}</tool_call>``: Qwen, Hermes, SmolLM3), ``llama3_json`` (a JSON object with
+    #: ``name`` and ``parameters``), ``mistral`` (``[TOOL_CALLS][...]``). Left out: read from the chat template
+    #: when it names one of these; a template that knows no tools gets the tools in a ``hermes`` system prompt
+    #: only when this is set.
+    tool_parser: Optional[Literal["hermes", "llama3_json", "mistral"]] = None
     max_batch_size: Positive = 8
     max_input_len: Positive = 2048
     max_output_len: Positive = 512

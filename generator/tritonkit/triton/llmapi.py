@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["LLMAPI_INPUTS", "LLMAPI_OUTPUTS", "LOCAL_INPUTS", "LOCAL_OUTPUTS", "REQUEST_NAMES", "TEMPLATE_INPUT",
-           "Tensor", "declared_inputs", "interface_of"]
+__all__ = ["EXTENSION_INPUTS", "EXTENSION_OUTPUTS", "LLMAPI_INPUTS", "LLMAPI_OUTPUTS", "LOCAL_INPUTS",
+           "LOCAL_OUTPUTS", "REQUEST_NAMES", "TEMPLATE_INPUT", "Tensor", "declared_inputs", "declared_outputs",
+           "interface_of"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,24 @@ LLMAPI_OUTPUTS: tuple[Tensor, ...] = (
     Tensor("total_draft_tokens", "INT32", (1,), False),
 )
 
-#: tritonkit's one addition to the interface, on its PyTorch engine only: false sends ``text_input`` to the
+#: tritonkit's additions to the interface, served by its LLM-API model on either engine (TensorRT-LLM's own
+#: model has none of them). The guided-decoding inputs are named after TensorRT-LLM's ``GuidedDecodingParams``
+#: fields (``json``, ``json_object``, ``regex``, ``grammar``; one per request), which the model passes on under
+#: TensorRT-LLM; the sampling ones after ``SamplingParams``' ``n`` and ``logprobs`` (alternatives per token)
+#: and OpenAI's ``logit_bias`` (a JSON object of token id -> bias). ``logprobs`` (output) holds, per
+#: sequence, a JSON list of OpenAI's token entries (token, logprob, bytes, top_logprobs).
+EXTENSION_INPUTS: tuple[Tensor, ...] = (
+    _in("sampling_param_n", "INT32"),
+    _in("sampling_param_logprobs", "INT32"),
+    _in("sampling_param_logit_bias", "STRING"),
+    _in("guided_decoding_param_json", "STRING"),
+    _in("guided_decoding_param_json_object", "BOOL"),
+    _in("guided_decoding_param_regex", "STRING"),
+    _in("guided_decoding_param_grammar", "STRING"),
+)
+EXTENSION_OUTPUTS: tuple[Tensor, ...] = (Tensor("logprobs", "STRING", (-1,), False),)
+
+#: tritonkit's one addition to the interface on its PyTorch engine only: false sends ``text_input`` to the
 #: engine as it is (a raw completion prompt, or a conversation already templated by the OpenAI gateway);
 #: true or left out, the model applies its chat template as its ``chat_template`` parameter says. A client
 #: written for TensorRT-LLM never sends it.
@@ -89,7 +107,7 @@ LOCAL_INPUTS: tuple[Tensor, ...] = (_in(TEMPLATE_INPUT, "BOOL"),)
 #: written for TensorRT-LLM load it unchanged, and sends the others only when TensorRT-LLM drives it.
 LOCAL_OUTPUTS = frozenset({"text_output", "finish_reason", "stop_reason", "cumulative_logprob",
                            "arrival_time_ns", "first_scheduled_time_ns", "first_token_time_ns",
-                           "last_token_time_ns"})
+                           "last_token_time_ns", "logprobs"})
 
 
 def _newer(since: Optional[str], version: Optional[str]) -> bool:
@@ -107,7 +125,10 @@ REQUEST_NAMES: dict[str, dict[str, str]] = {
                "top_p": "sampling_param_top_p", "seed": "sampling_param_seed", "stop": "sampling_param_stop",
                "presence_penalty": "sampling_param_presence_penalty",
                "frequency_penalty": "sampling_param_frequency_penalty", "finish_reason": "return_finish_reason",
-               "answer_only": "sampling_param_exclude_input_from_output"},
+               "answer_only": "sampling_param_exclude_input_from_output", "n": "sampling_param_n",
+               "logprobs": "sampling_param_logprobs", "logit_bias": "sampling_param_logit_bias",
+               "json_schema": "guided_decoding_param_json", "json_object": "guided_decoding_param_json_object",
+               "regex": "guided_decoding_param_regex", "grammar": "guided_decoding_param_grammar"},
     # Triton's vLLM backend: sampling settings travel as one JSON string (SamplingParams' keyword names).
     "vllm": {"prompt": "text_input", "stream": "stream", "finish_reason": "return_finish_reason",
              "sampling": "sampling_parameters", "answer_only": "exclude_input_in_output"},
@@ -129,7 +150,13 @@ def interface_of(input_names: frozenset[str]) -> str:
 def declared_inputs(trtllm_version: Optional[str], local: bool = False) -> tuple[Tensor, ...]:
     """The interface's inputs as TensorRT-LLM ``trtllm_version`` declares them (None: the newest).
 
-    ``local``: the model is served by tritonkit's PyTorch engine, which also takes ``LOCAL_INPUTS``.
-    Every version declares all of ``LLMAPI_OUTPUTS``.
+    tritonkit's model takes ``EXTENSION_INPUTS`` on either engine; ``local``: it is served by tritonkit's
+    PyTorch engine, which also takes ``LOCAL_INPUTS``. Every version declares all of ``LLMAPI_OUTPUTS``.
     """
-    return tuple(t for t in LLMAPI_INPUTS + (LOCAL_INPUTS if local else ()) if not _newer(t.since, trtllm_version))
+    extra = EXTENSION_INPUTS + (LOCAL_INPUTS if local else ())
+    return tuple(t for t in LLMAPI_INPUTS + extra if not _newer(t.since, trtllm_version))
+
+
+def declared_outputs() -> tuple[Tensor, ...]:
+    """The outputs tritonkit's LLM-API model declares: TensorRT-LLM's, then ``EXTENSION_OUTPUTS``."""
+    return LLMAPI_OUTPUTS + EXTENSION_OUTPUTS

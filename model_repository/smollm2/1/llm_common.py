@@ -34,6 +34,9 @@ UNSUPPORTED = "unsupported"
 OVERLOADED = "overloaded"
 ENGINE_ERROR = "engine_error"
 _TAG = re.compile(r"^\[(?P<code>[a-z_]+)\] ")
+#: The error of a request without ``text_input``, the same in every layout: Triton passes such a request on to
+#: the model, although the input is not optional.
+MISSING_PROMPT = "input 'text_input' is missing; send the prompt in it"
 
 
 class RequestError(ValueError):
@@ -53,6 +56,12 @@ class RequestError(ValueError):
 def tag_error(code: str, message: str) -> str:
     """``message`` as an error response's text: after its code, unless it has one."""
     return message if _TAG.match(message) else f"[{code}] {message}"
+
+
+def error_code(text: str) -> Optional[str]:
+    """The ``[code]`` an error text starts with, or None."""
+    found = _TAG.match(text)
+    return found.group("code") if found else None
 
 
 def error_text(exc: BaseException) -> str:
@@ -82,6 +91,24 @@ def check_number(name: str, value: Any, low: Optional[float] = None, high: Optio
     return value
 
 
+def check_prompt_bytes(text: str, max_input_len: int, token_bytes: int) -> None:
+    """Refuse, without tokenising it, a prompt whose bytes cannot fit ``max_input_len`` tokens of ``token_bytes``.
+
+    A megabyte of text takes seconds to tokenise; its size alone shows it cannot fit.
+    """
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > max_input_len * token_bytes:
+        raise RequestError(f"input 'text_input' has {size} bytes, more than {max_input_len} tokens (max_input_len) "
+                           f"of at most {token_bytes} bytes each can hold; shorten it", CONTEXT_LENGTH_EXCEEDED)
+
+
+def check_prompt_tokens(count: int, max_input_len: int) -> None:
+    """Refuse a prompt of ``count`` tokens, the chat template's included, over ``max_input_len``."""
+    if count > max_input_len:
+        raise RequestError(f"input 'text_input' has {count} tokens; the limit (max_input_len) is {max_input_len}",
+                           CONTEXT_LENGTH_EXCEEDED)
+
+
 def adds_special_tokens(tokenizer: Any, text: str) -> bool:
     """Whether ``text``, sent as it is, is encoded with the tokenizer's special tokens (its BOS).
 
@@ -103,6 +130,60 @@ def longest_token_bytes(tokenizer: Any) -> int:
     for piece in tokenizer.get_vocab():
         longest = max(longest, len(piece.encode("utf-8", errors="replace")))
     return longest
+
+
+def _byte_level_chars() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in for each byte (GPT-2's table): character -> byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[chr(byte)] = byte
+        else:
+            table[chr(256 + extra)] = byte
+            extra += 1
+    return table
+
+
+_BYTE_FORM = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+class TokenTexts:
+    """Each token's own text and bytes, as OpenAI's ``logprobs`` entries show them (cached per id).
+
+    A byte-level BPE token (GPT-2, Llama-3, SmolLM2) maps character by character to its bytes; a
+    SentencePiece byte token (``<0x0A>``) is that byte, and its ``▁`` is a space. The text is the bytes
+    decoded, a piece of a character shown as U+FFFD; ``bytes`` lets a client put such pieces together.
+    """
+
+    _CHARS = _byte_level_chars()
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self._cache: dict[int, tuple[str, list[int]]] = {}
+        probe = tokenizer.convert_ids_to_tokens(tokenizer.encode(" a\n", add_special_tokens=False))
+        self.byte_level = any(isinstance(p, str) and ("\u0120" in p or "\u010a" in p) for p in probe)
+
+    def of(self, token: int) -> tuple[str, list[int]]:
+        """(text, bytes) of one token id."""
+        found = self._cache.get(token)
+        if found is None:
+            piece = self.tokenizer.convert_ids_to_tokens(int(token))
+            piece = piece if isinstance(piece, str) else ""
+            byte_form = _BYTE_FORM.fullmatch(piece)
+            if self.byte_level and all(c in self._CHARS for c in piece):
+                raw = bytes(self._CHARS[c] for c in piece)
+            elif byte_form:
+                raw = bytes([int(byte_form.group(1), 16)])
+            else:
+                raw = piece.replace("\u2581", " ").encode("utf-8")
+            found = self._cache[token] = (raw.decode("utf-8", errors="replace"), list(raw))
+        return found
+
+    def entry(self, token: int, logprob: float) -> dict[str, Any]:
+        """One OpenAI logprobs entry: the token's text, its log probability, its bytes."""
+        text, raw = self.of(token)
+        return {"token": text, "logprob": max(float(logprob), -9999.0), "bytes": raw}
 
 
 def read_parameters(model_config: dict[str, Any]) -> dict[str, str]:

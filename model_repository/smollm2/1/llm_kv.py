@@ -39,6 +39,9 @@ class PrefixCache:
         self.max_tokens = max_tokens
         self.entries: collections.OrderedDict[tuple[int, ...], Layers] = collections.OrderedDict()
         self.hits = 0
+        #: Prompt tokens looked up, and those found, as vLLM counts its prefix-cache queries and hits.
+        self.query_tokens = 0
+        self.hit_tokens = 0
 
     def lookup(self, prompt: list[int]) -> tuple[int, Optional[Layers]]:
         """The longest whole-block prefix ``prompt`` shares with a stored one (one token is left to compute).
@@ -47,6 +50,7 @@ class PrefixCache:
         """
         best, found = 0, None
         tokens = np.asarray(prompt[:-1])
+        self.query_tokens += len(prompt)
         for key in self.entries:
             width = min(len(key), len(tokens))
             differ = np.flatnonzero(np.asarray(key[:width]) != tokens[:width])
@@ -58,6 +62,7 @@ class PrefixCache:
             return 0, None
         self.entries.move_to_end(found)
         self.hits += 1
+        self.hit_tokens += best
         return best, [(k[:, :, :best], v[:, :, :best]) for k, v in self.entries[found]]
 
     def store(self, prompt: list[int], layers: Layers) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import torch
@@ -28,6 +29,7 @@ import torch
 import llm_common
 import llm_generate
 import llm_kv
+import llm_metrics
 import llm_slots
 import llm_steps
 from llm_sequence import Listener, Request, State
@@ -72,8 +74,11 @@ class Engine:
         self.waiting: collections.deque[Request] = collections.deque()
         self.prefilling: list[Request] = []
         self.running: list[Request] = []
+        self.stats = llm_metrics.EngineStats(self)  # vLLM's metrics; llm_triton.EngineMetrics publishes them
         self.wake = threading.Condition()
         self.stopping = False
+        #: The grammar masks (llm_grammar.Masks), made when the first constrained request comes.
+        self.masks: Any = None
         # OpenMP's thread count is per thread: the loop's thread takes the creator's (set_threads).
         self.cpu_threads = torch.get_num_threads()
         self.thread = threading.Thread(target=self._loop, name="llm-scheduler", daemon=True)
@@ -106,6 +111,7 @@ class Engine:
         with self.wake:
             if len(self.waiting) >= self.max_queue:
                 raise QueueFullError(f"{len(self.waiting)} requests are waiting already (the limit); retry later")
+            self.stats.queued(request)
             request.state = State.WAITING
             self.waiting.append(request)
             self.wake.notify()
@@ -164,6 +170,7 @@ class Engine:
                 return
             request = self.waiting.popleft()
             request.state = State.PREFILLING
+            self.stats.admitted(request)
             self.prefilling.append(request)
 
     def _fail_all(self, exc: Exception) -> None:
@@ -186,6 +193,7 @@ class Engine:
         if request.state.holds_memory:
             self.kv.release(request)
         request.state = State.DONE
+        self.stats.finished(request)
         request.listener(request, [])
         request.done.set()
 
@@ -210,7 +218,7 @@ class Engine:
         return group
 
     def _prefill_group(self, group: list[Request]) -> None:
-        logits = self.steps.prefill_group(group)
+        logits = self._constrain(group, self.steps.prefill_group(group))
         going = []
         for i, request in enumerate(group):
             self.prefilling.remove(request)
@@ -223,7 +231,7 @@ class Engine:
         if logits is None:
             return
         self.prefilling.remove(request)
-        self._join([request] if self._take_token(request, logits) else [])
+        self._join([request] if self._take_token(request, self._constrain([request], [logits])[0]) else [])
 
     def _join(self, requests: list[Request]) -> None:
         """Sequences whose prompt is done and that go on: into the running batch."""
@@ -248,6 +256,11 @@ class Engine:
         except Exception as exc:  # one row's sampling failure ends that row only; the batch goes on
             self._fail(request, exc)
             return False
+        grammar = request.row.grammar
+        if grammar is not None and not grammar.advance(token):
+            self._fail(request, RuntimeError(f"token {token} does not follow the request's grammar "
+                                             f"({grammar.error or 'refused'})"))
+            return False
         new = [] if token in request.row.end_ids else [token]
         request.pending = token
         if request.row.finish_reason is None:
@@ -262,8 +275,29 @@ class Engine:
         # Plain greedy rows take the runner's batched argmax, not one device sync each.
         plain = [llm_generate.is_plain_greedy(r.row) for r in self.running]
         logits, picked = self.steps.decode(self.running, any(plain))
+        logits = self._constrain(self.running, logits)
         for index, request in enumerate(list(self.running)):
             self._take_token(request, logits[index], picked[index] if plain[index] else None)
+
+    def _constrain(self, requests: list[Request], logits: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+        """The step's logits with each grammar's mask applied: one mask fill and one masking call for the batch.
+
+        Applied to the logits a step (captured or not) handed back, so grammars never cost the CUDA graphs.
+        Rows without a grammar are the step's own; a constrained row is a masked copy.
+        """
+        constrained = [i for i, r in enumerate(requests) if r.row.grammar is not None]
+        if not constrained:
+            return logits
+        if self.masks is None:
+            import llm_grammar  # copied next to the engine; imported once a request brings a grammar
+
+            self.masks = llm_grammar.Masks()
+        batch = torch.stack([logits[i] for i in constrained])
+        self.masks.apply(batch, [requests[i].row.grammar for i in constrained])
+        masked = list(logits)
+        for position, index in enumerate(constrained):
+            masked[index] = batch[position]
+        return masked
 
     def _finish_cancelled(self) -> None:
         """Finish every cancelled sequence, running or prefilling (its blocks go back)."""

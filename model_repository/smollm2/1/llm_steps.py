@@ -83,21 +83,31 @@ class DynamicSteps:
         return out.logits[0, -1]
 
     def prefill_group(self, group: list[Request]) -> torch.Tensor:
-        """The prompts left-padded to the longest, from an empty cache."""
+        """The prompts left-padded to the longest, from an empty cache.
+
+        Identical prompts (a request's ``n`` sequences) are computed once; their rows of the cache are copies.
+        """
         from transformers import DynamicCache
 
-        width = max(len(r.row.prompt) for r in group)
-        ids = torch.full((len(group), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for i, request in enumerate(group):
-            prompt = request.row.prompt
+        distinct: dict[tuple[int, ...], int] = {}
+        index = [distinct.setdefault(tuple(r.row.prompt), len(distinct)) for r in group]
+        prompts = list(distinct)
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, prompt in enumerate(prompts):
             ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
             mask[i, width - len(prompt):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.forward(ids, mask, positions, DynamicCache())
-        self._prefilled = (group, llm_kv.layers_of(getattr(out, self.cache_name)), mask)
-        return out.logits[:, -1]
+        layers, logits = llm_kv.layers_of(getattr(out, self.cache_name)), out.logits[:, -1]
+        if len(prompts) < len(group):
+            rows = torch.tensor(index, device=self.device)
+            layers = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in layers]
+            mask, logits = mask.index_select(0, rows), logits.index_select(0, rows)
+        self._prefilled = (group, layers, mask)
+        return logits
 
     def join(self, requests: list[Request]) -> None:
         """Merge the requests' rows of the last prefill into the batch cache."""

@@ -10,7 +10,9 @@ postprocessing) goes through these helpers for what touches ``triton_python_back
 - ``send``: a response, or the final flag, on a response sender, tolerating a client that has gone away
   (Triton raises ``TritonModelException`` then; nothing is waiting for the answer, so it is logged, not
   raised);
-- ``LiveRequests``: the requests in flight by Triton request id, for the ``stop`` input that names one.
+- ``LiveRequests``: the requests in flight by Triton request id, for the ``stop`` input that names one;
+- ``EngineMetrics``: the PyTorch engine's statistics (``llm_metrics.py``, vLLM's metric names) as Triton
+  metrics on ``/metrics``, published by a thread of its own.
 
 This file is copied next to ``model.py``; of the other files it imports ``llm_common`` only.
 """
@@ -60,7 +62,21 @@ def error(failure: Union[BaseException, str], code: Optional[str] = None) -> Any
         text = llm_common.error_text(failure)
     else:
         text = failure if code is None else llm_common.tag_error(code, failure)
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(text))
+    return pb_utils.InferenceResponse(output_tensors=[], error=triton_error(text))
+
+
+#: tritonkit's error codes -> Triton's error codes, so HTTP and gRPC clients see 400 (INVALID_ARG) for a
+#: request the model refuses, 503 (UNAVAILABLE) for an engine that is full, and 500 for the engine's faults.
+_TRITON_CODES = {llm_common.INVALID_ARGUMENT: "INVALID_ARG", llm_common.CONTEXT_LENGTH_EXCEEDED: "INVALID_ARG",
+                 llm_common.UNSUPPORTED: "UNSUPPORTED", llm_common.OVERLOADED: "UNAVAILABLE",
+                 llm_common.ENGINE_ERROR: "INTERNAL"}
+
+
+def triton_error(text: str) -> Any:
+    """A ``TritonError`` for ``text`` with the Triton code its ``[code]`` tag maps to (INTERNAL without one)."""
+    found = llm_common.error_code(text)
+    code = getattr(pb_utils.TritonError, _TRITON_CODES.get(found or "", "INTERNAL"), None)
+    return pb_utils.TritonError(text) if code is None else pb_utils.TritonError(text, code)
 
 
 def failure_text(exc: BaseException) -> str:
@@ -124,3 +140,89 @@ class LiveRequests:
     def __len__(self) -> int:
         with self._lock:
             return sum(len(jobs) for jobs in self._jobs.values())
+
+
+def metric_labels(args: Mapping[str, str]) -> dict[str, str]:
+    """The labels of an engine's metrics: vLLM's ``model_name`` and ``engine``, Triton's ``model`` and ``version``.
+
+    ``engine`` tells the instances of one model apart (``0_0`` for the first instance of the first group),
+    as vLLM's tells its data-parallel engines apart; each instance runs an engine of its own.
+    """
+    name, instance = args["model_name"], args.get("model_instance_name", "")
+    engine = instance[len(name) + 1:] if instance.startswith(name + "_") else "0"
+    return {"model_name": name, "engine": engine or "0", "model": name, "version": str(args["model_version"])}
+
+
+def engine_metrics(stats: Any, args: Mapping[str, str], params: Mapping[str, str]) -> Optional[EngineMetrics]:
+    """The publisher of an engine's statistics, or None when the model's ``metrics`` parameter is false."""
+    if not llm_common.parse_bool(params.get("metrics", ""), True):
+        return None
+    return EngineMetrics(stats, args)
+
+
+class EngineMetrics:
+    """An engine's statistics (``llm_metrics.EngineStats``) as Triton metrics on ``/metrics``, kept fresh by a thread.
+
+    Every ``period_s`` the thread takes a reading: gauges are set when they changed, counters grow by what
+    they grew, and each new histogram sample is observed. A call into Triton's metrics API is a message to
+    the server process (about 60 us each on a 2-core CPU), so the engine's own thread never makes one.
+    """
+
+    def __init__(self, stats: Any, args: Mapping[str, str], period_s: float = 0.5) -> None:
+        self.stats, self.period_s, self.labels = stats, period_s, metric_labels(args)
+        kinds = {"counter": pb_utils.MetricFamily.COUNTER, "gauge": pb_utils.MetricFamily.GAUGE,
+                 "histogram": getattr(pb_utils.MetricFamily, "HISTOGRAM", None)}
+        self.families = {f.name: (f, pb_utils.MetricFamily(name=f.name, description=f.description, kind=kinds[f.kind]))
+                         for f in stats.families if kinds[f.kind] is not None}
+        self.metrics: dict[Any, Any] = {}
+        self.last: dict[Any, float] = {}
+        self.publish()  # every series is on /metrics from the start, at zero
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="llm-metrics", daemon=True)
+        self.thread.start()
+
+    def _metric(self, series: tuple[str, tuple[tuple[str, str], ...]]) -> Any:
+        metric = self.metrics.get(series)
+        if metric is None:
+            spec, family = self.families[series[0]]
+            labels = {**self.labels, **dict(series[1])}
+            metric = family.Metric(labels=labels, buckets=list(spec.buckets)) if spec.buckets else family.Metric(
+                labels=labels)
+            self.metrics[series] = metric
+        return metric
+
+    def publish(self) -> None:
+        """Take a reading and hand what changed to Triton."""
+        reading = self.stats.take()
+        for series, value in reading.levels.items():
+            if series[0] not in self.families:
+                continue
+            metric, last = self._metric(series), self.last.get(series)
+            if self.families[series[0]][0].kind == "gauge":
+                if value != last:
+                    metric.set(float(value))
+            elif value > (last or 0):
+                metric.increment(float(value - (last or 0)))
+            self.last[series] = value
+        for name, values in reading.samples.items():
+            if name in self.families:
+                metric = self._metric((name, ()))
+                for value in values:
+                    metric.observe(value)
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(self.period_s):
+            try:
+                self.publish()
+            except Exception as exc:  # metrics must never take the model down; the next reading tries again
+                pb_utils.Logger.log_warn(f"tritonkit engine: metrics not published: {exc!r}")
+
+    def stop(self) -> None:
+        """Publish a last time, end the thread, and drop the metrics before their families (Triton's order)."""
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        try:
+            self.publish()
+        finally:
+            self.metrics.clear()
+            self.families.clear()

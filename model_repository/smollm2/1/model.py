@@ -60,6 +60,8 @@ class TritonPythonModel:
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
         params = llm_common.read_parameters(config)
         path = model_yaml(Path(args["model_repository"]), args["model_version"])
+        #: vLLM's metrics, from tritonkit's PyTorch engine only.
+        self.metrics: Optional[llm_triton.EngineMetrics] = None
         if path is not None:
             import llm_api_trtllm
 
@@ -70,6 +72,7 @@ class TritonPythonModel:
             import llm_api_local
 
             self.engine = llm_api_local.LocalEngine(params, args)
+            self.metrics = llm_triton.engine_metrics(self.engine.scheduler.stats, args, params)
         #: Live requests by Triton request id, for the ``stop`` input.
         self.live = llm_triton.LiveRequests()
 
@@ -131,3 +134,5 @@ class TritonPythonModel:
         stop = getattr(self.engine, "stop", None)
         if stop is not None:
             stop()
+        if self.metrics is not None:
+            self.metrics.stop()
