@@ -71,6 +71,8 @@ class Matcher:
         self.end_ids = frozenset(end_ids)
         #: End ids of the request that llguidance does not allow by itself (all but the tokenizer's first).
         self._extra_end_ids = sorted(self.end_ids - set(grammar_end_ids))
+        #: llguidance's end id where the request ends on others only (its own ``end_id``): never allowed.
+        self._foreign_end_ids = sorted(set(grammar_end_ids) - self.end_ids)
         self._ended = False
 
     @property
@@ -106,8 +108,12 @@ class Matcher:
 
     def add_end_ids(self, row: np.ndarray[Any, Any]) -> None:
         """Allow this request's own end ids in its bitmask ``row`` (int32 words) when the answer may end."""
-        if self._extra_end_ids and self._inner.is_accepting():
-            bits = row.view(np.uint32)
+        if not (self._extra_end_ids or self._foreign_end_ids):
+            return
+        bits = row.view(np.uint32)
+        for token in self._foreign_end_ids:
+            bits[token // 32] &= ~np.uint32(1 << (token % 32))
+        if self._inner.is_accepting():
             for token in self._extra_end_ids:
                 if token < bits.shape[0] * 32:
                     bits[token // 32] |= np.uint32(1 << (token % 32))
