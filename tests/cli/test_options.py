@@ -49,8 +49,8 @@ def _options() -> dict[str, list[tuple[str, Any]]]:
 
 
 #: Names whose value types differ on purpose while the meaning is one: bench sweeps a comma-separated
-#: list of what plan takes one of (``--concurrency 16`` means the same to both).
-_SWEPT = {"--concurrency"}
+#: list of what plan and tune take one of (``--concurrency 16``, ``--request-rate 50`` mean the same to all).
+_SWEPT = {"--concurrency", "--request-rate"}
 
 
 def test_an_option_name_means_one_thing_in_every_command() -> None:
