@@ -39,7 +39,9 @@ MODEL_CACHE_DIR = "/model-cache"
 CONTAINER_PORTS = (8000, 8001, 8002)
 _REGISTRY = "nvcr.io/nvidia/tritonserver"
 #: Versions the LLM pipeline's Python models are tested with here; the Dockerfile installs these.
-_LLM_PACKAGES = ("numpy==1.26.4", "torch==2.13.0", "transformers==5.23.0", "accelerate==1.15.0", "gguf==0.19.0")
+#: What the PyTorch engine imports; llguidance only when a request brings a grammar (python_backends/llm_grammar.py).
+_LLM_PACKAGES = ("numpy==1.26.4", "torch==2.13.0", "transformers==5.23.0", "accelerate==1.15.0", "gguf==0.19.0",
+                 "llguidance==1.9.1")
 _TOKENIZER_PACKAGES = ("numpy==1.26.4", "transformers==5.23.0")
 _Step = TypeVar("_Step")
 _DTYPES = {"auto": "float16", "float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
