@@ -98,7 +98,7 @@ def test_tune_finds_writes_and_reports_and_records_a_refused_candidate(
 
 def test_an_interrupted_tune_resumes_from_its_file(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["tune", str(spec), "--model", "add_sub", *QUICK, "--space", "instance_count=1,2,3",
-            "--space", "max_queue_delay_microseconds=500", "--no-write"]
+            "--space", "max_queue_delay_microseconds=500", "--no-write-spec"]
     assert main([*args, "--max-runs", "1"]) == 0
     first = capsys.readouterr()
     resume = spec.parent / "tune-add_sub" / "resume.json"

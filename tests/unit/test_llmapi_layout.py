@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -49,6 +50,12 @@ def _generate(tmp_path: Path, spec_text: str) -> Path:
     return tmp_path
 
 
+def _server_command(compose: dict[str, Any]) -> list[str]:
+    """The server's command line in a compose service, after the stub watchdog that starts it."""
+    command = list(compose["command"])
+    return command[3:] if command[:2] == ["python3", "-c"] else command
+
+
 def _config(path: Path) -> pb.ModelConfig:
     return text_format.Parse(path.read_text(), pb.ModelConfig())
 
@@ -86,7 +93,7 @@ def test_gpu_example_model_yaml_and_launch(gpu_example: Path) -> None:
     compose = yaml.safe_load((gpu_example / "docker" / "docker-compose.yml").read_text())["services"]["triton"]
     # The example also runs the OpenAI gateway, so its image adds tritonkit to NGC's.
     assert compose["build"]["args"]["BASE_IMAGE"] == "nvcr.io/nvidia/tritonserver:26.04-trtllm-python-py3"
-    assert compose["command"][:2] == ["trtllm-llmapi-launch", "tritonserver"]
+    assert _server_command(compose)[:2] == ["trtllm-llmapi-launch", "tritonserver"]
     assert compose["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 2
     assert compose["ipc"] == "host"
 
@@ -99,7 +106,7 @@ def test_several_instances_get_gpu_device_ids_and_start_without_mpi(tmp_path: Pa
     assert config.parameters["gpu_device_ids"].string_value == "0,1;2,3"
     assert config.instance_group[0].count == 2
     compose = yaml.safe_load((root / "docker" / "docker-compose.yml").read_text())["services"]["triton"]
-    assert compose["command"][0] == "tritonserver"
+    assert _server_command(compose)[0] == "tritonserver"
     assert compose["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0", "1", "2", "3"]
 
 

@@ -143,7 +143,8 @@ def tune_command(
                                                         rich_help_panel=_OUTPUT)] = None,
     fresh: Annotated[bool, typer.Option(help="Start over: ignore the resume file's runs.",
                                         rich_help_panel=_OUTPUT)] = False,
-    write: Annotated[bool, typer.Option(help="Write the winner into SPEC (keys changed in place, comments kept).",
+    write: Annotated[bool, typer.Option("--write-spec/--no-write-spec",
+                                        help="Write the winner into SPEC (keys changed in place, comments kept).",
                                         rich_help_panel=_OUTPUT)] = True,
 ) -> int:
     """Find, by measurement, the configuration of one model that meets a service target.

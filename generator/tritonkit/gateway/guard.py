@@ -2,13 +2,14 @@
 
 Two layers, both cheap on the way of a valid request:
 
-- ``Guard``, an ASGI wrapper around the app: a body whose ``Content-Length`` is over the limit is refused
-  (413) before a byte of it is read; a chunked body is counted while it is read and refused as soon as it
-  passes the limit; the whole body must arrive within ``body_timeout_s`` (else 408); completions beyond
-  ``max_concurrency`` in flight are refused at once (429 with ``Retry-After``), never queued.
 - ``guarded_protocol``, uvicorn's httptools protocol with a deadline on the request line and headers (a
-  client that connects, or starts a request, and stalls is disconnected after ``header_timeout_s``) and a
-  cap on their size (431).
+  client that connects, or starts a request, and stalls is disconnected after ``header_timeout_s``), a
+  cap on their size (431), and the body limit: a body whose ``Content-Length`` is over it is refused (413)
+  before a byte of it is read, a chunked one the moment its count passes it; either way the connection
+  reads no further and closes.
+- ``Guard``, an ASGI wrapper around the app: the whole body must arrive within ``body_timeout_s`` (else
+  408); completions beyond ``max_concurrency`` in flight are refused at once (429 with ``Retry-After``),
+  never queued. It checks the body limit too, for the app run under another server.
 
 Every refusal is in OpenAI's error shape.
 """
@@ -28,7 +29,8 @@ __all__ = ["MAX_HEADER_BYTES", "Guard", "GuardedProtocol", "guarded_protocol"]
 
 #: The request line and headers of one request, at most (a browser's are under 8 KiB).
 MAX_HEADER_BYTES = 64 * 1024
-#: A body declared this many times over the limit is not read to its end after the 413: the connection closes.
+#: Under another server (``Guard`` alone), a body declared this many times over the limit is not read to its
+#: end after the 413: the connection closes.
 _DRAIN_FACTOR = 4
 #: Seconds a refused connection stays open, unread, after its answer and the end of our stream, before it closes.
 _LINGER_S = 1.0
@@ -41,6 +43,12 @@ def _mib(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.4g} {unit}"
     return f"{size} bytes"
+
+
+def _too_large(limit: int, declared: Optional[int] = None) -> APIError:
+    size = f"is {_mib(declared)}, over" if declared is not None else "is over"
+    return APIError(413, f"the request body {size} {_mib(limit)}, the gateway's limit (--max-body-size)",
+                    code="request_too_large")
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> tuple[Optional[int], bool]:
@@ -106,8 +114,7 @@ class _Body:
         if message["type"] == "http.request":
             self.size += len(message.get("body", b""))
             if self.size > self._limit:
-                raise APIError(413, f"the request body is over {_mib(self._limit)}, the gateway's limit "
-                               "(--max-body-size)", code="request_too_large")
+                raise _too_large(self._limit)
             self.done = not message.get("more_body", False)
         return message
 
@@ -132,9 +139,10 @@ class Guard:
             # Unread, the rest of the body is discarded by the server as it comes (no memory), unless the
             # client waits for '100 Continue' (it will not send it) or declares an absurd size.
             close = expect or declared > _DRAIN_FACTOR * self.max_body_bytes
-            await _answer(APIError(413, f"the request body is {_mib(declared)}, over {_mib(self.max_body_bytes)}, "
-                                   "the gateway's limit (--max-body-size)", code="request_too_large",
-                                   headers={"Connection": "close"} if close else None), send)
+            refusal = _too_large(self.max_body_bytes, declared)
+            if close:
+                refusal.headers["Connection"] = "close"
+            await _answer(refusal, send)
             return
         path = scope["path"][len(scope.get("root_path", "")):]
         capped = path in self.capped
@@ -153,24 +161,26 @@ class Guard:
                 self.in_flight -= 1
 
 
-def _refusal(status: int, reason: bytes, message: str, code: Optional[str] = None) -> bytes:
-    code = code or reason.decode().lower().replace(" ", "_")
-    body = json.dumps(APIError(status, message, code=code).body()).encode()
+def _refusal(error: APIError, reason: bytes) -> bytes:
+    body = json.dumps(error.body()).encode()
     return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-            % (status, reason, len(body))) + body
+            % (error.status, reason, len(body))) + body
 
 
 class GuardedProtocol(HttpToolsProtocol):
-    """Uvicorn's httptools protocol: a deadline and a size cap on each request's headers, the body limit as it comes.
+    """Uvicorn's httptools protocol: a deadline and a size cap on each request's headers, and the body limit.
 
     The deadline runs from the connection's start, and again from the end of each response, to the end of
-    the next request's headers: a client that connects and sends nothing, or trickles its headers, or
-    is still sending the unread rest of a refused body after the deadline, is disconnected (408 when part
-    of a request came). uvicorn's own ``timeout_keep_alive`` still closes idle kept-alive connections sooner.
+    the next request's headers: a client that connects and sends nothing, or trickles its headers, or is
+    still sending the rest of a body its answer did not need after the deadline, is disconnected (408 when
+    part of a request came). uvicorn's own ``timeout_keep_alive`` still closes idle
+    kept-alive connections sooner.
 
-    A body that passes ``max_body_bytes`` before the app answered (one sent chunked, or longer than it
-    declared) is refused here, in the parser's callback: 413 at once, the app told the client is gone, and
-    the connection read no further. ``Guard`` counts too, for the app run under another server.
+    A body over ``max_body_bytes`` is refused here, before the app hears of it: from its declared length
+    at the end of the headers, or, sent chunked, in the parser's callback the moment the count passes the
+    limit (the app, already waiting for that body, is told the client is gone). Every refusal is answered
+    at once and the connection reads no further: reading and discarding the rest of fifty 10 MB uploads
+    took the event loop from everyone else.
     """
 
     header_timeout_s = 10.0
@@ -179,6 +189,7 @@ class GuardedProtocol(HttpToolsProtocol):
     _header_timer: Optional[asyncio.TimerHandle] = None
     _header_bytes = 0
     _started = False
+    _refused = False
     _body_cycle: Any = None
     _body_bytes = 0
 
@@ -192,18 +203,19 @@ class GuardedProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _refuse(self, status: int, reason: bytes, message: str, code: Optional[str] = None) -> None:
-        """Answer ``status`` and end the connection without reading the rest of what the client sends.
+    def _refuse(self, error: APIError, reason: bytes) -> None:
+        """Answer ``error`` and end the connection, reading nothing more of what the client sends.
 
-        The answer is followed by the end of our side of the stream; the connection is closed a moment
-        later, not at once: a close with unread data resets it, and a reset can overtake an answer
-        still on its way.
+        The answer is followed by the end of our side of the stream, and the connection is closed a moment
+        later, not at once: a close with unread data resets it, and a reset can overtake an answer still on
+        its way. The parser's callbacks for the rest of the last read do nothing from here.
         """
         self._disarm()
+        self._refused = True
         if self.transport.is_closing():
             return
         self.flow.pause_reading()
-        self.transport.write(_refusal(status, reason, message, code))
+        self.transport.write(_refusal(error, reason))
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(_LINGER_S, self._close)
@@ -215,8 +227,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def _header_timeout(self) -> None:
         self._header_timer = None
         if self._started:
-            self._refuse(408, b"Request Timeout", f"the request's headers did not arrive within "
-                         f"{self.header_timeout_s:g} s (the gateway's --header-timeout)")
+            self._refuse(APIError(408, f"the request's headers did not arrive within {self.header_timeout_s:g} s "
+                                  "(the gateway's --header-timeout)", code="request_timeout"), b"Request Timeout")
         elif not self.transport.is_closing():
             self.transport.close()
 
@@ -230,13 +242,14 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
         super().data_received(data)
-        # Still in a request's headers after this read: the read was headers (but for the unread end of a
-        # refused body before them, if any); httptools buffers a header until it is whole, so count here.
+        # Still in a request's headers after this read: the read was headers; httptools buffers a header
+        # until it is whole, so count here.
         if self._started and self._header_timer is not None:
             self._header_bytes += len(data)
             if self._header_bytes > self.max_header_bytes:
-                self._refuse(431, b"Request Header Fields Too Large",
-                             f"the request's line and headers are over {self.max_header_bytes} bytes")
+                self._refuse(APIError(431, f"the request's line and headers are over {self.max_header_bytes} "
+                                      "bytes", code="request_header_fields_too_large"),
+                             b"Request Header Fields Too Large")
 
     def on_message_begin(self) -> None:  # noqa: D102
         super().on_message_begin()
@@ -244,6 +257,12 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:  # noqa: D102
         self._disarm()
+        if self._refused:
+            return
+        declared, _ = _content_length(self.headers)
+        if declared is not None and declared > self.max_body_bytes:
+            self._refuse(_too_large(self.max_body_bytes, declared), b"Payload Too Large")
+            return
         before = self.cycle
         super().on_headers_complete()
         # A request of ours has a cycle of its own (an upgrade has none); its body is counted from here.
@@ -251,14 +270,17 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:  # noqa: D102
         cycle = self._body_cycle
+        if self._refused:
+            return
         if cycle is None or cycle.response_started:  # an upgrade, or a body still coming after the answer began
             super().on_body(body)
             return
-        if cycle.disconnected:  # refused, or the client is gone: the rest of this read is dropped
-            return
         self._body_bytes += len(body)
         if self._body_bytes > self.max_body_bytes:
-            self._refuse_body(cycle)
+            # The app sees the client gone (its receive says so, its sends are dropped); what came is let go.
+            cycle.disconnected, cycle.body = True, bytearray()
+            cycle.message_event.set()
+            self._refuse(_too_large(self.max_body_bytes), b"Payload Too Large")
             return
         # Taken as it comes, up to the limit: uvicorn's own on_body stops reading at 64 KiB until the app has
         # taken them, a round trip through the app's task per 64 KiB, which cost fifty chunked bodies on their
@@ -267,13 +289,9 @@ class GuardedProtocol(HttpToolsProtocol):
         cycle.body += body
         cycle.message_event.set()
 
-    def _refuse_body(self, cycle: Any) -> None:
-        # The app sees the client gone (its receive says so, its sends are dropped), and the body read so far
-        # is let go; the answer goes out from here.
-        cycle.disconnected, cycle.body = True, bytearray()
-        cycle.message_event.set()
-        self._refuse(413, b"Payload Too Large", f"the request body is over {_mib(self.max_body_bytes)}, the "
-                     "gateway's limit (--max-body-size)", code="request_too_large")
+    def on_message_complete(self) -> None:  # noqa: D102
+        if not self._refused:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:  # noqa: D102
         super().on_response_complete()
