@@ -41,7 +41,9 @@ def _triton_service(spec: Path) -> dict[str, Any]:
 
 
 def _compose_command(spec: Path) -> list[str]:
-    return list(_triton_service(spec)["command"])
+    """The server's command line, after the stub watchdog that starts it (render/probes.watchdog_command)."""
+    command = list(_triton_service(spec)["command"])
+    return command[3:] if command[:2] == ["python3", "-c"] else command
 
 
 def _local_args(command: list[str], repo: Path) -> list[str]:
