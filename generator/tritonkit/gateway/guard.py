@@ -173,14 +173,14 @@ class GuardedProtocol(HttpToolsProtocol):
     The deadline runs from the connection's start, and again from the end of each response, to the end of
     the next request's headers: a client that connects and sends nothing, or trickles its headers, or is
     still sending the rest of a body its answer did not need after the deadline, is disconnected (408 when
-    part of a request came). uvicorn's own ``timeout_keep_alive`` still closes idle
-    kept-alive connections sooner.
+    part of a request came). uvicorn's own ``timeout_keep_alive`` still closes idle kept-alive connections
+    sooner.
 
-    A body over ``max_body_bytes`` is refused here, before the app hears of it: from its declared length
-    at the end of the headers, or, sent chunked, in the parser's callback the moment the count passes the
-    limit (the app, already waiting for that body, is told the client is gone). Every refusal is answered
-    at once and the connection reads no further: reading and discarding the rest of fifty 10 MB uploads
-    took the event loop from everyone else.
+    A body is gathered here and handed to the app whole, once complete; one over ``max_body_bytes`` is
+    refused before the app sees a byte of it: from its declared length at the end of the headers, or, sent
+    chunked, in the parser's callback the moment the count passes the limit (the app, waiting for that
+    body, is told the client is gone). A refusal is answered at once and the connection reads no further:
+    reading and discarding the rest of fifty 10 MB uploads took the event loop from everyone else.
     """
 
     header_timeout_s = 10.0
@@ -192,6 +192,7 @@ class GuardedProtocol(HttpToolsProtocol):
     _refused = False
     _body_cycle: Any = None
     _body_bytes = 0
+    _pieces: list[bytes]
 
     def _arm(self) -> None:
         self._disarm()
@@ -234,6 +235,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         super().connection_made(transport)  # type: ignore[arg-type]
+        self._pieces = []
         self._arm()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:  # noqa: D102
@@ -266,32 +268,39 @@ class GuardedProtocol(HttpToolsProtocol):
         before = self.cycle
         super().on_headers_complete()
         # A request of ours has a cycle of its own (an upgrade has none); its body is counted from here.
-        self._body_cycle, self._body_bytes = (self.cycle if self.cycle is not before else None), 0
+        self._body_cycle, self._body_bytes, self._pieces = (self.cycle if self.cycle is not before else None), 0, []
 
     def on_body(self, body: bytes) -> None:  # noqa: D102
         cycle = self._body_cycle
         if self._refused:
             return
         if cycle is None or cycle.response_started:  # an upgrade, or a body still coming after the answer began
+            self._pieces = []
             super().on_body(body)
             return
         self._body_bytes += len(body)
         if self._body_bytes > self.max_body_bytes:
             # The app sees the client gone (its receive says so, its sends are dropped); what came is let go.
-            cycle.disconnected, cycle.body = True, bytearray()
+            self._pieces = []
+            cycle.disconnected = True
             cycle.message_event.set()
             self._refuse(_too_large(self.max_body_bytes), b"Payload Too Large")
             return
-        # Taken as it comes, up to the limit: uvicorn's own on_body stops reading at 64 KiB until the app has
-        # taken them, a round trip through the app's task per 64 KiB, which cost fifty chunked bodies on their
-        # way to the limit about 1.5 times the CPU (benchmarks/gateway_abuse.py). What is held is bounded by the
-        # limit all the same (the app keeps the whole body before it parses it), each read by the socket's buffer.
-        cycle.body += body
-        cycle.message_event.set()
+        # Kept here, and handed to the app whole (every route of the gateway reads the whole body before it
+        # parses it). uvicorn's own on_body passes each piece on, and stops reading at 64 KiB until the app has
+        # taken them: a round trip through the app's task, and a copy, per piece, which made the way of fifty
+        # chunked bodies to the limit 2-3 times slower and held the event loop from /health meanwhile
+        # (benchmarks/gateway_abuse.py). What is held is bounded by the limit all the same.
+        self._pieces.append(body)
 
     def on_message_complete(self) -> None:  # noqa: D102
-        if not self._refused:
-            super().on_message_complete()
+        if self._refused:
+            return
+        cycle, pieces, self._pieces = self._body_cycle, self._pieces, []
+        if cycle is not None and pieces and not cycle.response_started:
+            # bytes, not uvicorn's bytearray: the cycle's receive hands it over as it is, without a copy.
+            cycle.body = b"".join(pieces)
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:  # noqa: D102
         super().on_response_complete()
