@@ -27,7 +27,7 @@ from tritonkit.gateway.prompts import Prompt, count_prompt, prompt_text
 from tritonkit.gateway.protocol import Generation, parse_chat, parse_completion
 from tritonkit.gateway.responses import Reply
 from tritonkit.gateway.tools import plan as plan_tools
-from tritonkit.gateway.triton import build_inputs, generate
+from tritonkit.gateway.triton import build_inputs, generate, without_stops
 
 __all__ = ["GatewaySettings", "create_app"]
 
@@ -248,6 +248,9 @@ class _Gateway:
         inputs = build_inputs(llm, target, text, generation, stream)
         pieces = generate(self.client, self.settings.url, target, inputs, self.settings.timeout_s, counter,
                           generation.n)
+        stops = generation.sampling.get("stop")
+        if stops and llm.interface == "ensemble":  # its engine keeps the stop word, as TensorRT-LLM's does
+            pieces = without_stops(pieces, stops)
         watch = _Watch(request)
         streaming = False
         try:

@@ -22,7 +22,7 @@ from tritonkit.gateway.errors import APIError, bad_request, unavailable
 from tritonkit.gateway.protocol import Generation
 from tritonkit.triton.llmapi import REQUEST_NAMES, TEMPLATE_INPUT
 
-__all__ = ["Piece", "build_inputs", "generate", "model_error"]
+__all__ = ["Piece", "build_inputs", "generate", "model_error", "without_stops"]
 
 _NUMPY = {"BYTES": np.object_, "BOOL": np.bool_, "INT32": np.int32, "INT64": np.int64, "UINT64": np.uint64,
           "FP32": np.float32, "FP64": np.float64, "UINT32": np.uint32}
@@ -307,3 +307,38 @@ async def generate(client: Any, url: str, target: Target, inputs: list[Any], tim
         silence.close()
         if not finished:
             replies.cancel()
+
+
+async def without_stops(pieces: AsyncIterator[Piece], stops: list[str]) -> AsyncIterator[Piece]:
+    """``pieces`` with the stop string cut from the end of each sequence that stopped on one, as OpenAI answers.
+
+    The ensemble layout's engine keeps a stop word's tokens in its output, as TensorRT-LLM's does (NVIDIA's
+    clients count on it); an OpenAI client expects the text before it. While streaming, the end of a text
+    that may be the start of a stop string is held back until the next piece tells.
+    """
+    held: dict[int, str] = {}
+    async for piece in pieces:
+        texts = []
+        for index, text in enumerate(piece.texts):
+            text = held.pop(index, "") + text
+            reason = piece.reasons[index] if index < len(piece.reasons) else None
+            if piece.final or reason is not None:
+                if reason == "stop":
+                    text = next((text[: -len(s)] for s in stops if text.endswith(s)), text)
+            else:
+                keep = _stop_start(text, stops)
+                if keep:
+                    text, held[index] = text[:-keep], text[-keep:]
+            texts.append(text)
+        yield Piece(tuple(texts), piece.reasons, piece.final, piece.logprobs)
+
+
+def _stop_start(text: str, stops: list[str]) -> int:
+    """How many of ``text``'s last characters are the start (not the whole) of one of ``stops``."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
