@@ -184,9 +184,7 @@ class Preprocessor:
         return [list(ids) for ids in self.tokenizer(prompts, add_special_tokens=not self.chat)["input_ids"]]
 
     def _render(self, text: str) -> str:
-        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        messages.append({"role": "user", "content": text})
-        return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+        return llm_common.render_chat(self.tokenizer, self.system_prompt, text)
 
     def _split_template(self) -> Optional[tuple[str, str]]:
         """The chat template's text before and after the user's message, when it inserts the message verbatim.
@@ -204,9 +202,7 @@ class Preprocessor:
         return (before, after) if self._render(probe) == before + probe + after else None
 
     def _format(self, text: str) -> str:
-        if not text.strip():
-            raise llm_common.RequestError("input 'text_input' is empty (a prompt needs at least one character "
-                                          "that is not white space)")
+        llm_common.check_prompt_present(text)
         if not self.chat:
             return text
         if self.template is not None:
@@ -283,6 +279,8 @@ class Preprocessor:
         return {
             "INPUT_ID": pad_rows(rows, parsed["pad_id"][0]),
             "REQUEST_INPUT_LEN": np.array([[len(ids)] for ids in encoded], dtype=np.int32),
+            "DECODER_INPUT_ID": np.array([[v] for v in parsed["pad_id"]], dtype=np.int32),
+            "REQUEST_DECODER_INPUT_LEN": np.ones((len(encoded), 1), dtype=np.int32),
             "REQUEST_OUTPUT_LEN": np.array([[v] for v in parsed["output_len"]], dtype=np.int32),
             "STOP_WORDS_IDS": parsed["stop"],
             "BAD_WORDS_IDS": parsed["bad"],
