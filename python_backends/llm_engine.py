@@ -33,7 +33,11 @@ _FLOATS = (("temperature", "temperature", 0.0, None, False), ("runtime_top_p", "
            ("repetition_penalty", "repetition_penalty", 0.0, None, True),
            ("presence_penalty", "presence_penalty", None, None, False),
            ("frequency_penalty", "frequency_penalty", None, None, False))
-_NEUTRAL = {"beam_width": 1}
+#: Values of unsupported inputs that ask for nothing: NVIDIA's preprocessing gives a decoder-only model one
+#: decoder token (the pad id) and length 1 per prompt, and its clients pass them on.
+_NEUTRAL = {"beam_width": 1, "decoder_input_lengths": 1}
+#: ``guided_decoding_guide_type`` as TensorRT-LLM names it -> the grammar kind (llm_grammar) it asks for.
+_GUIDE_KINDS = {"json": "json_object", "json_schema": "json_schema", "regex": "regex", "ebnf_grammar": "grammar"}
 
 
 Inputs = dict[str, np.ndarray[Any, Any]]
@@ -55,9 +59,19 @@ def _scalar(inputs: Inputs, name: str, default: Any = None) -> Any:
     return array.reshape(-1)[0].item()
 
 
+def _text(inputs: Inputs, name: str) -> Optional[str]:
+    array = inputs.get(name)
+    if array is None or array.size == 0:
+        return None
+    value = array.reshape(-1)[0]
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def _is_neutral(name: str, array: np.ndarray[Any, Any]) -> bool:
     if array.size == 0:
         return True
+    if name == "decoder_input_ids":
+        return array.shape[-1] == 1
     if name in _NEUTRAL:
         return bool(np.all(array == _NEUTRAL[name]))
     return array.dtype == np.bool_ and not bool(array.any())
@@ -103,6 +117,9 @@ class TritonPythonModel:
         self.max_batch = int(config.get("max_batch_size") or 8)
         self.scheduler = llm_scheduler.engine_from_parameters(
             self.model, self.default_pad_id, params, self.max_batch, self.max_context_or(4096))
+        self._params, self._repository = params, args["model_repository"]
+        self._grammars: Any = None
+        self._grammar_lock = threading.Lock()
         #: Live requests by Triton request id, for the ``stop`` input.
         self.live = llm_triton.LiveRequests()
         self.metrics = llm_triton.engine_metrics(self.scheduler.stats, args, params)
@@ -126,6 +143,32 @@ class TritonPythonModel:
             raise llm_common.RequestError(f"input 'input_ids' has {len(prompt)} tokens; the model's context is "
                                           f"{self.max_context}")
         return prompt
+
+    def guide(self, inputs: Inputs, end_ids: list[int]) -> Any:
+        """The request's guided-decoding grammar (``guided_decoding_guide_type`` and ``_guide``), or None.
+
+        Compiled here, on the request's thread, with the tokenizer and grammar library loaded at the first
+        guided request; each row gets its own matcher from it.
+        """
+        kind = _text(inputs, "guided_decoding_guide_type")
+        if not kind:
+            return None
+        if kind not in _GUIDE_KINDS:
+            raise llm_common.RequestError(
+                f"input 'guided_decoding_guide_type' is {kind!r}; tritonkit's PyTorch engine takes "
+                f"{', '.join(sorted(_GUIDE_KINDS))} (structural_tag needs TensorRT-LLM)", llm_common.UNSUPPORTED
+                if kind == "structural_tag" else llm_common.INVALID_ARGUMENT)
+        text = _text(inputs, "guided_decoding_guide") or ""
+        if kind != "json" and not text.strip():
+            raise llm_common.RequestError(f"input 'guided_decoding_guide' is empty; guide type {kind!r} needs the "
+                                          "text the answer must follow")
+        with self._grammar_lock:
+            if self._grammars is None:
+                import llm_grammar  # copied next to the engine; the grammar library loads only when a request needs it
+
+                tokenizer = llm_common.tokenizer_from_parameters(self._params, self._repository)
+                self._grammars = llm_grammar.GrammarCompiler(tokenizer, llm_common.end_ids(tokenizer))
+        return self._grammars.compile(_GUIDE_KINDS[kind], text)
 
     def check_ids(self, name: str, ids: list[int]) -> None:
         """Every id of input ``name`` is a token of the model: an id past the embedding would fail the whole batch."""
@@ -180,9 +223,11 @@ class TritonPythonModel:
             settings["top_p"] = 1.0
         top_k = int(_number(inputs, "runtime_top_k", self.defaults["runtime_top_k"], 0, None))
         seed = _scalar(inputs, "seed", self.defaults["seed"])
+        end_ids = [int(end_id)] if end_id is not None else list(self.default_end_ids)
+        grammar = self.guide(inputs, end_ids)
         return [llm_generate.Row(
             prompt=prompt, max_new_tokens=max_new,
-            end_ids=[int(end_id)] if end_id is not None else list(self.default_end_ids),
+            end_ids=list(end_ids), grammar=grammar.matcher(end_ids) if grammar is not None else None,
             stop_words=llm_common.list_to_words(stop), bad_words=llm_common.list_to_words(bad),
             top_k=top_k, seed=None if seed is None else int(seed) + index,
             min_tokens=int(_number(inputs, "min_tokens", 0, 0, None)),

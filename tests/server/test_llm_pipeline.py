@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import subprocess
 import sys
@@ -628,3 +629,29 @@ def test_cancelled_stream_frees_the_engine(server: Server) -> None:
     # Eight new rows all run at once only if the cancelled one gave its row of the batch (8) back.
     assert _eight_ran_together(server), "the cancelled sequence still holds a row of the engine's batch"
     assert "Paris" in _ask(server, "grpc", QUESTION.encode())[0]
+
+
+@pytest.mark.parametrize("model", ["smollm2", "smollm2_bls"])
+def test_guided_decoding_inputs_constrain_the_answer_as_tensorrt_llms_do(server: Server, model: str) -> None:
+    """NVIDIA's ``guided_decoding_guide_type``/``_guide``: the answer is JSON valid against the schema."""
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"],
+              "additionalProperties": False}
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    replies: queue.Queue[Any] = queue.Queue()
+    tensors = _nvidia_inputs(grpcclient, max_tokens=np.array([[40]], dtype=np.int32),
+                             exclude_input_in_output=np.array([[True]]),
+                             guided_decoding_guide_type=np.array([[b"json_schema"]], dtype=np.object_),
+                             guided_decoding_guide=np.array([[json.dumps(schema).encode()]], dtype=np.object_))
+    client.start_stream(callback=lambda result, error: replies.put((result, error)))
+    try:
+        client.async_stream_infer(model, tensors)
+        result, error = replies.get(timeout=120)
+    finally:
+        client.stop_stream()
+    assert error is None, str(error)
+    answer = json.loads(result.as_numpy("text_output").reshape(-1)[0].decode())
+    assert set(answer) == {"city"} and isinstance(answer["city"], str)
+    bad = _nvidia_inputs(grpcclient, guided_decoding_guide_type=np.array([[b"xml"]], dtype=np.object_),
+                         guided_decoding_guide=np.array([[b"<a/>"]], dtype=np.object_))
+    with pytest.raises(InferenceServerException, match="guided_decoding_guide_type"):
+        client.infer("smollm2", bad)

@@ -251,7 +251,7 @@ class _Builder:
         unit.config.model_transaction_policy.decoupled = True
         return unit
 
-    def engine(self) -> ModelUnit:
+    def engine(self, tokenizer: str) -> ModelUnit:
         llm = self.llm
         if llm.engine.kind == "tensorrt_llm":
             config = self.base(self.names["engine"], "tensorrtllm")
@@ -265,7 +265,9 @@ class _Builder:
         config.model_transaction_policy.decoupled = llm.streaming
         llm_config.add_pytorch_instances(config, llm)
         source = self.local_path(llm.engine.model or "", ("engine", "model"), config.name, True)
-        llm_config.set_parameters(config, llm_config.pytorch_parameters(llm, source))
+        # The tokenizer compiles guided-decoding grammars against the model's vocabulary.
+        params = {**llm_config.pytorch_parameters(llm, source), "tokenizer": tokenizer}
+        llm_config.set_parameters(config, params)
         return self.unit(config, _backend_files("engine"))
 
     def front(self, tokenizer: str) -> ModelUnit:
@@ -318,7 +320,8 @@ def build_llm_units(loaded: LoadedSpec, index: int, repository_dir: Optional[Pat
         return [unit]
     tokenizer = builder.tokenizer_source()
     front = builder.front(tokenizer) if builder.llm.streaming else builder.ensemble()
-    units = [front, builder.preprocessing(tokenizer), builder.engine(), builder.postprocessing(tokenizer),
+    units = [front, builder.preprocessing(tokenizer), builder.engine(tokenizer),
+             builder.postprocessing(tokenizer),
              builder.bls(tokenizer)]
     if builder.problems:
         raise SpecError(builder.problems)

@@ -168,8 +168,12 @@ _PRE_INPUTS: tuple[Tensor, ...] = (
     Tensor("PROMPT_TABLE_EXTRA_ID", "UINT64"),
 )
 _PRE_OUTPUTS: tuple[Tensor, ...] = (
-    Tensor("INPUT_ID", "INT32", (-1,)), Tensor("REQUEST_INPUT_LEN", "INT32"), Tensor("REQUEST_OUTPUT_LEN", "INT32"),
-    Tensor("STOP_WORDS_IDS", "INT32", (2, -1)), Tensor("BAD_WORDS_IDS", "INT32", (2, -1)),
+    Tensor("INPUT_ID", "INT32", (-1,)), Tensor("REQUEST_INPUT_LEN", "INT32"),
+    # A decoder-only model's: one pad token and length 1 per prompt, as NVIDIA's preprocessing gives (its
+    # clients pass them on to the engine, which ignores them).
+    Tensor("DECODER_INPUT_ID", "INT32", (-1,)), Tensor("REQUEST_DECODER_INPUT_LEN", "INT32"),
+    Tensor("REQUEST_OUTPUT_LEN", "INT32"), Tensor("STOP_WORDS_IDS", "INT32", (2, -1)),
+    Tensor("BAD_WORDS_IDS", "INT32", (2, -1)),
     Tensor("EMBEDDING_BIAS", "FP32", (-1,)), Tensor("OUT_END_ID", "INT32"), Tensor("OUT_PAD_ID", "INT32"),
 )
 _POST_INPUTS: tuple[Tensor, ...] = (
@@ -249,8 +253,6 @@ PYTORCH_UNSUPPORTED: dict[str, str] = {
     "retention_token_range_durations_ms": f"KV-cache retention policies need {_TRTLLM}",
     "retention_decode_priority": f"KV-cache retention policies need {_TRTLLM}",
     "retention_decode_duration_ms": f"KV-cache retention policies need {_TRTLLM}",
-    "guided_decoding_guide_type": f"guided decoding needs {_TRTLLM} with guided_decoding_backend set",
-    "guided_decoding_guide": f"guided decoding needs {_TRTLLM} with guided_decoding_backend set",
     "lookahead_window_size": f"lookahead decoding needs {_TRTLLM}",
     "lookahead_ngram_size": f"lookahead decoding needs {_TRTLLM}",
     "lookahead_verification_set_size": f"lookahead decoding needs {_TRTLLM}",

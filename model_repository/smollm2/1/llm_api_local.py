@@ -107,9 +107,7 @@ class LocalEngine:
     def _format(self, text: str, chat: bool) -> str:
         if not chat:
             return text
-        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        messages.append({"role": "user", "content": text})
-        return str(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+        return llm_common.render_chat(self.tokenizer, self.system_prompt, text)
 
     def prepare(self, job: Any) -> Any:
         """Check the request, then tokenise its prompt; raises RequestError naming the input at fault.
@@ -117,9 +115,7 @@ class LocalEngine:
         Everything that can be checked without the tokenizer is checked first, and a prompt that cannot fit
         by its size in bytes is refused without tokenising it: a malformed request costs milliseconds.
         """
-        if not job.prompt.strip():
-            raise llm_common.RequestError("input 'text_input' is empty (a prompt needs at least one character "
-                                          "that is not white space)")
+        llm_common.check_prompt_present(job.prompt)
         if job.max_tokens < 0:
             raise llm_common.RequestError(
                 f"input 'sampling_param_max_tokens' must be at least 1 (got {job.max_tokens})")
@@ -134,20 +130,14 @@ class LocalEngine:
                                           f"the vocabulary (ids 0 to {self.vocab_size - 1})")
         if job.guide is not None:  # compiled here, on the request's thread: never on the scheduler's
             job.grammar = self.grammars().compile(*job.guide)
-        size = len(job.prompt.encode("utf-8", errors="replace"))
-        if size > self.max_input_len * self.token_bytes:
-            raise llm_common.RequestError(
-                f"input 'text_input' has {size} bytes, more than {self.max_input_len} tokens (max_input_len) of at "
-                f"most {self.token_bytes} bytes each can hold; shorten it", llm_common.CONTEXT_LENGTH_EXCEEDED)
+        llm_common.check_prompt_bytes(job.prompt, self.max_input_len, self.token_bytes)
         # A request may turn the template off (the gateway templates whole conversations itself), never on
         # for a tokenizer that has none.
         chat = self.chat if job.chat_template is None else job.chat_template and self.chat
         text = self._format(job.prompt, chat)
         special = not chat and llm_common.adds_special_tokens(self.tokenizer, text)
         ids = [int(t) for t in self.tokenizer.encode(text, add_special_tokens=special)]
-        if len(ids) > self.max_input_len:
-            raise llm_common.RequestError(f"input 'text_input' has {len(ids)} tokens; the limit (max_input_len) "
-                                          f"is {self.max_input_len}", llm_common.CONTEXT_LENGTH_EXCEEDED)
+        llm_common.check_prompt_tokens(len(ids), self.max_input_len)
         job.ids = ids
         return job
 
@@ -239,6 +229,10 @@ class _Stream:
         #: Per sequence: whether its prompt went out (``exclude_input_from_output`` false), how many logprobs did.
         self.prompt_sent = [False] * job.n
         self.logged = [0] * job.n
+        #: Per sequence, while streaming: tokens held back (they may be the start of a stop word), and how
+        #: many went to the decoder.
+        self.held: list[list[int]] = [[] for _ in range(job.n)]
+        self.released = [0] * job.n
         self.count = 0
         self.final_queued: set[int] = set()
         #: Set once the final response (or error) went out.
@@ -266,7 +260,7 @@ class _Stream:
         self.count += 1
         if not final and job.sender is not None and self.count % 4 == 0 and job.sender.is_cancelled():
             self.engine.cancel(job)
-        delta = self.decoders[index].push(new_tokens) if job.streaming and new_tokens else ""
+        delta = self._release(index, request.row, new_tokens, final) if job.streaming else ""
         if not final:
             if delta:
                 self._respond_delta(index, self._with_prompt(index, delta), request.row)
@@ -302,12 +296,31 @@ class _Stream:
         finally:
             self.answered.set()  # a request without a response sender waits for this
 
+    def _release(self, index: int, row: llm_generate.Row, new_tokens: list[int], final: bool) -> str:
+        """The text of a streamed sequence's tokens that can go out now.
+
+        A stop word is not part of the answer, streamed or whole (as in vLLM and TensorRT-LLM's LLM API): the
+        tokens that may be the start of one are held back until the next token tells, and dropped if they were.
+        """
+        held = self.held[index]
+        held.extend(new_tokens)
+        if final:
+            if row.stop_word is not None:  # its first tokens were held: they were the start of a stop word
+                del held[max(0, len(held) - len(row.stop_word)):]
+            kept = 0
+        else:
+            kept = _stop_start(held, row.stop_words)
+        out = held[: len(held) - kept]
+        self.held[index] = held[len(held) - kept:]
+        self.released[index] += len(out)
+        return self.decoders[index].push(out) if out else ""
+
     def _respond_delta(self, index: int, text: str, row: llm_generate.Row) -> None:
         texts = [""] * len(self.requests)
         texts[index] = text
         outputs: dict[str, Any] = {"text_output": llm_request.strings(*texts)}
         if self.job.logprobs is not None:
-            outputs["logprobs"] = self._logprobs({index: row}, upto={index: len(row.tokens)})
+            outputs["logprobs"] = self._logprobs({index: row}, upto={index: self.released[index]})
         self.respond(self.job, outputs, False)
 
     def _with_prompt(self, index: int, text: str) -> str:
@@ -355,8 +368,7 @@ class _Stream:
         if "return_cumulative_logprob" in job.want:
             outputs["cumulative_logprob"] = np.array([row.cum_logprob for row in rows], dtype=np.float32)
         if job.logprobs is not None:
-            kept = {i: len(row.tokens) - (len(row.stop_word) if row.stop_word and not job.streaming else 0)
-                    for i, row in enumerate(rows)}
+            kept = {i: len(row.tokens) - (len(row.stop_word) if row.stop_word else 0) for i, row in enumerate(rows)}
             outputs["logprobs"] = self._logprobs(dict(enumerate(rows)), kept)
         if "sampling_param_return_perf_metrics" in job.want:
             times = (("arrival_time_ns", job.arrival_ns), ("first_scheduled_time_ns", job.first_scheduled_ns),
@@ -364,3 +376,14 @@ class _Stream:
             for name, value in times:
                 outputs[name] = np.array([value], dtype=np.int64)
         return outputs
+
+
+def _stop_start(tokens: list[int], stop_words: list[list[int]]) -> int:
+    """How many of ``tokens``' last ones are the start (not the whole) of one of ``stop_words``."""
+    longest = 0
+    for word in stop_words:
+        for size in range(min(len(word) - 1, len(tokens)), longest, -1):
+            if tokens[len(tokens) - size:] == word[:size]:
+                longest = size
+                break
+    return longest

@@ -91,6 +91,20 @@ def check_number(name: str, value: Any, low: Optional[float] = None, high: Optio
     return value
 
 
+def render_chat(tokenizer: Any, system_prompt: str, text: str) -> str:
+    """``text`` as one user message (after ``system_prompt``, if any) in the tokenizer's chat template."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": text})
+    return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+
+
+def check_prompt_present(text: str) -> None:
+    """Refuse a prompt with nothing in it but white space (checked before the chat template wraps it)."""
+    if not text.strip():
+        raise RequestError("input 'text_input' is empty (a prompt needs at least one character that is not "
+                           "white space)")
+
+
 def check_prompt_bytes(text: str, max_input_len: int, token_bytes: int) -> None:
     """Refuse, without tokenising it, a prompt whose bytes cannot fit ``max_input_len`` tokens of ``token_bytes``.
 
