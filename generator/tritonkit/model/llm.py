@@ -247,8 +247,10 @@ class _Builder:
         llm = self.llm
         params = self.front_parameters(tokenizer)
         params.update({"engine_kind": llm.engine.kind, "engine_decoupled": llm.streaming})
+        # Decoupled with a decoupled engine; without one it answers each request once, as NVIDIA's BLS with
+        # decoupled_mode false does, so HTTP infer reaches it (NVIDIA's end_to_end_test --test-bls).
         unit = self.python_model("bls", llm.instances.bls, params, True)
-        unit.config.model_transaction_policy.decoupled = True
+        unit.config.model_transaction_policy.decoupled = llm.streaming
         return unit
 
     def engine(self, tokenizer: str) -> ModelUnit:
