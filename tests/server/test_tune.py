@@ -160,8 +160,11 @@ def test_ctrl_c_leaves_the_original_config_loaded(spec: Path, explicit_server: S
         pytest.fail("tune never loaded a candidate: " + process.stderr.read())
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
     err = process.communicate(timeout=60)[1]
     assert process.returncode == 130, err
+    # The 30 s measurement ends at Ctrl-C, not at its end (what is left is putting the original config back).
+    assert time.monotonic() - interrupted < 20, err
     assert "the original config is loaded again" in err
     after = _config(explicit_server)
     assert after["instance_group"] == before["instance_group"]

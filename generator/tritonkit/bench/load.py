@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
@@ -12,7 +13,7 @@ import numpy as np
 from tritonkit.bench.client import Sample
 from tritonkit.bench.options import BenchOptions
 
-__all__ = ["LevelRun", "LoadClient", "ProgressCallback", "run_level"]
+__all__ = ["INTERRUPTED", "LevelRun", "LoadClient", "ProgressCallback", "run_level"]
 
 
 class LoadClient(Protocol):
@@ -43,8 +44,12 @@ class LevelRun:
     stats_after: tuple[dict[str, Any], ...]
 
 
+#: Set by Ctrl-C (``runner.run_bench``): no load hands out another request, so a sweep ends with those in flight.
+INTERRUPTED = threading.Event()
+
+
 class _Budget:
-    """Hands out request indices until the deadline passes or the request limit is reached."""
+    """Hands out request indices until the deadline passes or the request limit is reached (or Ctrl-C)."""
 
     def __init__(self, duration_s: Optional[float], requests: Optional[int]) -> None:
         self.started = time.perf_counter()
@@ -54,6 +59,8 @@ class _Budget:
 
     def take(self, at: Optional[float] = None) -> Optional[int]:
         now = time.perf_counter() if at is None else at
+        if INTERRUPTED.is_set():
+            return None
         if self.limit is not None and self.issued >= self.limit:
             return None
         if self.deadline is not None and now >= self.deadline:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 from tritonkit.bench.client import BenchClient, open_client
-from tritonkit.bench.load import LoadClient, ProgressCallback, run_level
+from tritonkit.bench.load import INTERRUPTED, LoadClient, ProgressCallback, run_level
 from tritonkit.bench.openai import OpenAIBenchClient, openai_bodies
 from tritonkit.bench.options import BenchError, BenchOptions
 from tritonkit.bench.payload import ModelInfo, Payload, generate_payloads, load_payloads
@@ -149,4 +153,29 @@ def run_bench(options: BenchOptions, progress: Optional[LevelProgress] = None) -
         BenchError: the model cannot be read or benchmarked as asked.
 
     """
-    return asyncio.run(_sweep(options, progress))
+    INTERRUPTED.clear()
+    with _ctrl_c_ends_the_load():
+        return asyncio.run(_sweep(options, progress))
+
+
+@contextmanager
+def _ctrl_c_ends_the_load() -> Iterator[None]:
+    """Ctrl-C ends the sweep at once: KeyboardInterrupt out of the event loop, and no load sends another request.
+
+    Left to ``asyncio.run``, Ctrl-C cancels the sweep's task, and a request in flight over gRPC may take that
+    cancellation as its own (its call ends CANCELLED, counted as one failed request): the load then ran on to
+    its end, and ``tune`` on to its next candidate.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
