@@ -26,7 +26,8 @@ import llm_common
 _CLIENT = {"QUERY": "text_input", "REQUEST_OUTPUT_LEN": "max_tokens", "BAD_WORDS_DICT": "bad_words",
            "STOP_WORDS_DICT": "stop_words", "END_ID": "end_id", "PAD_ID": "pad_id",
            "EMBEDDING_BIAS_WORDS": "embedding_bias_words", "EMBEDDING_BIAS_WEIGHTS": "embedding_bias_weights",
-           "DECODER_QUERY": "decoder_text_input", "PROMPT_TABLE_EXTRA_ID": "prompt_table_extra_id"}
+           "DECODER_QUERY": "decoder_text_input", "PROMPT_TABLE_EXTRA_ID": "prompt_table_extra_id",
+           "APPLY_CHAT_TEMPLATE": "apply_chat_template"}
 _SENTINEL = "\x00tritonkit-user\x00"
 Inputs = Mapping[str, np.ndarray[Any, Any]]
 Prepared = Union[dict[str, np.ndarray[Any, Any]], llm_common.RequestError]
@@ -61,6 +62,14 @@ def _ints(inputs: Inputs, name: str, rows: int) -> Optional[list[int]]:
         raise llm_common.RequestError(f"input {_CLIENT.get(name, name)!r} has {len(values)} values for {rows} "
                                       "prompt(s)")
     return values
+
+
+def _flag(inputs: Inputs, name: str) -> Optional[bool]:
+    """A request's boolean input (its first value: one flag for the request's prompts), or None when absent."""
+    array = inputs.get(name)
+    if array is None or array.size == 0:
+        return None
+    return bool(array.reshape(-1)[0])
 
 
 def pad_rows(rows: list[np.ndarray[Any, Any]], fill: int) -> np.ndarray[Any, Any]:
@@ -180,6 +189,11 @@ class Preprocessor:
         return (head, len(after) - tail_start, backend.encode(before[:head], add_special_tokens=False).ids,
                 backend.encode(after[tail_start:], add_special_tokens=False).ids)
 
+    def _encode_as_is(self, prompts: list[str]) -> list[list[int]]:
+        """Prompts templated already: the tokenizer's special tokens only where the text lacks them."""
+        return [[int(t) for t in self.tokenizer.encode(p, add_special_tokens=llm_common.adds_special_tokens(
+            self.tokenizer, p))] for p in prompts]
+
     def _slow_encode(self, prompts: list[str]) -> list[list[int]]:
         return [list(ids) for ids in self.tokenizer(prompts, add_special_tokens=not self.chat)["input_ids"]]
 
@@ -259,8 +273,14 @@ class Preprocessor:
                 raise llm_common.RequestError(f"input 'max_tokens' must be at least 1 (got {value})")
         for text in texts:
             llm_common.check_prompt_bytes(text, self.max_input_len, self.token_bytes)
+        # apply_chat_template false: the prompt is sent as it is (the OpenAI gateway templated the whole
+        # conversation); a request may turn the template off, never on for a tokenizer that has none.
+        as_is = self.chat and _flag(inputs, "APPLY_CHAT_TEMPLATE") is False
+        for text in texts if as_is else ():
+            llm_common.check_prompt_present(text)
         return {
-            "prompts": [self._format(t) for t in texts],
+            "prompts": list(texts) if as_is else [self._format(t) for t in texts],
+            "as_is": as_is,
             # More than max_output_len is clamped to it, as in every layout: the answer ends with finish
             # reason 'length' where the limit cut it.
             "output_len": [min(value, self.max_output_len) for value in wanted],
@@ -297,8 +317,11 @@ class Preprocessor:
                 parsed.append(self.parse(inputs))
             except (llm_common.RequestError, ValueError) as exc:
                 parsed.append(exc if isinstance(exc, llm_common.RequestError) else llm_common.RequestError(str(exc)))
-        prompts = [p for item in parsed if isinstance(item, dict) for p in item["prompts"]]
-        encoded = self._encode(prompts) if prompts else []
+        prompts = [p for item in parsed if isinstance(item, dict) and not item["as_is"] for p in item["prompts"]]
+        templated = iter(self._encode(prompts) if prompts else [])
+        encoded = [ids for item in parsed if isinstance(item, dict)
+                   for ids in (self._encode_as_is(item["prompts"]) if item["as_is"]
+                               else [next(templated) for _ in item["prompts"]])]
         results: list[Prepared] = []
         start = 0
         for item in parsed:

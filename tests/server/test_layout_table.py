@@ -17,8 +17,8 @@ same ``[code] message`` at every entry, and the server stays ready. Triton's gen
 strict JSON cannot hold (``NaN``, bytes that are not UTF-8) and pass it on, so they give the models' own
 errors. Where an entry answers otherwise, the row says what it gives instead and why: the gateway checks
 OpenAI's ranges and counts the prompt's tokens before Triton sees a request, and takes one conversation per
-request; the LLM-API model takes one prompt per request. Known disagreements are written down the same way
-(an empty prompt through the gateway), so a fix shows up as a failing cell.
+request; the LLM-API model takes one prompt per request. Known disagreements would be written down the
+same way, so that a fix shows up as a failing cell.
 """
 
 from __future__ import annotations
@@ -180,9 +180,9 @@ ROWS: dict[str, Row] = {
     "empty prompt": Row(
         Ask((b"",)), Refused("[invalid_argument] input '{text_input}' is empty (a prompt needs at least one "
                              "character that is not white space)"),
-        # A known disagreement, in the gateway: it templates the conversation itself for the LLM-API model,
-        # which then sees a prompt that is not empty; the ensemble's front templates the message, and refuses.
-        instead={"llmapi/gateway": Answers("the gateway sends the LLM-API model the templated conversation")}),
+        # An empty user message is a conversation OpenAI answers: the gateway templates it itself in either
+        # layout (apply_chat_template false), so the model sees a prompt that is not empty.
+        instead={"gateway": Answers("the gateway sends the model the templated conversation")}),
     "NaN temperature": Row(
         Ask(temperature=math.nan), Refused("[invalid_argument] input '{temperature}' must be a finite number "
                                            "(got nan)"),

@@ -277,6 +277,17 @@ def test_nvidias_model_names_serve_nvidias_scripts_and_tritonkits_clients(whole_
         stream = client.chat.completions.create(model="ensemble", stream=True, temperature=0.0, max_tokens=24,
                                                 messages=[{"role": "user", "content": QUESTION}])
         assert "Paris" in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        # The gateway templates whole conversations for the ensemble too (its apply_chat_template input), so
+        # a system turn, earlier turns and an empty message reach the model as OpenAI clients send them.
+        turns = [{"role": "system", "content": "You answer in one word."},
+                 {"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": "Apple."},
+                 {"role": "user", "content": QUESTION}]
+        answer = client.chat.completions.create(model="ensemble", temperature=0.0, max_tokens=8, messages=turns)
+        assert "Paris" in (answer.choices[0].message.content or "")
+        assert answer.usage is not None and answer.usage.prompt_tokens > 30  # the whole conversation was counted
+        empty = client.chat.completions.create(model="ensemble", temperature=0.0, max_tokens=4,
+                                               messages=[{"role": "user", "content": ""}])
+        assert empty.choices[0].message.content
     finally:
         gateway.stop()
 

@@ -87,6 +87,9 @@ _CLIENT_COMMON: tuple[Tensor, ...] = (
     Tensor("embedding_bias_weights", "FP32", (-1,)), Tensor("lora_task_id", "UINT64"),
     _g("lora_weights", "FP16", (-1, -1)), _g("lora_config", "INT32", (-1, 3)),
     Tensor("guided_decoding_guide_type", "STRING"), Tensor("guided_decoding_guide", "STRING"),
+    # tritonkit's: false sends text_input as it is, templated already (the OpenAI gateway templates whole
+    # conversations); left out, preprocessing applies the chat template to it as one user message.
+    Tensor("apply_chat_template", "BOOL", extension=True),
 )
 #: The ensemble's inputs (NVIDIA's ``ensemble/config.pbtxt``; guided decoding is ragged there).
 ENSEMBLE_INPUTS: tuple[Tensor, ...] = tuple(
@@ -165,7 +168,7 @@ _PRE_INPUTS: tuple[Tensor, ...] = (
     Tensor("REQUEST_OUTPUT_LEN", "INT32", optional=False), Tensor("BAD_WORDS_DICT", "STRING", (-1,)),
     Tensor("STOP_WORDS_DICT", "STRING", (-1,)), Tensor("EMBEDDING_BIAS_WORDS", "STRING", (-1,)),
     Tensor("EMBEDDING_BIAS_WEIGHTS", "FP32", (-1,)), Tensor("END_ID", "INT32"), Tensor("PAD_ID", "INT32"),
-    Tensor("PROMPT_TABLE_EXTRA_ID", "UINT64"),
+    Tensor("PROMPT_TABLE_EXTRA_ID", "UINT64"), Tensor("APPLY_CHAT_TEMPLATE", "BOOL", extension=True),
 )
 _PRE_OUTPUTS: tuple[Tensor, ...] = (
     Tensor("INPUT_ID", "INT32", (-1,)), Tensor("REQUEST_INPUT_LEN", "INT32"),
@@ -199,7 +202,7 @@ _TO_PREPROCESSING = {"text_input": "QUERY", "decoder_text_input": "DECODER_QUERY
                      "max_tokens": "REQUEST_OUTPUT_LEN", "bad_words": "BAD_WORDS_DICT",
                      "stop_words": "STOP_WORDS_DICT", "embedding_bias_words": "EMBEDDING_BIAS_WORDS",
                      "embedding_bias_weights": "EMBEDDING_BIAS_WEIGHTS", "end_id": "END_ID", "pad_id": "PAD_ID",
-                     "prompt_table_extra_id": "PROMPT_TABLE_EXTRA_ID"}
+                     "prompt_table_extra_id": "PROMPT_TABLE_EXTRA_ID", "apply_chat_template": "APPLY_CHAT_TEMPLATE"}
 #: The BLS-only inputs for multimodal encoders and draft models, which tritonkit's BLS does not call.
 BLS_UNSUPPORTED = {
     "image_input": "multimodal input needs NVIDIA's multimodal BLS with engine kind tensorrt_llm",
