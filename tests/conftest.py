@@ -10,7 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NoReturn, Optional, Union
 
 import pytest
 
@@ -67,14 +67,35 @@ def _missing_server_reason() -> Union[str, None]:
     return None
 
 
+def skip_or_fail(reason: str, what: str = "this test") -> NoReturn:
+    """Skip the running test for ``reason``, or fail it when ``CI`` is set: CI installs every part tests need."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so {what} must not be skipped)", pytrace=False)
+    pytest.skip(reason)
+
+
 def require_tritonserver() -> None:
     """Skip the running test when no tritonserver exists, or fail it when ``CI`` is set."""
     reason = _missing_server_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so server tests must not be skipped)", pytrace=False)
-    pytest.skip(reason)
+    if reason is not None:
+        skip_or_fail(reason, "server tests")
+
+
+@pytest.fixture(scope="session")
+def installed() -> Callable[[str], str]:
+    """``installed("promtool")``: the program's path; a program that is missing skips the test (fails it in CI)."""
+
+    def find(program: str) -> str:
+        found = shutil.which(program)
+        if found is None:
+            skip_or_fail(f"{program} is not installed (apt-get install {_PACKAGES.get(program, program)})")
+        return found
+
+    return find
+
+
+#: The Debian package of each program tests run.
+_PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus"}
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -10,10 +10,7 @@ its HTTP API: what autoscalers, KEDA and routers would see.
 from __future__ import annotations
 
 import json
-import os
 import queue
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -30,6 +27,7 @@ import tritonclient.grpc as grpcclient
 import yaml
 
 from tritonkit.runtime import Server
+from tritonkit.runtime.process import free_ports
 from tritonkit.write.generate import generate
 
 pytestmark = [pytest.mark.triton, pytest.mark.llm]
@@ -56,20 +54,6 @@ QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What is a volca
 SELECTOR = '{model_name="smollm2",model="smollm2",version="1"}'
 
 
-def _require_prometheus() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    reason = "prometheus is not installed (apt-get install prometheus)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this test must not be skipped)", pytrace=False)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +70,8 @@ def server(root: Path, triton_server_module: Callable[..., Server]) -> Server:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, root: Path, server: Server) -> Iterator[str]:
-    binary = _require_prometheus()
+def prometheus(tmp_path: Path, root: Path, server: Server, installed: Callable[[str], str]) -> Iterator[str]:
+    binary = installed("prometheus")
     rules = yaml.safe_load((root / "k8s" / "prometheusrule.yaml").read_text(encoding="utf-8"))["spec"]
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
     # The labels the PodMonitor puts on a pod's series (prometheus-operator sets them from the pod).
@@ -99,7 +83,7 @@ def prometheus(tmp_path: Path, root: Path, server: Server) -> Iterator[str]:
         "rule_files": [str(tmp_path / "rules.yml")],
         "scrape_configs": [{"job_name": "triton", "static_configs": [target]}],
     }), encoding="utf-8")
-    port = _free_port()
+    port = free_ports(1)[0]
     with (tmp_path / "prometheus.log").open("wb") as sink:
         process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
                                     f"--web.listen-address=127.0.0.1:{port}"], stdout=sink, stderr=subprocess.STDOUT)

@@ -8,9 +8,7 @@ prometheus-operator sets them on a pod's series.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +23,7 @@ import pytest
 import yaml
 
 from tritonkit.runtime import Server
+from tritonkit.runtime.process import free_ports
 from tritonkit.write.generate import generate
 
 pytestmark = pytest.mark.triton
@@ -47,20 +46,6 @@ deploy:
 """
 
 
-def _require_prometheus() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    reason = "prometheus is not installed (apt-get install prometheus)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this test must not be skipped)", pytrace=False)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _query(base: str, query: str) -> float:
@@ -96,7 +81,8 @@ def _load(server: Server, stop: threading.Event) -> None:
     client.close()
 
 
-def _prometheus(tmp_path: Path, server: Server, groups: list[dict[str, Any]]) -> tuple[subprocess.Popen[bytes], str]:
+def _prometheus(tmp_path: Path, server: Server, groups: list[dict[str, Any]],
+                binary: str) -> tuple[subprocess.Popen[bytes], str]:
     (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
     target = {"targets": [server.metrics_url.split("/")[2]],
               "labels": {"namespace": "serving", "app_kubernetes_io_name": "slow", "pod": "slow-0"}}
@@ -104,17 +90,17 @@ def _prometheus(tmp_path: Path, server: Server, groups: list[dict[str, Any]]) ->
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": [str(tmp_path / "rules.yml")],
         "scrape_configs": [{"job_name": "triton", "static_configs": [target]}]}), encoding="utf-8")
-    port = _free_port()
+    port = free_ports(1)[0]
     with (tmp_path / "prometheus.log").open("wb") as sink:
-        process = subprocess.Popen([_require_prometheus(), f"--config.file={config}",
+        process = subprocess.Popen([binary, f"--config.file={config}",
                                     f"--storage.tsdb.path={tmp_path / 'data'}",
                                     f"--web.listen-address=127.0.0.1:{port}"], stdout=sink, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
 
 
 def test_scaling_metric_crosses_its_threshold_under_load_and_falls_back_when_idle(
-        tmp_path: Path, triton_server: Callable[..., Server]) -> None:
-    _require_prometheus()
+        tmp_path: Path, triton_server: Callable[..., Server], installed: Callable[[str], str]) -> None:
+    binary = installed("prometheus")
     shutil.copy(ROOT / "tests" / "fixtures" / "repos" / "basic" / "sleeper" / "1" / "model.py", tmp_path / "sleeper.py")
     (tmp_path / "spec.yaml").write_text(SPEC, encoding="utf-8")
     generate(tmp_path / "spec.yaml", tmp_path / "out")
@@ -123,7 +109,7 @@ def test_scaling_metric_crosses_its_threshold_under_load_and_falls_back_when_idl
     [trigger] = yaml.safe_load((k8s / "scaledobject.yaml").read_text(encoding="utf-8"))["spec"]["triggers"]
     query, threshold = trigger["metadata"]["query"], float(trigger["metadata"]["threshold"])
     server = triton_server(tmp_path / "out" / "model_repository")
-    prometheus, base = _prometheus(tmp_path, server, groups)
+    prometheus, base = _prometheus(tmp_path, server, groups, binary)
     stop = threading.Event()
     workers = [threading.Thread(target=_load, args=(server, stop), daemon=True) for _ in range(8)]
     try:
