@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from tritonkit.triton.llmapi import TEMPLATE_INPUT, interface_of
 
-__all__ = ["LLM", "Catalog", "Target", "load_tokenizer"]
+__all__ = ["LLM", "Catalog", "Target", "backend_common", "load_tokenizer"]
 
 _LOG = logging.getLogger("tritonkit.gateway")
 #: Seconds between two re-reads of the index caused by requests for unknown models.
@@ -118,6 +118,12 @@ def _llm(name: str, configs: dict[str, dict[str, Any]]) -> LLM:
                parameters=parameters, parameter_owner=owner)
 
 
+@functools.cache
+def backend_common() -> Any:
+    """The backends' own helpers (``python_backends/llm_common.py``): the gateway reads, counts and cuts as they do."""
+    return importlib.import_module("tritonkit.python_backends.llm_common")
+
+
 def load_tokenizer(llm: LLM, repository: Optional[Path]) -> None:
     """Load ``llm``'s tokenizer from its ``tokenizer`` parameter; on failure, record why (``tokenizer_problem``).
 
@@ -129,7 +135,7 @@ def load_tokenizer(llm: LLM, repository: Optional[Path]) -> None:
     if not value:
         llm.tokenizer_problem = f"model '{llm.parameter_owner}' has no 'tokenizer' parameter"
         return
-    common: Any = importlib.import_module("tritonkit.python_backends.llm_common")
+    common = backend_common()
     folder = str(repository / llm.parameter_owner) if repository is not None else "."
     source = common.resolve_source(value, folder)
     try:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-import importlib
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from tritonkit.gateway.catalog import LLM
+from tritonkit.gateway.catalog import LLM, backend_common
 from tritonkit.gateway.errors import APIError, bad_request
 from tritonkit.gateway.protocol import Generation
 from tritonkit.gateway.tools import parser_for, render_tools, template_knows_tools
@@ -21,12 +19,6 @@ class Prompt:
 
     text: str
     tokens: Optional[int]
-
-
-@functools.cache
-def _backend_common() -> Any:
-    """The backends' own helpers (``python_backends/llm_common.py``), so the gateway counts as the model encodes."""
-    return importlib.import_module("tritonkit.python_backends.llm_common")
 
 
 def count_tokens(llm: LLM, text: str) -> Optional[int]:
@@ -118,7 +110,7 @@ def count_prompt(llm: LLM, generation: Generation, text: str) -> Prompt:
         tokens = len(llm.tokenizer.encode(counted, add_special_tokens=False))
     else:
         # As the model encodes a text it is sent as it is (llm_common.adds_special_tokens): no second BOS.
-        special = bool(_backend_common().adds_special_tokens(llm.tokenizer, text))
+        special = bool(backend_common().adds_special_tokens(llm.tokenizer, text))
         tokens = len(llm.tokenizer.encode(text, add_special_tokens=special))
     limit = llm.limit("max_input_len")
     if limit is not None and tokens > limit:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from tritonkit.gateway.catalog import LLM, Target
+from tritonkit.gateway.catalog import LLM, Target, backend_common
 from tritonkit.gateway.errors import APIError, bad_request, unavailable
 from tritonkit.gateway.protocol import Generation
 from tritonkit.triton.llmapi import REQUEST_NAMES, TEMPLATE_INPUT
@@ -316,6 +316,7 @@ async def without_stops(pieces: AsyncIterator[Piece], stops: list[str]) -> Async
     clients count on it); an OpenAI client expects the text before it. While streaming, the end of a text
     that may be the start of a stop string is held back until the next piece tells.
     """
+    stop_start = backend_common().stop_start
     held: dict[int, str] = {}
     async for piece in pieces:
         texts = []
@@ -326,19 +327,8 @@ async def without_stops(pieces: AsyncIterator[Piece], stops: list[str]) -> Async
                 if reason == "stop":
                     text = next((text[: -len(s)] for s in stops if text.endswith(s)), text)
             else:
-                keep = _stop_start(text, stops)
+                keep = stop_start(text, stops)
                 if keep:
                     text, held[index] = text[:-keep], text[-keep:]
             texts.append(text)
         yield Piece(tuple(texts), piece.reasons, piece.final, piece.logprobs)
-
-
-def _stop_start(text: str, stops: list[str]) -> int:
-    """How many of ``text``'s last characters are the start (not the whole) of one of ``stops``."""
-    longest = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:size]):
-                longest = size
-                break
-    return longest

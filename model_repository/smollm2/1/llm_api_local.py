@@ -309,7 +309,7 @@ class _Stream:
                 del held[max(0, len(held) - len(row.stop_word)):]
             kept = 0
         else:
-            kept = _stop_start(held, row.stop_words)
+            kept = llm_common.stop_start(held, row.stop_words)
         out = held[: len(held) - kept]
         self.held[index] = held[len(held) - kept:]
         self.released[index] += len(out)
@@ -376,14 +376,3 @@ class _Stream:
             for name, value in times:
                 outputs[name] = np.array([value], dtype=np.int64)
         return outputs
-
-
-def _stop_start(tokens: list[int], stop_words: list[list[int]]) -> int:
-    """How many of ``tokens``' last ones are the start (not the whole) of one of ``stop_words``."""
-    longest = 0
-    for word in stop_words:
-        for size in range(min(len(word) - 1, len(tokens)), longest, -1):
-            if tokens[len(tokens) - size:] == word[:size]:
-                longest = size
-                break
-    return longest

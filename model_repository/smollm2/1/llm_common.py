@@ -98,6 +98,21 @@ def render_chat(tokenizer: Any, system_prompt: str, text: str) -> str:
     return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
 
+def stop_start(tail: Any, stops: Any) -> int:
+    """How many of ``tail``'s last items are the start (not the whole) of one of ``stops``.
+
+    For token-id lists and their stop words (the engine), or a text and its stop strings (the OpenAI gateway):
+    what a stream holds back until the next piece tells whether a stop begins there.
+    """
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(tail)), longest, -1):
+            if tail[len(tail) - size:] == stop[:size]:
+                longest = size
+                break
+    return longest
+
+
 def check_prompt_present(text: str) -> None:
     """Refuse a prompt with nothing in it but white space (checked before the chat template wraps it)."""
     if not text.strip():
