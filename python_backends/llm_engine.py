@@ -52,18 +52,10 @@ class _Place(NamedTuple):
     row: llm_generate.Row
 
 
-def _scalar(inputs: Inputs, name: str, default: Any = None) -> Any:
-    array = inputs.get(name)
-    if array is None or array.size == 0:
-        return default
-    return array.reshape(-1)[0].item()
-
-
 def _text(inputs: Inputs, name: str) -> Optional[str]:
-    array = inputs.get(name)
-    if array is None or array.size == 0:
-        return None
-    value = array.reshape(-1)[0]
+    value = llm_common.scalar(inputs, name)
+    if value is None or isinstance(value, str):
+        return value
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
@@ -87,7 +79,7 @@ def check_unsupported(inputs: Inputs, unsupported: dict[str, str]) -> None:
 
 def _number(inputs: Inputs, name: str, default: Any, low: Optional[float], high: Optional[float],
             above_low: bool = False) -> Any:
-    value = _scalar(inputs, name, default)
+    value = llm_common.scalar(inputs, name, default)
     return None if value is None else llm_common.check_number(name, value, low, high, above_low=above_low)
 
 
@@ -133,7 +125,7 @@ class TritonPythonModel:
         ids = inputs.get("input_ids")
         if ids is None:
             raise llm_common.RequestError("input 'input_ids' is missing")
-        length = _scalar(inputs, "input_lengths", ids.shape[-1])
+        length = llm_common.scalar(inputs, "input_lengths", ids.shape[-1])
         if not 0 < int(length) <= ids.reshape(-1).size:
             raise llm_common.RequestError(f"input 'input_lengths' must be between 1 and the {ids.reshape(-1).size} "
                                           f"ids of input_ids (got {length})")
@@ -179,7 +171,7 @@ class TritonPythonModel:
 
     def _max_new(self, inputs: Inputs, prompt: list[int]) -> int:
         limit = (self.max_context - len(prompt)) if self.max_context else 1 << 20
-        wanted = _scalar(inputs, "request_output_len")
+        wanted = llm_common.scalar(inputs, "request_output_len")
         if wanted is None or int(wanted) <= 0:
             raise llm_common.RequestError(f"input 'request_output_len' must be at least 1 (got {wanted})")
         return min(int(wanted), limit)
@@ -199,7 +191,7 @@ class TritonPythonModel:
         places = []
         for index in range(batch):
             one = {name: array[index:index + 1] for name, array in inputs.items()} if batch > 1 else inputs
-            exclude = bool(_scalar(one, "exclude_input_in_output", self.exclude_input))
+            exclude = bool(llm_common.scalar(one, "exclude_input_in_output", self.exclude_input))
             places += [_Place(index, sequence, exclude, row) for sequence, row in enumerate(self._prompt_rows(one))]
         return places
 
@@ -208,7 +200,7 @@ class TritonPythonModel:
         prompt = self.read_prompt(inputs)
         max_new = self._max_new(inputs, prompt)
         count = int(_number(inputs, "num_return_sequences", 1, 1, self.max_batch))
-        end_id = _scalar(inputs, "end_id")
+        end_id = llm_common.scalar(inputs, "end_id")
         stop, bad = inputs.get("stop_words_list"), inputs.get("bad_words_list")
         for name, words in (("stop_words_list", llm_common.list_to_words(stop)),
                             ("bad_words_list", llm_common.list_to_words(bad))):
@@ -222,7 +214,7 @@ class TritonPythonModel:
         if settings["top_p"] == 0.0:  # TensorRT-LLM reads top_p 0 (NVIDIA's clients' default) as top-p off
             settings["top_p"] = 1.0
         top_k = int(_number(inputs, "runtime_top_k", self.defaults["runtime_top_k"], 0, None))
-        seed = _scalar(inputs, "seed", self.defaults["seed"])
+        seed = llm_common.scalar(inputs, "seed", self.defaults["seed"])
         end_ids = [int(end_id)] if end_id is not None else list(self.default_end_ids)
         grammar = self.guide(inputs, end_ids)
         return [llm_generate.Row(
@@ -232,7 +224,7 @@ class TritonPythonModel:
             top_k=top_k, seed=None if seed is None else int(seed) + index,
             min_tokens=int(_number(inputs, "min_tokens", 0, 0, None)),
             embedding_bias=bias.reshape(-1).tolist() if bias is not None and bias.size else None,
-            logprobs=bool(_scalar(inputs, "return_log_probs", False)), **settings) for index in range(count)]
+            logprobs=bool(llm_common.scalar(inputs, "return_log_probs", False)), **settings) for index in range(count)]
 
     def execute(self, requests: list[Any]) -> None:
         """Hand every valid request to the in-flight scheduler and return; malformed ones get an error of their own.
@@ -245,7 +237,7 @@ class TritonPythonModel:
         for request in requests:
             try:
                 inputs = llm_triton.inputs(request)
-                if _scalar(inputs, "stop", False):
+                if llm_common.scalar(inputs, "stop", False):
                     response = self.stop(request)
                 else:
                     _Job(self, request, inputs)
@@ -287,8 +279,8 @@ class _Job:
         """``inputs``: the request's input arrays by name, read once by ``execute``."""
         self.engine = engine
         self.sender = request.get_response_sender()
-        self.streaming = engine.decoupled and bool(_scalar(inputs, "streaming", False))
-        self.perf = bool(_scalar(inputs, "return_perf_metrics", False))
+        self.streaming = engine.decoupled and bool(llm_common.scalar(inputs, "streaming", False))
+        self.perf = bool(llm_common.scalar(inputs, "return_perf_metrics", False))
         self.request_id = request.request_id()
         self.times = {"arrival_time_ns": _time_ns()}
         places = engine.rows(inputs)

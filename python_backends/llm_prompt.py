@@ -64,14 +64,6 @@ def _ints(inputs: Inputs, name: str, rows: int) -> Optional[list[int]]:
     return values
 
 
-def _flag(inputs: Inputs, name: str) -> Optional[bool]:
-    """A request's boolean input (its first value: one flag for the request's prompts), or None when absent."""
-    array = inputs.get(name)
-    if array is None or array.size == 0:
-        return None
-    return bool(array.reshape(-1)[0])
-
-
 def pad_rows(rows: list[np.ndarray[Any, Any]], fill: int) -> np.ndarray[Any, Any]:
     """Token-id rows of different lengths as one int32 ``[rows, longest]`` array, padded with ``fill``."""
     width = max((r.shape[-1] for r in rows), default=0)
@@ -275,7 +267,7 @@ class Preprocessor:
             llm_common.check_prompt_bytes(text, self.max_input_len, self.token_bytes)
         # apply_chat_template false: the prompt is sent as it is (the OpenAI gateway templated the whole
         # conversation); a request may turn the template off, never on for a tokenizer that has none.
-        as_is = self.chat and _flag(inputs, "APPLY_CHAT_TEMPLATE") is False
+        as_is = self.chat and llm_common.scalar(inputs, "APPLY_CHAT_TEMPLATE") is False
         for text in texts if as_is else ():
             llm_common.check_prompt_present(text)
         return {

@@ -40,20 +40,6 @@ GUIDES = {"guided_decoding_param_json": "json_schema", "guided_decoding_param_js
           "guided_decoding_param_regex": "regex", "guided_decoding_param_grammar": "grammar"}
 
 
-def values(inputs: Inputs, name: str) -> Optional[list[Any]]:
-    """The values of input ``name`` as Python objects, flattened; None when the request has no such input."""
-    array = inputs.get(name)
-    if array is None:
-        return None
-    return [item.item() if hasattr(item, "item") else item for item in np.asarray(array).reshape(-1)]
-
-
-def scalar(inputs: Inputs, name: str, default: Any = None) -> Any:
-    """The first value of input ``name``, or ``default`` when it is absent or empty."""
-    found = values(inputs, name)
-    return found[0] if found else default
-
-
 def text(value: Any, name: str) -> str:
     """A string input's value as text; bytes that are not UTF-8 are the request's fault."""
     if isinstance(value, bytes):
@@ -100,7 +86,7 @@ class Job:
 
 def is_stop(inputs: Inputs) -> bool:
     """Whether the request is a ``stop`` naming another one (by its request id)."""
-    return bool(scalar(inputs, "stop", False))
+    return bool(llm_common.scalar(inputs, "stop", False))
 
 
 def parse_api(inputs: Inputs, decoupled: bool, request: Any = None, sender: Any = None) -> Job:
@@ -109,35 +95,35 @@ def parse_api(inputs: Inputs, decoupled: bool, request: Any = None, sender: Any 
     ``decoupled``: whether the model answers on response senders (only then may a request stream).
     """
     for name, engine in API_UNSUPPORTED.items():
-        if values(inputs, name):
+        if llm_common.values(inputs, name):
             raise llm_common.RequestError(f"input {name!r} is not supported by tritonkit's PyTorch engine; "
                                           f"{engine} serves it", llm_common.UNSUPPORTED)
-    texts = values(inputs, "text_input")
+    texts = llm_common.values(inputs, "text_input")
     if texts is None:
         raise llm_common.RequestError(llm_common.MISSING_PROMPT)
     if len(texts) != 1:
         raise llm_common.RequestError(f"input 'text_input' must hold exactly one prompt (got {len(texts)})")
-    best_of = int(scalar(inputs, "sampling_param_best_of", 1))
+    best_of = int(llm_common.scalar(inputs, "sampling_param_best_of", 1))
     if best_of != 1:
         raise llm_common.RequestError(f"input 'sampling_param_best_of' is {best_of}; this engine generates one "
                                       "sequence per request (TensorRT-LLM supports best_of > 1)")
-    streaming = bool(scalar(inputs, "streaming", False))
+    streaming = bool(llm_common.scalar(inputs, "streaming", False))
     if streaming and not decoupled:
         raise llm_common.RequestError("Streaming is only supported in decoupled mode.")
-    stops = [text(v, "sampling_param_stop") for v in values(inputs, "sampling_param_stop") or []]
-    want = {name for name in API_FLAGS if scalar(inputs, name, False)}
-    settings = {key: scalar(inputs, f"sampling_param_{key}") for key in API_SETTINGS}
-    template = scalar(inputs, "apply_chat_template")
-    n = int(llm_common.check_number("sampling_param_n", scalar(inputs, "sampling_param_n", 1), 1, 2**31 - 1))
-    logprobs = scalar(inputs, "sampling_param_logprobs")
+    stops = [text(v, "sampling_param_stop") for v in llm_common.values(inputs, "sampling_param_stop") or []]
+    want = {name for name in API_FLAGS if llm_common.scalar(inputs, name, False)}
+    settings = {key: llm_common.scalar(inputs, f"sampling_param_{key}") for key in API_SETTINGS}
+    template = llm_common.scalar(inputs, "apply_chat_template")
+    n = int(llm_common.check_number("sampling_param_n", llm_common.scalar(inputs, "sampling_param_n", 1), 1, 2**31 - 1))
+    logprobs = llm_common.scalar(inputs, "sampling_param_logprobs")
     if logprobs is not None:
         logprobs = int(llm_common.check_number("sampling_param_logprobs", logprobs, 0, MAX_TOP_LOGPROBS))
     return Job(request=request, sender=sender, prompt=text(texts[0], "text_input"),
-               max_tokens=api_max_tokens(scalar(inputs, "sampling_param_max_tokens")), streaming=streaming,
+               max_tokens=api_max_tokens(llm_common.scalar(inputs, "sampling_param_max_tokens")), streaming=streaming,
                settings={k: v for k, v in settings.items() if v is not None}, stop_words=stops,
-               exclude_input=bool(scalar(inputs, "sampling_param_exclude_input_from_output", True)),
+               exclude_input=bool(llm_common.scalar(inputs, "sampling_param_exclude_input_from_output", True)),
                chat_template=None if template is None else bool(template), want=frozenset(want), n=n,
-               logprobs=logprobs, logit_bias=logit_bias(scalar(inputs, "sampling_param_logit_bias")),
+               logprobs=logprobs, logit_bias=logit_bias(llm_common.scalar(inputs, "sampling_param_logit_bias")),
                guide=guide(inputs))
 
 
@@ -187,7 +173,7 @@ def guide(inputs: Inputs) -> Optional[tuple[str, str]]:
     """The request's one guided-decoding constraint (kind, text); RequestError if it sets more than one."""
     found = []
     for name, kind in GUIDES.items():
-        value = scalar(inputs, name)
+        value = llm_common.scalar(inputs, name)
         if value is None or value is False or (isinstance(value, bytes) and not value.strip()):
             continue
         found.append((name, kind, "" if kind == "json_object" else text(value, name)))

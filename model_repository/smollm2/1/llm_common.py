@@ -72,6 +72,20 @@ def error_text(exc: BaseException) -> str:
     return tag_error(code, str(exc))
 
 
+def values(inputs: Any, name: str) -> Optional[list[Any]]:
+    """The values of input ``name`` (a request's arrays by name) as Python objects, flattened; None when absent."""
+    array = inputs.get(name)
+    if array is None:
+        return None
+    return [item.item() if hasattr(item, "item") else item for item in np.asarray(array).reshape(-1)]
+
+
+def scalar(inputs: Any, name: str, default: Any = None) -> Any:
+    """The first value of input ``name``, or ``default`` when it is absent or empty."""
+    found = values(inputs, name)
+    return found[0] if found else default
+
+
 def check_number(name: str, value: Any, low: Optional[float] = None, high: Optional[float] = None, *,
                  above_low: bool = False) -> Any:
     """``value`` of input ``name`` if it is a finite number within [low, high] ((low, high] with ``above_low``).
