@@ -130,7 +130,7 @@ def _cases(llm_model: Optional[Path]) -> dict[str, Case]:
                          "free_gpu_memory_fraction=0.3,0.9"), 4.0, 1.0, input_tokens=128, output_tokens=64),
         "classic-gpu": Case(MATMUL, {"matmul.py": ROOT / "benchmarks" / "gpu" / "matmul.py"}, "matmul",
                             "p99_ms=50", 64, ("instance_kind=gpu", "instance_count=1,2,4", DELAYS,
-                                                          "max_batch_size=8,32,128", "preferred_batch_size=none"),
+                                                          "max_batch_size=8,64", "preferred_batch_size=none"),
                             4.0, 1.0),
     }
 
@@ -344,6 +344,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("tune-vs-brute"))
     parser.add_argument("--llm-model", type=Path, help="model folder for llm-gpu (random weights, with tokenizer)")
     parser.add_argument("--gpu", help="the GPU as plan names it (llm-gpu: plan's estimate seeds the search)")
+    parser.add_argument("--duration", type=float, help="measurement window per run, s (default: the case's)")
+    parser.add_argument("--warmup", type=float, help="warm-up after each load, s (default: the case's)")
     args = parser.parse_args(argv)
     cases = _cases(args.llm_model)
     results = []
@@ -351,6 +353,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         case = cases[name]
         if args.gpu and name.endswith("gpu"):
             case = Case(**{**case.__dict__, "gpu": args.gpu})
+        windows = {"duration_s": args.duration or case.duration_s, "warmup_s": args.warmup or case.warmup_s}
+        case = Case(**{**case.__dict__, **windows})
         results.append(run_case(name, case, args.out))
         _print(results[-1])
     (args.out / "summary.json").write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -4,7 +4,7 @@
 # SCRIPT.py is a script in benchmarks/gpu/ (default run_suite.py); it gets --out and --arch.
 # CARRY_DIR is what `python benchmarks/gpu/bundle.py --out CARRY_DIR` builds here from the project's own
 # environment (the README's test command's venv).
-# Results are packed into OUT_DIR/results.tar.gz (also when the run is cut short).
+# Results are packed into OUT_DIR/results.tar.gz (also when the run is cut short, or stopped at $DEADLINE).
 # CARRY_DIR holds: pytriton-min.tar.xz (the nvidia-pytriton wheel's server, backends, 3.12 stub and
 # libraries), wheels/*.whl (numpy 1.26.4, tritonclient, pydantic, protobuf, ...), smollm2-arch/.
 set -euo pipefail
@@ -28,4 +28,6 @@ nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv
 results=/tmp/gpu-results
 mkdir -p "$results" "$out"
 trap 'tar -czf "$out/results.tar.gz" -C "$results" . ; cp "$results/suite.log" "$out/" 2>/dev/null || true' EXIT
-PYTHONUNBUFFERED=1 python3 "benchmarks/gpu/$script" --out "$results" --arch "$carry/smollm2-arch" "$@" 2>&1 | tee -a "$results/suite.log"
+# DEADLINE (seconds): the script gets SIGINT then (tune restores the model and stops), so what it
+# measured comes back inside the device call's limit.
+PYTHONUNBUFFERED=1 ${DEADLINE:+timeout -s INT -k 30 "$DEADLINE"} python3 "benchmarks/gpu/$script" --out "$results" --arch "$carry/smollm2-arch" "$@" 2>&1 | tee -a "$results/suite.log"

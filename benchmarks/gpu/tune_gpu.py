@@ -33,11 +33,15 @@ def main() -> int:
                         help="folder with config.json + tokenizer of the LLM architecture")
     parser.add_argument("--cases", default="llm-gpu,classic-gpu")
     parser.add_argument("--gpu", help="the GPU as plan names it (default: found with nvidia-smi)")
+    parser.add_argument("--duration", type=float, help="measurement window per run, s (default: the case's)")
+    parser.add_argument("--warmup", type=float, help="warm-up after each load, s (default: the case's)")
     args = parser.parse_args()
     model = Path("/tmp/tritonkit-tune-gpu/smollm2-random")
     if not (model / "config.json").is_file():
         make_random_model(args.arch, model)
     extra = ["--gpu", args.gpu] if args.gpu else []
+    extra += ["--duration", str(args.duration)] if args.duration else []
+    extra += ["--warmup", str(args.warmup)] if args.warmup else []
     return compare(["--cases", args.cases, "--out", str(args.out), "--llm-model", str(model), *extra])
 
 
