@@ -357,7 +357,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         case = Case(**{**case.__dict__, **windows})
         results.append(run_case(name, case, args.out))
         _print(results[-1])
-    (args.out / "summary.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+        # Written after each case: a run stopped later (Ctrl-C, a device deadline) keeps the cases done.
+        (args.out / "summary.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     return 0
 
 
