@@ -7,8 +7,8 @@ For each case it generates a spec, then on one local tritonserver under explicit
 1. brute force: every candidate of the space measured once (``tune --exhaustive``, nothing pruned);
 2. ``tune``: the coordinate search from the spec's values or plan's estimate, with its pruning and repeats;
    the winner is written back into the spec;
-3. a re-check: brute force's four best and tune's answer measured twice more each, interleaved, since
-   the best of many single noisy runs is biased upwards;
+3. a re-check: brute force's four best and tune's answer measured twice more each (``--recheck 4,2``),
+   interleaved, since the best of many single noisy runs is biased upwards;
 4. the runs tune needed before its answer (the best candidate it had measured so far) was one whose mean
    over every run of it (brute force's, tune's, the re-check's) reached at least 95% of brute force's
    best re-checked mean, and the ratio to brute force's runs (the issue's bar: at most 1/5); also the
@@ -127,11 +127,11 @@ def _cases(llm_model: Optional[Path]) -> dict[str, Case]:
                                    tokenizer=f"tokenizer: {random_model}"), {}, "smollm2",
                         "ttft_p99_ms=500,itl_p99_ms=50", 64,
                         ("max_batch_size=32,64,128", "instance_count=1,2", "prefill_chunk=64,128",
-                         "free_gpu_memory_fraction=0.3,0.9"), 4.0, 1.0, input_tokens=128, output_tokens=64),
+                         "free_gpu_memory_fraction=0.3,0.9"), 1.5, 0.5, input_tokens=128, output_tokens=64),
         "classic-gpu": Case(MATMUL, {"matmul.py": ROOT / "benchmarks" / "gpu" / "matmul.py"}, "matmul",
-                            "p99_ms=50", 64, ("instance_kind=gpu", "instance_count=1,2,4", DELAYS,
+                            "p99_ms=50", 64, ("instance_kind=gpu", "instance_count=1,2", DELAYS,
                                                           "max_batch_size=8,64", "preferred_batch_size=none"),
-                            4.0, 1.0),
+                            1.5, 0.5),
     }
 
 
@@ -172,25 +172,26 @@ def _pooled(goal: Any, *run_lists: Any) -> dict[str, tuple[bool, float]]:
     return table
 
 
-def _recheck(case: Case, folder: Path, brute: Any, *tunes: Any) -> tuple[list[Any], list[str]]:
-    """Brute force's four best and tune's answer measured twice more each, interleaved, on one server.
+def _recheck(case: Case, folder: Path, brute: Any, *tunes: Any, best: int = 4, runs: int = 2) \
+        -> tuple[list[Any], list[str]]:
+    """Brute force's ``best`` best and tune's answer measured ``runs`` more times each, interleaved, on one server.
 
     One run per candidate on a shared machine is noisy, and the best of many noisy runs is biased upwards:
-    brute force's best is judged, like tune's answer, on the mean of three runs.
+    brute force's best is judged, like tune's answer, on the mean of all its runs.
     """
     from tritonkit.tune import prepare
     from tritonkit.tune.tuner import measure_candidates
 
     ranked = sorted((s for s in brute.result.standings if s.evaluation is not None and s.evaluation.met),
                     key=lambda s: -s.evaluation.objective)
-    chosen = [s.candidate for s in ranked[:4]]
+    chosen = [s.candidate for s in ranked[:best]]
     for tuned in tunes:
         winner = tuned.result.winner.candidate if tuned.result.winner else None
         if winner is not None and winner not in chosen:
             chosen.append(winner)
-    print(f"{case.model}: re-checking {len(chosen)} candidates twice more each", flush=True)
-    runs = measure_candidates(prepare(_options(case, folder, exhaustive=True)), chosen * 2, _say)
-    return runs, [c.key for c in chosen]
+    print(f"{case.model}: re-checking {len(chosen)} candidates {runs} more time(s) each", flush=True)
+    measured = measure_candidates(prepare(_options(case, folder, exhaustive=True)), chosen * runs, _say)
+    return measured, [c.key for c in chosen]
 
 
 def _replays(brute: Any, table: dict[str, tuple[bool, float]], goal_value: float) -> dict[str, Any]:
@@ -242,7 +243,7 @@ def _batching_gain(brute: Any, table: dict[str, tuple[bool, float]], winner: str
     return table[winner][1] / max(off) if off and max(off) > 0 and winner in table else None
 
 
-def run_case(name: str, case: Case, out: Path) -> dict[str, Any]:
+def run_case(name: str, case: Case, out: Path, recheck: tuple[int, int] = (4, 2)) -> dict[str, Any]:
     """Brute force, tune, replays and the fresh check for one case; returns its figures."""
     from tritonkit.tune import prepare, tune
     from tritonkit.tune.writeback import write_winner
@@ -277,12 +278,14 @@ def run_case(name: str, case: Case, out: Path) -> dict[str, Any]:
         (folder / "spec-poor.yaml").write_text(case.poor)
         print(f"{name}: tune from a poor guess (spec-poor.yaml)", flush=True)
         poor = tune(prepare(_options(case, folder, exhaustive=False, spec="spec-poor.yaml")), _say)
-    rechecks, rechecked = _recheck(case, folder, brute, tuned, *([poor] if poor else []))
+    rechecks, rechecked = _recheck(case, folder, brute, tuned, *([poor] if poor else []), best=recheck[0],
+                                   runs=recheck[1])
     pooled = _pooled(brute.goal, brute.ledger.runs, tuned.ledger.runs, rechecks, poor.ledger.runs if poor else [])
     reference = max(pooled[key][1] for key in rechecked if pooled[key][0])
     figures["brute_winner"] = brute.result.winner.candidate.key if brute.result.winner else None
     figures["brute_best_rechecked"] = reference
     figures["recheck_runs"] = len(rechecks)
+    figures["rechecked"], figures["recheck_each"] = recheck
     figures["tune_winner"] = winner.candidate.key
     figures["tune_winner_pooled"] = pooled.get(winner.candidate.key)
     figures["runs_to_95"] = _runs_to(tuned.result.trace, pooled, 0.95 * reference)
@@ -312,8 +315,9 @@ def _print(figures: dict[str, Any]) -> None:
         return
     ratio = figures["ratio"]
     print(f"   brute force: {figures['brute_runs']} runs in {figures['brute_s']} s, best {figures['objective']} "
-          f"{figures['brute_best']:.4g} in one run ({figures['brute_winner']}); its best on the mean of three "
-          f"runs (four best re-checked): {figures['brute_best_rechecked']:.4g}")
+          f"{figures['brute_best']:.4g} in one run ({figures['brute_winner']}); its best on the mean of its "
+          f"runs (the {figures['rechecked']} best re-checked {figures['recheck_each']} more time(s) each): "
+          f"{figures['brute_best_rechecked']:.4g}")
     print(f"   tune: {figures['tune_runs']} runs in {figures['tune_s']} s (run-to-run noise {figures['noise']:.1%}), "
           f"answer {figures['tune_winner']}, {figures['tune_winner_pooled'][1]:.4g} on the mean of its runs")
     print(f"   runs tune needed to reach >= 95% of brute force's best: {figures['runs_to_95']} "
@@ -346,7 +350,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--gpu", help="the GPU as plan names it (llm-gpu: plan's estimate seeds the search)")
     parser.add_argument("--duration", type=float, help="measurement window per run, s (default: the case's)")
     parser.add_argument("--warmup", type=float, help="warm-up after each load, s (default: the case's)")
+    parser.add_argument("--recheck", default="4,2", help="BEST,RUNS: brute force's BEST best and tune's answers "
+                        "measured RUNS more times each, interleaved (default 4,2)")
     args = parser.parse_args(argv)
+    best, more = (int(n) for n in args.recheck.split(","))
     cases = _cases(args.llm_model)
     results = []
     for name in args.cases.split(","):
@@ -355,7 +362,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             case = Case(**{**case.__dict__, "gpu": args.gpu})
         windows = {"duration_s": args.duration or case.duration_s, "warmup_s": args.warmup or case.warmup_s}
         case = Case(**{**case.__dict__, **windows})
-        results.append(run_case(name, case, args.out))
+        results.append(run_case(name, case, args.out, (best, more)))
         _print(results[-1])
         # Written after each case: a run stopped later (Ctrl-C, a device deadline) keeps the cases done.
         (args.out / "summary.json").write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -1,7 +1,10 @@
 """``tune`` against brute force on a CUDA host: the PyTorch engine's LLM and a batched torch matmul.
 
-    bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR tune_gpu.py --cases classic-gpu   # about 6 min
-    bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR tune_gpu.py --cases llm-gpu       # about 8 min
+    DEADLINE=500 bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR tune_gpu.py --cases llm-gpu [--recheck 2,1]
+    DEADLINE=500 bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR tune_gpu.py --cases classic-gpu
+
+(1.5 s windows after 0.5 s of warm-up, so each case fits one 10-minute device call; DEADLINE stops the
+script in time for what it measured to come back.)
 
 Makes the random-weight SmolLM2-shaped model from the carried architecture (as run_suite.py does), then
 runs ``benchmarks/tune_vs_brute.py``'s GPU cases: ``llm-gpu`` (max_batch_size, instance count, prefill
@@ -35,6 +38,7 @@ def main() -> int:
     parser.add_argument("--gpu", help="the GPU as plan names it (default: found with nvidia-smi)")
     parser.add_argument("--duration", type=float, help="measurement window per run, s (default: the case's)")
     parser.add_argument("--warmup", type=float, help="warm-up after each load, s (default: the case's)")
+    parser.add_argument("--recheck", default="4,2", help="BEST,RUNS: as tune_vs_brute.py's --recheck")
     args = parser.parse_args()
     model = Path("/tmp/tritonkit-tune-gpu/smollm2-random")
     if not (model / "config.json").is_file():
@@ -42,6 +46,7 @@ def main() -> int:
     extra = ["--gpu", args.gpu] if args.gpu else []
     extra += ["--duration", str(args.duration)] if args.duration else []
     extra += ["--warmup", str(args.warmup)] if args.warmup else []
+    extra += ["--recheck", args.recheck]
     return compare(["--cases", args.cases, "--out", str(args.out), "--llm-model", str(model), *extra])
 
 
