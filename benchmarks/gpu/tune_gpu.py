@@ -1,7 +1,7 @@
 """``tune`` against brute force on a CUDA host: the PyTorch engine's LLM and a batched torch matmul.
 
-    DEADLINE=500 bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR tune_gpu.py --cases llm-gpu [--recheck 2,1]
-    DEADLINE=500 bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR tune_gpu.py --cases classic-gpu
+    DEADLINE=480 bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR tune_gpu.py --cases llm-gpu [--recheck 2,1]
+    DEADLINE=480 bash benchmarks/gpu/device.sh CARRY_DIR OUT_DIR tune_gpu.py --cases classic-gpu
 
 (1.5 s windows after 0.5 s of warm-up, so each case fits one 10-minute device call; DEADLINE stops the
 script in time for what it measured to come back.)
