@@ -72,17 +72,20 @@ def error_text(exc: BaseException) -> str:
     return tag_error(code, str(exc))
 
 
-def values(inputs: Any, name: str) -> Optional[list[Any]]:
-    """The values of input ``name`` (a request's arrays by name) as Python objects, flattened; None when absent."""
+def values(inputs: Any, name: str, limit: Optional[int] = None) -> Optional[list[Any]]:
+    """The values of input ``name`` (a request's arrays by name) as Python objects, flattened; None when absent.
+
+    ``limit``: at most that many, from the start (the rest of a large array is never converted).
+    """
     array = inputs.get(name)
     if array is None:
         return None
-    return [item.item() if hasattr(item, "item") else item for item in np.asarray(array).reshape(-1)]
+    return [item.item() if hasattr(item, "item") else item for item in np.asarray(array).reshape(-1)[:limit]]
 
 
 def scalar(inputs: Any, name: str, default: Any = None) -> Any:
     """The first value of input ``name``, or ``default`` when it is absent or empty."""
-    found = values(inputs, name)
+    found = values(inputs, name, 1)
     return found[0] if found else default
 
 
